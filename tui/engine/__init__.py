@@ -1,0 +1,1 @@
+"""Inference engines: one owner per model, jobs in, events out."""

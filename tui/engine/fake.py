@@ -1,0 +1,92 @@
+"""A fake engine for UI tests and demos: same interface, canned answers.
+
+It streams the words of a scripted answer (by default an echo of the user's
+message) from a thread, honours cancellation and reports the same events as
+the real engine, so UI logic can be tested quickly without a model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from tui.engine.protocol import (
+    EventCallback,
+    Generate,
+    GenerationFinished,
+    GenerationStarted,
+    LoadModel,
+    ModelInfo,
+    ModelLoading,
+    ModelReady,
+    TokenText,
+)
+
+
+def echo_answer(job: Generate) -> str:
+    return f"You said: {job.history[-1].content}"
+
+
+class FakeEngine:
+    """Streams ``answer(job)`` word by word with ``delay`` seconds between words."""
+
+    def __init__(
+        self,
+        answer: Callable[[Generate], str] = echo_answer,
+        delay: float = 0.0,
+        load_delay: float = 0.0,
+    ):
+        self.answer = answer
+        self.delay = delay
+        self.load_delay = load_delay
+        self.jobs: list[Generate] = []
+        self.loads: list[LoadModel] = []
+        self._cancelled: set[int] = set()
+        self._on_event: EventCallback | None = None
+        self._lock = threading.Lock()  # one job at a time, like the real model
+
+    def start(self, on_event: EventCallback) -> None:
+        self._on_event = on_event
+
+    def load(self, request: LoadModel) -> None:
+        self.loads.append(request)
+        threading.Thread(target=self._load, args=(request,), daemon=True).start()
+
+    def _load(self, request: LoadModel) -> None:
+        assert self._on_event is not None
+        self._on_event(ModelLoading(request.path, 0.0))
+        time.sleep(self.load_delay)
+        info = ModelInfo(request.path, "fake", request.n_ctx, request.n_ctx, True)
+        self._on_event(ModelReady(info, self.load_delay))
+
+    def generate(self, job: Generate) -> None:
+        self.jobs.append(job)
+        threading.Thread(target=self._generate, args=(job,), daemon=True).start()
+
+    def _generate(self, job: Generate) -> None:
+        assert self._on_event is not None
+        with self._lock:
+            n_ctx = int(job.sampling.get("n_ctx", 4096))
+            self._on_event(GenerationStarted(job.job_id, 10, n_ctx, job.start, "chat"))
+            words = self.answer(job).split(" ")
+            text, reason, started = "", "stop", time.monotonic()
+            for index, word in enumerate(words):
+                if job.job_id in self._cancelled:
+                    reason = "cancelled"
+                    break
+                piece = word if index == 0 else " " + word
+                text += piece
+                self._on_event(TokenText(job.job_id, piece))
+                time.sleep(self.delay)
+            self._on_event(
+                GenerationFinished(
+                    job.job_id, text, reason, len(words), time.monotonic() - started, 10, n_ctx
+                )
+            )
+
+    def cancel(self, job_id: int) -> None:
+        self._cancelled.add(job_id)
+
+    def close(self) -> None:
+        pass

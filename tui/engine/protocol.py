@@ -1,0 +1,136 @@
+"""What the UI and the inference engines say to each other.
+
+An engine owns one model. The UI (or the CLI) sends it :class:`LoadModel`
+and :class:`Generate` jobs and receives events; it never blocks on the
+engine and never touches the model itself. Every event is a small picklable
+dataclass so that it can cross a process boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from tui.prompt import PersonaPrompt, Turn
+
+
+@dataclass
+class LoadModel:
+    path: str
+    n_ctx: int = 4096
+    n_threads: int | None = None
+    n_gpu_layers: int = 0
+
+
+@dataclass
+class Generate:
+    job_id: int
+    persona: PersonaPrompt
+    history: list[Turn]  # the chat so far, ending with the new user message
+    sampling: dict[str, Any]
+    start: int = 0  # first history index the model still remembers (from the last turn)
+
+
+@dataclass
+class Cancel:
+    job_id: int  # cancels this job and every earlier one
+
+
+@dataclass
+class ModelInfo:
+    path: str
+    name: str
+    n_ctx: int  # the context actually allocated
+    n_ctx_train: int
+    has_chat_template: bool
+    size_bytes: int = 0
+
+
+# --- events ---------------------------------------------------------------------------
+
+
+@dataclass
+class ModelLoading:
+    path: str
+    progress: float  # 0..1
+
+
+@dataclass
+class ModelReady:
+    info: ModelInfo
+    seconds: float
+
+
+@dataclass
+class ModelFailed:
+    path: str
+    message: str  # for people: what is wrong and what to do
+    log_tail: str = ""
+
+
+@dataclass
+class GenerationStarted:
+    job_id: int
+    prompt_tokens: int
+    n_ctx: int
+    start: int  # first history index inside the window
+    mode: str
+    cached_tokens: int = 0
+
+
+@dataclass
+class TokenText:
+    job_id: int
+    text: str
+
+
+@dataclass
+class GenerationFinished:
+    job_id: int
+    text: str  # the whole cleaned answer
+    reason: str  # "stop", "length", "context", "cancelled"
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    prompt_tokens: int = 0
+    n_ctx: int = 0
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.completion_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class GenerationFailed:
+    job_id: int
+    message: str  # for people
+    text: str = ""  # whatever was generated before the failure
+
+
+EngineEvent = (
+    ModelLoading
+    | ModelReady
+    | ModelFailed
+    | GenerationStarted
+    | TokenText
+    | GenerationFinished
+    | GenerationFailed
+)
+EventCallback = Callable[[EngineEvent], None]
+
+
+class Engine(Protocol):
+    """The interface every backend offers (local llama.cpp, fake, remote)."""
+
+    def start(self, on_event: EventCallback) -> None:
+        """Begin; events are delivered to ``on_event`` from a background thread."""
+
+    def load(self, request: LoadModel) -> None: ...
+
+    def generate(self, job: Generate) -> None: ...
+
+    def cancel(self, job_id: int) -> None:
+        """Stop job ``job_id`` soon (between tokens); it ends with reason 'cancelled'."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,97 @@
+"""Schema migrations: an ordered list of small functions, each applied once.
+
+``PRAGMA user_version`` holds the number of migrations applied. Before an
+existing database is migrated a backup copy is written next to it. A database
+written by a newer llama-tui (a higher version than we know) is refused and
+left untouched.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+
+def _m001_initial(db: sqlite_utils.Database) -> None:
+    db["conversations"].create(
+        {
+            "id": int,
+            "title": str,
+            "persona": str,
+            "model": str,
+            "sampling": str,  # JSON: the chat's own sampling settings
+            "created_at": str,
+            "updated_at": str,
+            "context_start_id": int,  # first message inside the model's window
+        },
+        pk="id",
+        not_null={"title", "persona", "created_at", "updated_at"},
+        defaults={"title": "", "model": "", "sampling": "{}"},
+    )
+    db["messages"].create(
+        {
+            "id": int,
+            "conversation_id": int,
+            "role": str,
+            "content": str,
+            "status": str,
+            "created_at": str,
+            "updated_at": str,
+            "model": str,
+            "meta": str,  # JSON: tokens, speed, finish reason, error text
+        },
+        pk="id",
+        foreign_keys=[("conversation_id", "conversations", "id")],
+        not_null={"conversation_id", "role", "content", "status", "created_at"},
+        defaults={"content": "", "status": "complete", "model": "", "meta": "{}"},
+    )
+    db["messages"].create_index(["conversation_id", "id"])
+    db["conversations"].create_index(["updated_at"])
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m001_initial]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaTooNew(Exception):
+    pass
+
+
+def version(db: sqlite_utils.Database) -> int:
+    return db.execute("pragma user_version").fetchone()[0]
+
+
+def migrate(db: sqlite_utils.Database, path: Path) -> int:
+    """Bring ``db`` to :data:`SCHEMA_VERSION`; returns the version it had."""
+    from tui.store import StoreError  # circular at import time only
+
+    try:
+        current = version(db)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"{path} is not a usable llama-tui database ({exc}). Move it aside "
+            "or choose another file with --db PATH."
+        ) from exc
+    if current > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} was written by a newer llama-tui (schema {current}; this version "
+            f"knows {SCHEMA_VERSION}). Upgrade llama-tui, or use another file with --db PATH. "
+            "The database was not modified."
+        )
+    if current == SCHEMA_VERSION:
+        return current
+    if current > 0 and str(path) != ":memory:":
+        backup = path.with_name(f"{path.name}.bak-v{current}")
+        target = sqlite3.connect(str(backup))
+        with target:
+            db.conn.backup(target)
+        target.close()
+        backup.chmod(0o600)
+    for number in range(current, SCHEMA_VERSION):
+        with db.conn:
+            MIGRATIONS[number](db)
+            db.execute(f"pragma user_version = {number + 1}")
+    return current

@@ -1,0 +1,304 @@
+"""Personas: a prompt plus sampling defaults, one TOML file each.
+
+Bundled personas ship read-only inside the package; the user's own live in
+``<config dir>/personas`` and override a bundled one with the same file name.
+Files are read with :mod:`tomllib` and written with :mod:`tomli_w`. A broken
+file never stops the app: :func:`load_library` returns it as a
+:class:`PersonaProblem` naming the file, the line and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from tui import paths
+from tui.sampling import SPEC, Sampling, out_of_range
+
+MODES = ("auto", "chat", "transcript")
+DEFAULT_PERSONA = "assistant"
+
+_TEXT_KEYS = ("name", "description", "ai_name", "user_name", "mode", "system", "greeting", "model")
+KNOWN_KEYS = frozenset(_TEXT_KEYS) | {"stop", "examples", "sampling"}
+
+
+@dataclass
+class Example:
+    """One few-shot exchange, rendered as a user turn and an AI turn."""
+
+    user: str
+    ai: str
+
+
+@dataclass
+class Persona:
+    """A persona as read from (or about to be written to) a TOML file."""
+
+    id: str
+    name: str
+    description: str = ""
+    ai_name: str = "Assistant"
+    user_name: str = "User"
+    mode: str = "auto"
+    system: str = ""
+    examples: list[Example] = field(default_factory=list)
+    greeting: str = ""
+    stop: list[str] = field(default_factory=list)
+    sampling: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
+    path: Path | None = None
+    bundled: bool = False
+    # Keys this version does not know: kept so that re-saving loses nothing.
+    extra: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def sampling_defaults(self) -> Sampling:
+        """The persona's sampling values over llama.cpp's defaults."""
+        return Sampling.from_dict(self.sampling)
+
+    def fill(self, text: str, now: datetime | None = None) -> str:
+        """Substitute the placeholders in ``text``.
+
+        Plain string replacement, never evaluation: ``{{user}}``, ``{{ai}}``
+        (also ``{{char}}``), ``{{date}}``, ``{{time}}``, ``{{year}}`` and
+        ``{{datetime}}``. Unknown ``{{...}}`` are left as they are.
+        """
+        now = now or datetime.now()
+        values = {
+            "user": self.user_name,
+            "ai": self.ai_name,
+            "char": self.ai_name,
+            "date": now.strftime("%Y-%m-%d"),
+            "time": now.strftime("%H:%M"),
+            "year": now.strftime("%Y"),
+            "datetime": now.strftime("%Y-%m-%d %H:%M"),
+        }
+        return _PLACEHOLDER.sub(lambda m: values.get(m.group(1).lower(), m.group(0)), text)
+
+    def to_toml_dict(self) -> dict[str, Any]:
+        """The file contents, in a stable, readable key order."""
+        out: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "ai_name": self.ai_name,
+            "user_name": self.user_name,
+            "mode": self.mode,
+        }
+        if self.model:
+            out["model"] = self.model
+        out["system"] = self.system
+        if self.greeting:
+            out["greeting"] = self.greeting
+        if self.stop:
+            out["stop"] = list(self.stop)
+        out.update(self.extra)
+        if self.sampling:
+            out["sampling"] = dict(self.sampling)
+        if self.examples:
+            out["examples"] = [{"user": e.user, "ai": e.ai} for e in self.examples]
+        return out
+
+
+@dataclass
+class PersonaProblem:
+    """A persona file that could not be loaded, and why (for people)."""
+
+    path: Path
+    reason: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        return f"{where}: {self.reason}"
+
+
+class PersonaError(Exception):
+    """A persona file is unusable; ``problem`` says which and why."""
+
+    def __init__(self, problem: PersonaProblem):
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_]+)\s*\}\}")
+_SLUG_UNSAFE = re.compile(r"[^a-z0-9_-]+")
+
+
+def slugify(name: str) -> str:
+    """A safe file stem for a persona name: no separators, no dots, no ``..``."""
+    slug = _SLUG_UNSAFE.sub("-", name.strip().lower()).strip("-_")
+    return slug[:64] or "persona"
+
+
+def parse_persona(data: dict[str, Any], persona_id: str, path: Path | None = None) -> Persona:
+    """Validate the TOML table of one persona; raises ValueError with a reason."""
+    persona = Persona(id=persona_id, name=persona_id, path=path)
+    for key in _TEXT_KEYS:
+        if key in data:
+            value = data[key]
+            if not isinstance(value, str):
+                raise ValueError(f"'{key}' must be a string, not {type(value).__name__}")
+            setattr(persona, key, value)
+    if persona.mode not in MODES:
+        raise ValueError(f"'mode' must be one of {', '.join(MODES)}, not {persona.mode!r}")
+    stop = data.get("stop", [])
+    if isinstance(stop, str):
+        stop = [stop]
+    if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+        raise ValueError("'stop' must be a list of strings")
+    persona.stop = [s for s in stop if s]
+    persona.examples = _parse_examples(data.get("examples", []))
+    persona.sampling = _parse_sampling(data.get("sampling", {}), persona.warnings)
+    for key in data:
+        if key not in KNOWN_KEYS:
+            persona.extra[key] = data[key]
+            persona.warnings.append(f"unknown key '{key}' (kept, but not used)")
+    return persona
+
+
+def _parse_examples(examples: Any) -> list[Example]:
+    if not isinstance(examples, list):
+        raise ValueError("'examples' must be an array of tables ([[examples]])")
+    parsed = []
+    for number, item in enumerate(examples, 1):
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(k), str) for k in ("user", "ai")
+        ):
+            raise ValueError(f"example {number} needs string fields 'user' and 'ai'")
+        parsed.append(Example(user=item["user"], ai=item["ai"]))
+    return parsed
+
+
+def _parse_sampling(table: Any, warnings: list[str]) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise ValueError("'sampling' must be a table ([sampling])")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in SPEC:
+            warnings.append(f"unknown sampling setting '{key}' (ignored)")
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"sampling.{key} must be a number, not {type(value).__name__}")
+        if out_of_range(key, value):
+            low, high = SPEC[key][1].low, SPEC[key][1].high
+            warnings.append(f"sampling.{key} = {value} is outside {low}..{high}; clamped")
+        values[key] = value
+    return values
+
+
+def load_persona_file(path: Path, bundled: bool = False) -> Persona:
+    """Read one persona file; raises :class:`PersonaError` naming the file and line."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PersonaError(PersonaProblem(path, f"cannot read the file ({exc.strerror})")) from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise PersonaError(PersonaProblem(path, "not valid UTF-8 text", line)) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None) or _line_from_message(str(exc))
+        reason = getattr(exc, "msg", None) or str(exc)
+        raise PersonaError(PersonaProblem(path, f"TOML syntax error: {reason}", line)) from exc
+    try:
+        persona = parse_persona(data, path.stem, path)
+    except ValueError as exc:
+        raise PersonaError(PersonaProblem(path, str(exc), _line_of_key(text, exc))) from exc
+    persona.bundled = bundled
+    return persona
+
+
+def _line_from_message(message: str) -> int | None:
+    match = re.search(r"line (\d+)", message)
+    return int(match.group(1)) if match else None
+
+
+def _line_of_key(text: str, exc: ValueError) -> int | None:
+    """Best effort: the line where the key named in a validation error is set."""
+    match = re.search(r"'([A-Za-z_]+)'|sampling\.([A-Za-z_]+)", str(exc))
+    if not match:
+        return None
+    key = match.group(1) or match.group(2)
+    for number, line in enumerate(text.splitlines(), 1):
+        if re.match(rf"\s*{re.escape(key)}\s*=", line):
+            return number
+    return None
+
+
+def bundled_personas_dir() -> Path:
+    """The read-only personas shipped with llama-tui.
+
+    In a wheel they live in ``tui/_bundled_personas``; in a source checkout
+    (editable install) they are the repository's ``personas/`` folder.
+    """
+    packaged = Path(str(resources.files("tui"))) / "_bundled_personas"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "personas"
+
+
+@dataclass
+class PersonaLibrary:
+    """All personas by id, plus the files that could not be loaded."""
+
+    personas: dict[str, Persona]
+    problems: list[PersonaProblem]
+
+    def get(self, persona_id: str | None) -> Persona:
+        """The persona ``persona_id``, else the default, else a built-in fallback."""
+        for candidate in (persona_id, DEFAULT_PERSONA):
+            if candidate and candidate in self.personas:
+                return self.personas[candidate]
+        return Persona(id=DEFAULT_PERSONA, name="Assistant", system="You are a helpful assistant.")
+
+    def sorted(self) -> list[Persona]:
+        return sorted(self.personas.values(), key=lambda p: (p.id != DEFAULT_PERSONA, p.name.lower()))
+
+
+def load_library(
+    bundled_dir: Path | None = None, user_dir: Path | None = None
+) -> PersonaLibrary:
+    """Load bundled then user personas; user files override bundled ones by id."""
+    personas: dict[str, Persona] = {}
+    problems: list[PersonaProblem] = []
+    for directory, bundled in (
+        (bundled_dir or bundled_personas_dir(), True),
+        (user_dir or paths.user_personas_dir(), False),
+    ):
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.glob("*.toml")):
+            try:
+                persona = load_persona_file(path, bundled=bundled)
+            except PersonaError as exc:
+                problems.append(exc.problem)
+                continue
+            personas[persona.id] = persona
+            problems.extend(PersonaProblem(path, w) for w in persona.warnings)
+    return PersonaLibrary(personas, problems)
+
+
+def save_persona(persona: Persona, user_dir: Path | None = None) -> Path:
+    """Write ``persona`` as a user persona file and return its path.
+
+    The file name is the slug of the persona's id, so names with ``/`` or
+    ``..`` can never escape the personas directory.
+    """
+    directory = paths.ensure_private_dir(user_dir or paths.user_personas_dir())
+    persona.id = slugify(persona.id or persona.name)
+    path = directory / f"{persona.id}.toml"
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(tomli_w.dumps(persona.to_toml_dict(), multiline_strings=True), "utf-8")
+    tmp.replace(path)
+    persona.path, persona.bundled = path, False
+    return path

@@ -1,0 +1,267 @@
+"""Turning a persona and a chat history into the exact prompt for the model.
+
+Two ways, as llama.cpp users know them:
+
+- **chat mode**: the model's own chat template (``tokenizer.chat_template``
+  from the GGUF), rendered in Jinja's sandbox the way llama-cpp-python's
+  ``Jinja2ChatFormatter`` does, with the generation prompt appended;
+- **transcript mode** (the seed's ``./main -i -r "User:"``): the persona text,
+  then ``User: …`` / ``Bob: …`` lines, ending with ``Bob:``.
+
+``auto`` picks chat mode when the model has a template. Nothing here imports
+llama.cpp or Textual; token counting is passed in as a function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from tui.personas import Persona
+from tui.stops import transcript_stops
+
+CHAT, TRANSCRIPT = "chat", "transcript"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message as the model sees it."""
+
+    role: str  # "system", "user" or "assistant"
+    content: str
+
+
+@dataclass
+class PersonaPrompt:
+    """The parts of a persona that shape the prompt, placeholders filled."""
+
+    system: str
+    examples: list[Turn] = field(default_factory=list)
+    ai_name: str = "Assistant"
+    user_name: str = "User"
+    mode: str = "auto"
+    stop: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_persona(cls, persona: Persona, now: datetime | None = None) -> PersonaPrompt:
+        examples: list[Turn] = []
+        for example in persona.examples:
+            examples.append(Turn("user", persona.fill(example.user, now)))
+            examples.append(Turn("assistant", persona.fill(example.ai, now)))
+        return cls(
+            system=persona.fill(persona.system, now).strip(),
+            examples=examples,
+            ai_name=persona.ai_name,
+            user_name=persona.user_name,
+            mode=persona.mode,
+            stop=list(persona.stop),
+        )
+
+
+def choose_mode(persona_mode: str, chat_template: str | None) -> str:
+    """``chat`` or ``transcript``; never a guessed format for a template-less model."""
+    if persona_mode in (CHAT, TRANSCRIPT):
+        return CHAT if persona_mode == CHAT and chat_template else TRANSCRIPT
+    return CHAT if chat_template else TRANSCRIPT
+
+
+class TemplateError(Exception):
+    """The model's chat template could not be rendered."""
+
+
+def _raise(message: str) -> None:
+    raise TemplateError(message)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+_ENV = ImmutableSandboxedEnvironment(
+    loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True, autoescape=False
+)
+_ENV.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
+
+
+def render_chat(
+    template: str,
+    turns: Sequence[Turn],
+    bos_token: str = "",
+    eos_token: str = "",
+    add_generation_prompt: bool = True,
+) -> str:
+    """Render ``turns`` with a GGUF chat template in Jinja's sandbox.
+
+    A hostile template cannot reach Python objects, files or imports: the
+    immutable sandbox refuses attribute access to internals.
+    """
+    try:
+        compiled = _ENV.from_string(template)
+        return compiled.render(
+            messages=[{"role": t.role, "content": t.content} for t in turns],
+            bos_token=bos_token,
+            eos_token=eos_token,
+            add_generation_prompt=add_generation_prompt,
+        )
+    except TemplateError:
+        raise
+    except jinja2.TemplateError as exc:
+        raise TemplateError(f"the model's chat template failed: {exc}") from exc
+
+
+def render_transcript(persona: PersonaPrompt, turns: Sequence[Turn], open_reply: bool) -> str:
+    """The seed's transcript: persona text, ``Name: text`` lines, ending ``AI:``."""
+    parts = [persona.system + "\n\n"] if persona.system else []
+    for turn in turns:
+        name = persona.ai_name if turn.role == "assistant" else persona.user_name
+        if turn.role == "system":
+            parts.append(turn.content.strip() + "\n")
+            continue
+        parts.append(f"{name}: {turn.content.strip()}\n")
+    if open_reply:
+        parts.append(f"{persona.ai_name}:")
+    return "".join(parts)
+
+
+@dataclass
+class PromptFormat:
+    """What the engine knows about the loaded model's format."""
+
+    chat_template: str | None = None
+    bos_token: str = ""
+    eos_token: str = ""
+
+
+@dataclass
+class BuiltPrompt:
+    """A prompt ready for the model, and how the history was fitted into it."""
+
+    text: str
+    tokens: list[int]
+    mode: str
+    stops: list[str]
+    start: int  # index of the first history turn inside the window
+    n_keep: int  # tokens of the persona block, never dropped
+
+
+class PromptTooLong(Exception):
+    """Even the persona plus the newest message do not fit the window."""
+
+    def __init__(self, needed: int, budget: int):
+        super().__init__(
+            f"This message needs {needed} tokens but the model's window leaves room "
+            f"for {budget}. Shorten it, or raise the context size (n_ctx) of this chat."
+        )
+        self.needed, self.budget = needed, budget
+
+
+class PromptBuilder:
+    """Renders persona + history for one model, and fits it into the window.
+
+    ``tokenize`` turns rendered text into the model's tokens (with BOS where
+    the model wants one); it is the only link to the model.
+    """
+
+    def __init__(self, fmt: PromptFormat, tokenize: Callable[[str], list[int]]):
+        self.fmt = fmt
+        self.tokenize = tokenize
+
+    def render(self, persona: PersonaPrompt, history: Sequence[Turn], mode: str) -> str:
+        if mode == CHAT:
+            head = [Turn("system", persona.system)] if persona.system else []
+            return render_chat(
+                self.fmt.chat_template or "",
+                [*head, *persona.examples, *history],
+                self.fmt.bos_token,
+                self.fmt.eos_token,
+            )
+        return render_transcript(persona, [*persona.examples, *history], open_reply=True)
+
+    def stops(self, persona: PersonaPrompt, mode: str) -> list[str]:
+        if mode == TRANSCRIPT:
+            return transcript_stops(persona.user_name, persona.stop)
+        return list(persona.stop)
+
+    def build(
+        self,
+        persona: PersonaPrompt,
+        history: Sequence[Turn],
+        budget: int,
+        start: int = 0,
+    ) -> BuiltPrompt:
+        """Fit ``history[start:]`` into ``budget`` tokens, dropping in chunks.
+
+        The persona block always stays (llama.cpp's ``n_keep``). If the
+        history from ``start`` does not fit, the oldest turns after the
+        persona block are dropped until what is left takes at most half of
+        the room after it, as llama.cpp's context shift does
+        (``n_discard = n_left / 2``): the next turns then extend the same
+        prefix, and the KV cache is reused, until the window fills again.
+        Nothing is dropped while things fit, so consecutive turns render
+        byte-identically up to the new message.
+        """
+        mode = choose_mode(persona.mode, self.fmt.chat_template)
+        start = _user_turn_at_or_after(history, min(max(start, 0), len(history) - 1))
+        tokens = self._tokens(persona, history[start:], mode)
+        if len(tokens) > budget:
+            n_keep = len(self._tokens(persona, [], mode))
+            target = n_keep + (budget - n_keep) // 2
+            start = self._first_start_fitting(persona, history, mode, start, target, budget)
+            tokens = self._tokens(persona, history[start:], mode)
+            if len(tokens) > budget:
+                raise PromptTooLong(len(tokens), budget)
+        n_keep = len(self._tokens(persona, [], mode))
+        text = self.render(persona, history[start:], mode)
+        return BuiltPrompt(text, tokens, mode, self.stops(persona, mode), start, n_keep)
+
+    def _tokens(self, persona: PersonaPrompt, history: Sequence[Turn], mode: str) -> list[int]:
+        return self.tokenize(self.render(persona, history, mode))
+
+    def _first_start_fitting(
+        self,
+        persona: PersonaPrompt,
+        history: Sequence[Turn],
+        mode: str,
+        start: int,
+        target: int,
+        budget: int,
+    ) -> int:
+        """The earliest user turn from which the rest fits ``target`` tokens.
+
+        Binary search over user-turn starts (fewer turns, fewer tokens). The
+        newest user turn is always kept; if even it exceeds ``target`` but
+        fits ``budget``, it is used alone.
+        """
+        candidates = [i for i in range(start, len(history)) if history[i].role == "user"]
+        if not candidates:
+            return len(history) - 1
+        low, high = 0, len(candidates) - 1
+        while low < high:
+            mid = (low + high) // 2
+            if len(self._tokens(persona, history[candidates[mid] :], mode)) <= target:
+                high = mid
+            else:
+                low = mid + 1
+        return candidates[low]
+
+
+def _user_turn_at_or_after(history: Sequence[Turn], index: int) -> int:
+    """History in the window always begins with a user turn."""
+    for i in range(max(index, 0), len(history)):
+        if history[i].role == "user":
+            return i
+    return max(len(history) - 1, 0)
+
+
+def clean_reply(text: str, persona: PersonaPrompt, mode: str) -> str:
+    """The answer as shown and stored: no leading space after ``Bob:``, no name echo."""
+    if mode == TRANSCRIPT:
+        text = text.lstrip(" ")
+        prefix = f"{persona.ai_name}:"
+        if text.startswith(prefix):
+            text = text[len(prefix) :].lstrip(" ")
+    return text.rstrip()

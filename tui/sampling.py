@@ -1,0 +1,113 @@
+"""Sampling settings: what the sliders edit and what the engine receives.
+
+Defaults and ranges follow llama.cpp's ``common.h`` (see the README's table).
+A chat stores its settings as JSON; a persona supplies defaults; anything
+missing falls back to the values here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of one numeric setting, and the slider step."""
+
+    low: float
+    high: float
+    step: float
+    integer: bool = False
+    help: str = ""
+
+
+# name -> (default, range). Order is the order shown in the sampling panel.
+SPEC: dict[str, tuple[float | int, Range]] = {
+    "temperature": (0.8, Range(0.0, 2.0, 0.05, help="0 = always the most likely token")),
+    "top_k": (40, Range(0, 200, 1, True, "0 = off")),
+    "top_p": (0.95, Range(0.0, 1.0, 0.01, help="1 = off")),
+    "min_p": (0.05, Range(0.0, 1.0, 0.01, help="0 = off")),
+    "typical_p": (1.0, Range(0.0, 1.0, 0.01, help="1 = off")),
+    "repeat_penalty": (1.0, Range(1.0, 1.5, 0.01, help="1 = off")),
+    "repeat_last_n": (64, Range(0, 4096, 16, True, "tokens the repeat penalty looks back on")),
+    "presence_penalty": (0.0, Range(0.0, 2.0, 0.05)),
+    "frequency_penalty": (0.0, Range(0.0, 2.0, 0.05)),
+    "mirostat_mode": (0, Range(0, 2, 1, True, "0 off, 1 or 2: replaces top-k/top-p/temp")),
+    "mirostat_tau": (5.0, Range(0.0, 10.0, 0.1)),
+    "mirostat_eta": (0.1, Range(0.0, 1.0, 0.01)),
+    "max_tokens": (1024, Range(-1, 8192, 16, True, "-1 = until the model stops")),
+    "n_ctx": (4096, Range(256, 131072, 256, True, "capped at the model's training context")),
+    "seed": (-1, Range(-1, 2**31 - 1, 1, True, "-1 = a fresh random seed each reply")),
+}
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """One complete set of sampling settings (immutable; use ``replace``)."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    typical_p: float = 1.0
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    mirostat_mode: int = 0
+    mirostat_tau: float = 5.0
+    mirostat_eta: float = 0.1
+    max_tokens: int = 1024
+    n_ctx: int = 4096
+    seed: int = -1
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None, base: Sampling | None = None) -> Sampling:
+        """Build settings from a (possibly partial) dict over ``base``.
+
+        Values are coerced to the field's type and clamped to its range, so a
+        bad value in a file or an old database never reaches llama.cpp.
+        Unknown keys are ignored here; callers that care report them.
+        """
+        merged = asdict(base or cls())
+        for key, value in (values or {}).items():
+            if key in SPEC and value is not None:
+                merged[key] = coerce(key, value)
+        return cls(**merged)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def diff(self, other: Sampling) -> dict[str, Any]:
+        """The settings of ``self`` that differ from ``other``."""
+        mine, theirs = asdict(self), asdict(other)
+        return {k: v for k, v in mine.items() if theirs[k] != v}
+
+
+def coerce(key: str, value: Any) -> float | int:
+    """Convert ``value`` to the type of setting ``key`` and clamp it to its range.
+
+    Raises ValueError for values that are not numbers at all.
+    """
+    _default, rng = SPEC[key]
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"{key} must be a number, not {value!r}")
+    number = float(value)
+    if number != number:  # NaN
+        raise ValueError(f"{key} must be a number, not NaN")
+    number = min(max(number, rng.low), rng.high)
+    return int(round(number)) if rng.integer else round(number, 6)
+
+
+def out_of_range(key: str, value: Any) -> bool:
+    """True if ``value`` is a number outside the allowed range of ``key``."""
+    _default, rng = SPEC[key]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return False
+    return not rng.low <= number <= rng.high
+
+
+FIELD_NAMES = tuple(f.name for f in fields(Sampling))

@@ -1,0 +1,275 @@
+"""The chat database: conversations and their messages in SQLite.
+
+Built on sqlite-utils. The database runs in WAL mode with a busy timeout so
+that two llama-tui processes (two SSH sessions) can share it, and every write
+is its own short transaction so that a crash loses nothing already written.
+The schema is versioned (``PRAGMA user_version``) and evolves through the
+ordered migrations in :mod:`tui.migrations`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from tui import migrations, paths
+
+# Message status values.
+PARTIAL = "partial"  # being generated; saved as it streams
+COMPLETE = "complete"
+CANCELLED = "cancelled"  # stopped by the user; the text so far is kept
+ERROR = "error"
+INTERRUPTED = "interrupted"  # the process died while it was being generated
+STATUSES = (PARTIAL, COMPLETE, CANCELLED, ERROR, INTERRUPTED)
+
+TITLE_LENGTH = 60
+
+
+class StoreError(Exception):
+    """The database cannot be used; the message says which file and what to do."""
+
+
+@dataclass
+class Conversation:
+    id: int
+    title: str
+    persona: str
+    model: str
+    sampling: dict[str, Any]
+    created_at: str
+    updated_at: str
+    context_start_id: int | None = None
+    message_count: int = 0
+
+
+@dataclass
+class Message:
+    id: int
+    conversation_id: int
+    role: str  # "user" or "assistant"
+    content: str
+    status: str = COMPLETE
+    created_at: str = ""
+    updated_at: str = ""
+    model: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def now() -> str:
+    """A sortable UTC timestamp with microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def title_from(text: str) -> str:
+    """A one-line chat title from the first user message."""
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
+
+
+class Store:
+    """All reads and writes of the chat database go through here."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.db = _open(self.path)
+        migrations.migrate(self.db, self.path)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- conversations -------------------------------------------------------------
+
+    def create_conversation(
+        self,
+        persona: str,
+        model: str = "",
+        sampling: dict[str, Any] | None = None,
+        title: str = "",
+    ) -> Conversation:
+        stamp = now()
+        row = {
+            "title": title,
+            "persona": persona,
+            "model": model,
+            "sampling": json.dumps(sampling or {}),
+            "created_at": stamp,
+            "updated_at": stamp,
+        }
+        with self.db.conn:
+            conv_id = self.db["conversations"].insert(row).last_pk
+        return self.get_conversation(conv_id)
+
+    def get_conversation(self, conv_id: int) -> Conversation:
+        rows = list(
+            self.db.query(_CONVERSATION_SELECT + " where c.id = ? group by c.id", [conv_id])
+        )
+        if not rows:
+            raise KeyError(f"no chat with id {conv_id}")
+        return _conversation(rows[0])
+
+    def list_conversations(self, limit: int | None = None) -> list[Conversation]:
+        """Chats, most recently active first."""
+        sql = _CONVERSATION_SELECT + " group by c.id order by c.updated_at desc, c.id desc"
+        if limit:
+            sql += f" limit {int(limit)}"
+        return [_conversation(r) for r in self.db.query(sql)]
+
+    def update_conversation(self, conv_id: int, **values: Any) -> None:
+        if "sampling" in values:
+            values["sampling"] = json.dumps(values["sampling"])
+        with self.db.conn:
+            self.db["conversations"].update(conv_id, values)
+
+    def delete_conversation(self, conv_id: int) -> None:
+        with self.db.conn:
+            self.db.execute("delete from messages where conversation_id = ?", [conv_id])
+            self.db.execute("delete from conversations where id = ?", [conv_id])
+
+    # --- messages ------------------------------------------------------------------
+
+    def add_message(
+        self,
+        conv_id: int,
+        role: str,
+        content: str,
+        status: str = COMPLETE,
+        model: str = "",
+        meta: dict[str, Any] | None = None,
+    ) -> Message:
+        """Append a message (committed before this returns) and touch the chat."""
+        stamp = now()
+        row = {
+            "conversation_id": conv_id,
+            "role": role,
+            "content": content,
+            "status": status,
+            "created_at": stamp,
+            "updated_at": stamp,
+            "model": model,
+            "meta": json.dumps(meta or {}),
+        }
+        with self.db.conn:
+            msg_id = self.db["messages"].insert(row).last_pk
+            self.db.execute(
+                "update conversations set updated_at = ?,"
+                " title = case when title = '' and ? = 'user' then ? else title end"
+                " where id = ?",
+                [stamp, role, title_from(content), conv_id],
+            )
+        return self.get_message(msg_id)
+
+    def update_message(
+        self,
+        msg_id: int,
+        content: str | None = None,
+        status: str | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        """Save streamed text and/or a new status; one short transaction."""
+        values: dict[str, Any] = {"updated_at": now()}
+        if content is not None:
+            values["content"] = content
+        if status is not None:
+            values["status"] = status
+        if meta is not None:
+            values["meta"] = json.dumps(meta)
+        with self.db.conn:
+            self.db["messages"].update(msg_id, values)
+
+    def get_message(self, msg_id: int) -> Message:
+        return _message(self.db["messages"].get(msg_id))
+
+    def messages(self, conv_id: int) -> list[Message]:
+        """All messages of a chat, oldest first."""
+        rows = self.db.query(
+            "select * from messages where conversation_id = ? order by id", [conv_id]
+        )
+        return [_message(r) for r in rows]
+
+    def delete_message(self, msg_id: int) -> None:
+        with self.db.conn:
+            self.db.execute("delete from messages where id = ?", [msg_id])
+
+    def recover_interrupted(self) -> int:
+        """Mark answers left ``partial`` by a crashed or killed process as interrupted.
+
+        Only rows untouched for a few seconds count, so that another live
+        llama-tui process on the same database keeps its running answer.
+        """
+        cutoff = datetime.now(UTC).timestamp() - 5
+        stale = datetime.fromtimestamp(cutoff, UTC).isoformat(timespec="microseconds")
+        with self.db.conn:
+            cursor = self.db.execute(
+                "update messages set status = ? where status = ? and updated_at < ?",
+                [INTERRUPTED, PARTIAL, stale],
+            )
+        return cursor.rowcount
+
+
+_CONVERSATION_SELECT = (
+    "select c.*, count(m.id) as message_count from conversations c"
+    " left join messages m on m.conversation_id = c.id"
+)
+
+
+def _conversation(row: dict[str, Any]) -> Conversation:
+    return Conversation(
+        id=row["id"],
+        title=row["title"] or "New chat",
+        persona=row["persona"],
+        model=row["model"] or "",
+        sampling=json.loads(row["sampling"] or "{}"),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        context_start_id=row.get("context_start_id"),
+        message_count=row.get("message_count", 0),
+    )
+
+
+def _message(row: dict[str, Any]) -> Message:
+    return Message(
+        id=row["id"],
+        conversation_id=row["conversation_id"],
+        role=row["role"],
+        content=row["content"],
+        status=row["status"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        model=row["model"] or "",
+        meta=json.loads(row["meta"] or "{}"),
+    )
+
+
+def _open(path: Path) -> sqlite_utils.Database:
+    """Open (creating with owner-only permissions) and configure the database."""
+    if str(path) != ":memory:":
+        try:
+            paths.ensure_private_dir(path.parent)
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise StoreError(
+                f"Cannot create the chat database {path}: {exc.strerror}. "
+                "Check that the directory is writable, or choose another file with "
+                "--db PATH or LLAMA_TUI_DB."
+            ) from exc
+    try:
+        conn = sqlite3.connect(str(path), timeout=10, check_same_thread=False)
+        conn.execute("pragma busy_timeout = 10000")
+        conn.execute("pragma journal_mode = wal")
+        conn.execute("pragma synchronous = normal")
+        conn.execute("pragma foreign_keys = on")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(
+            f"{path} is not a usable llama-tui database ({exc}). "
+            "Move it aside (your chats are not deleted by that) or choose another file "
+            "with --db PATH."
+        ) from exc
+    return sqlite_utils.Database(conn)
