@@ -262,12 +262,12 @@ class PersonaLibrary:
         return Persona(id=DEFAULT_PERSONA, name="Assistant", system="You are a helpful assistant.")
 
     def sorted(self) -> list[Persona]:
-        return sorted(self.personas.values(), key=lambda p: (p.id != DEFAULT_PERSONA, p.name.lower()))
+        """The default persona first, then by name."""
+        personas = self.personas.values()
+        return sorted(personas, key=lambda p: (p.id != DEFAULT_PERSONA, p.name.lower()))
 
 
-def load_library(
-    bundled_dir: Path | None = None, user_dir: Path | None = None
-) -> PersonaLibrary:
+def load_library(bundled_dir: Path | None = None, user_dir: Path | None = None) -> PersonaLibrary:
     """Load bundled then user personas; user files override bundled ones by id."""
     personas: dict[str, Persona] = {}
     problems: list[PersonaProblem] = []

@@ -9,6 +9,7 @@ socket pair as pickles; the cost is a few microseconds per token.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -137,10 +138,8 @@ class LocalEngine:
                     assert self._conn is not None
                     self._conn.send(self._last_load)
             if self._conn is not None and self._proc is not None:
-                try:
+                with contextlib.suppress(OSError):  # the reader thread reports a dead process
                     self._conn.send(message)
-                except OSError:
-                    pass  # the reader thread reports the dead process
 
     def _read_events(self, conn: Connection, proc: subprocess.Popen[bytes]) -> None:
         assert self._on_event is not None

@@ -1,0 +1,203 @@
+"""Runs chat turns: the glue between the store and an engine, without any UI.
+
+The TUI and the command line both use :class:`ChatRunner`. It guarantees the
+"nothing is lost" rules: the user's message is committed before generation
+starts, the answer is saved as it streams (at most every
+:data:`FLUSH_INTERVAL` seconds, so a crash loses at most that much), and a
+cancelled or failed answer keeps the text it had.
+
+All methods must be called from one thread (the UI thread); engine events
+reach it through :meth:`handle`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tui import store as st
+from tui.engine.protocol import (
+    Engine,
+    EngineEvent,
+    Generate,
+    GenerationFailed,
+    GenerationFinished,
+    GenerationStarted,
+    TokenText,
+)
+from tui.personas import Persona, PersonaLibrary
+from tui.prompt import PersonaPrompt, Turn
+from tui.sampling import Sampling
+from tui.sanitize import clean_text
+
+FLUSH_INTERVAL = 0.2  # seconds between saves of a streaming answer
+CONTEXT_LIMIT_NOTE = "\n\n[reached the context limit]"
+
+
+@dataclass
+class ActiveJob:
+    """A generation in flight and the message it streams into."""
+
+    job_id: int
+    conversation_id: int
+    message_id: int
+    history_ids: list[int]
+    text: str = ""
+    flushed_at: float = field(default_factory=time.monotonic)
+    dirty: bool = False
+    started: GenerationStarted | None = None
+
+
+class Busy(Exception):
+    """The chat already has an answer being generated."""
+
+
+class ChatRunner:
+    def __init__(self, store: st.Store, engine: Engine, personas: PersonaLibrary, model: str):
+        self.store = store
+        self.engine = engine
+        self.personas = personas
+        self.model = model
+        self.jobs: dict[int, ActiveJob] = {}
+        self._ids = itertools.count(int(time.time() * 1000) % 10**9)
+
+    # --- settings ---------------------------------------------------------------------
+
+    def persona_of(self, conversation: st.Conversation) -> Persona:
+        return self.personas.get(conversation.persona)
+
+    def sampling_of(self, conversation: st.Conversation) -> Sampling:
+        """The chat's own values over its persona's defaults."""
+        base = self.persona_of(conversation).sampling_defaults()
+        return Sampling.from_dict(conversation.sampling, base)
+
+    def new_conversation(self, persona_id: str) -> st.Conversation:
+        """Create a chat; a persona's greeting becomes its first AI message."""
+        persona = self.personas.get(persona_id)
+        conversation = self.store.create_conversation(persona.id, self.model)
+        if persona.greeting:
+            self.store.add_message(conversation.id, "assistant", persona.fill(persona.greeting))
+        return conversation
+
+    # --- turns --------------------------------------------------------------------------
+
+    def job_for(self, conversation_id: int) -> ActiveJob | None:
+        return next((j for j in self.jobs.values() if j.conversation_id == conversation_id), None)
+
+    def send(self, conversation_id: int, text: str) -> tuple[st.Message, st.Message, int]:
+        """Commit the user's message, open the answer, and queue the job.
+
+        Returns (user message, answer message, job id). Raises :class:`Busy`
+        if this chat is still answering.
+        """
+        if self.job_for(conversation_id):
+            raise Busy("This chat is still answering: wait, or press Esc to stop it.")
+        text = clean_text(text).strip()
+        user = self.store.add_message(conversation_id, "user", text)
+        answer = self.store.add_message(
+            conversation_id, "assistant", "", status=st.PARTIAL, model=self.model
+        )
+        conversation = self.store.get_conversation(conversation_id)
+        history, ids = self.history(conversation, upto=answer.id)
+        remembered = conversation.context_start_id or 0
+        start = next((i for i, msg_id in enumerate(ids) if msg_id >= remembered), 0)
+        job_id = next(self._ids)
+        self.jobs[job_id] = ActiveJob(job_id, conversation_id, answer.id, ids)
+        job = Generate(
+            job_id=job_id,
+            persona=PersonaPrompt.from_persona(self.persona_of(conversation)),
+            history=history,
+            sampling=self.sampling_of(conversation).to_dict(),
+            start=start,
+        )
+        self.engine.generate(job)
+        return user, answer, job_id
+
+    def history(self, conversation: st.Conversation, upto: int) -> tuple[list[Turn], list[int]]:
+        """The turns the model sees, before message ``upto``, and their message ids.
+
+        Empty answers and error notes are left out; consecutive turns of the
+        same role (after a failed answer) are merged, since many chat
+        templates insist that roles alternate.
+        """
+        turns: list[Turn] = []
+        ids: list[int] = []
+        for message in self.store.messages(conversation.id):
+            if message.id >= upto:
+                break
+            if message.role not in ("user", "assistant") or not message.content.strip():
+                continue
+            content = message.content.removesuffix(CONTEXT_LIMIT_NOTE)
+            if turns and turns[-1].role == message.role:
+                turns[-1] = Turn(message.role, turns[-1].content + "\n\n" + content)
+                continue
+            turns.append(Turn(message.role, content))
+            ids.append(message.id)
+        return turns, ids
+
+    def cancel(self, conversation_id: int | None = None) -> bool:
+        """Stop the answer of ``conversation_id`` (or every answer)."""
+        found = False
+        for job in list(self.jobs.values()):
+            if conversation_id is None or job.conversation_id == conversation_id:
+                self.engine.cancel(job.job_id)
+                found = True
+        return found
+
+    # --- engine events ------------------------------------------------------------------
+
+    def handle(self, event: EngineEvent) -> ActiveJob | None:
+        """Apply an engine event to the store; returns the job it concerned."""
+        job = self.jobs.get(getattr(event, "job_id", -1))
+        if job is None:
+            return None
+        if isinstance(event, TokenText):
+            job.text += clean_text(event.text)
+            job.dirty = True
+            if time.monotonic() - job.flushed_at >= FLUSH_INTERVAL:
+                self.flush(job)
+        elif isinstance(event, GenerationStarted):
+            job.started = event
+            if 0 <= event.start < len(job.history_ids):
+                self.store.update_conversation(
+                    job.conversation_id, context_start_id=job.history_ids[event.start]
+                )
+        elif isinstance(event, GenerationFinished):
+            self._finish(job, event)
+        elif isinstance(event, GenerationFailed):
+            text = job.text or clean_text(event.text)
+            meta = {"error": event.message}
+            self.store.update_message(job.message_id, text, st.ERROR, meta)
+            del self.jobs[job.job_id]
+        return job
+
+    def flush(self, job: ActiveJob) -> None:
+        if job.dirty:
+            self.store.update_message(job.message_id, job.text)
+            job.dirty = False
+        job.flushed_at = time.monotonic()
+
+    def _finish(self, job: ActiveJob, event: GenerationFinished) -> None:
+        status = st.CANCELLED if event.reason == "cancelled" else st.COMPLETE
+        text = job.text if event.reason == "cancelled" else clean_text(event.text)
+        if event.reason == "context":
+            text += CONTEXT_LIMIT_NOTE
+        job.text = text
+        meta: dict[str, Any] = {
+            "finish_reason": event.reason,
+            "prompt_tokens": event.prompt_tokens,
+            "completion_tokens": event.completion_tokens,
+            "n_ctx": event.n_ctx,
+            "tokens_per_second": round(event.tokens_per_second, 2),
+            **{k: v for k, v in event.stats.items() if k in ("ttft", "seed", "mode")},
+        }
+        self.store.update_message(job.message_id, text, status, meta)
+        del self.jobs[job.job_id]
+
+    def flush_all(self, status: str | None = None) -> None:
+        """Save every streaming answer now (on quit, SIGHUP, SIGTERM)."""
+        for job in list(self.jobs.values()):
+            self.store.update_message(job.message_id, job.text, status)
+            job.dirty = False

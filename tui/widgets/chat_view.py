@@ -1,0 +1,155 @@
+"""The main pane: the messages of one chat, with the answer streaming in."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Markdown, Static
+from textual.widgets._markdown import MarkdownStream
+
+from tui import store as st
+
+# Only the newest messages are mounted; a long chat stays fast to open.
+MAX_MOUNTED = 200
+
+_STATUS_NOTES = {
+    st.PARTIAL: "…",
+    st.CANCELLED: "stopped",
+    st.INTERRUPTED: "interrupted",
+    st.ERROR: "error",
+}
+
+
+class MessageBox(Vertical):
+    """One message: who said it, and what (plain text or Markdown)."""
+
+    DEFAULT_CSS = """
+    MessageBox { height: auto; margin: 0 0 1 0; }
+    MessageBox .who { color: $text-muted; text-style: bold; height: 1; }
+    MessageBox.user .who { color: $accent; }
+    MessageBox.user .body { padding: 0 0 0 1; }
+    MessageBox .error-note { color: $error; height: auto; }
+    MessageBox .error-note.-empty { display: none; }
+    MessageBox Markdown { margin: 0; padding: 0 0 0 1; }
+    """
+
+    def __init__(self, message: st.Message, ai_name: str) -> None:
+        super().__init__(classes=message.role, id=f"msg-{message.id}")
+        self.message = message
+        self.ai_name = ai_name
+        self.stream: MarkdownStream | None = None
+
+    def compose(self):  # type: ignore[override]
+        yield Static(self._who(), classes="who")
+        if self.message.role == "user":
+            yield Static(Text(self.message.content), classes="body")
+        else:
+            yield Markdown(self.message.content, classes="body")
+        error = self._error()
+        yield Static(Text(error), classes="error-note" if error else "error-note -empty")
+
+    def _who(self) -> Text:
+        name = "You" if self.message.role == "user" else self.ai_name
+        note = _STATUS_NOTES.get(self.message.status, "")
+        return Text(f"{name}  {note}".rstrip())
+
+    def _error(self) -> str:
+        error = self.message.meta.get("error")
+        return f"⚠ {error}" if error and self.message.status == st.ERROR else ""
+
+    async def append(self, text: str) -> None:
+        """Stream ``text`` onto the end of the answer (Markdown parsed incrementally)."""
+        if self.stream is None:
+            self.stream = Markdown.get_stream(self.query_one(Markdown))
+        await self.stream.write(text)
+
+    async def finish(self, message: st.Message) -> None:
+        """The answer is done: show the final text, status and any error."""
+        if self.stream is not None:
+            await self.stream.stop()
+            self.stream = None
+        changed = message.content != self.message.content
+        self.message = message
+        if changed and message.role == "assistant":
+            await self.query_one(Markdown).update(message.content)
+        self.query_one(".who", Static).update(self._who())
+        note = self.query_one(".error-note", Static)
+        note.update(Text(self._error()))
+        note.set_class(not self._error(), "-empty")
+
+
+class ChatView(VerticalScroll):
+    DEFAULT_CSS = """
+    ChatView { height: 1fr; padding: 0 1; }
+    ChatView .memory-marker { color: $warning; text-style: italic; margin: 0 0 1 0; }
+    ChatView .hidden-note { color: $text-muted; margin: 0 0 1 0; }
+    ChatView .empty { color: $text-muted; }
+    """
+
+    can_focus = True
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.conversation_id: int | None = None
+        self.ai_name = "Assistant"
+
+    async def show(
+        self,
+        conversation_id: int,
+        messages: list[st.Message],
+        ai_name: str,
+        context_start_id: int | None = None,
+    ) -> None:
+        """Replace the pane with a chat's messages and scroll to the end."""
+        self.conversation_id = conversation_id
+        self.ai_name = ai_name
+        await self.remove_children()
+        widgets: list[Static | MessageBox] = []
+        hidden = max(len(messages) - MAX_MOUNTED, 0)
+        if hidden:
+            widgets.append(Static(f"{hidden} earlier messages not shown", classes="hidden-note"))
+        forgotten = sum(1 for m in messages if context_start_id and m.id < context_start_id)
+        for message in messages[hidden:]:
+            if forgotten and message.id == _first_at_or_after(messages, context_start_id):
+                widgets.append(memory_marker(forgotten))
+            widgets.append(MessageBox(message, ai_name))
+        if not messages:
+            widgets.append(Static("Say something to start the chat.", classes="empty"))
+        await self.mount_all(widgets)
+        self.scroll_end(animate=False, immediate=True)
+
+    async def add(self, message: st.Message) -> MessageBox:
+        for empty in self.query(".empty"):
+            await empty.remove()
+        box = MessageBox(message, self.ai_name)
+        await self.mount(box)
+        self.scroll_end(animate=False)
+        return box
+
+    def box(self, message_id: int) -> MessageBox | None:
+        try:
+            return self.query_one(f"#msg-{message_id}", MessageBox)
+        except Exception:
+            return None
+
+    async def set_memory_start(self, messages: list[st.Message], start_id: int | None) -> None:
+        """Move the "beyond the model's context" marker before message ``start_id``."""
+        for marker in self.query(".memory-marker"):
+            await marker.remove()
+        forgotten = sum(1 for m in messages if start_id and m.id < start_id)
+        target = self.box(_first_at_or_after(messages, start_id) or -1)
+        if forgotten and target is not None:
+            await self.mount(memory_marker(forgotten), before=target)
+
+
+def memory_marker(count: int) -> Static:
+    noun = "message is" if count == 1 else "messages are"
+    return Static(
+        f"── {count} earlier {noun} beyond the model's context ──", classes="memory-marker"
+    )
+
+
+def _first_at_or_after(messages: list[st.Message], message_id: int | None) -> int | None:
+    if not message_id:
+        return None
+    return next((m.id for m in messages if m.id >= message_id), None)
