@@ -208,6 +208,8 @@ def load_persona_file(path: Path, bundled: bool = False) -> Persona:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None) or _line_from_message(str(exc))
+        if line is None and "end of document" in str(exc):
+            line = text.count("\n") + 1
         reason = getattr(exc, "msg", None) or str(exc)
         raise PersonaError(PersonaProblem(path, f"TOML syntax error: {reason}", line)) from exc
     try:

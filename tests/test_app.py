@@ -1,0 +1,175 @@
+"""The TUI driven with Textual's Pilot (fake engine, plus one real-model run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.uihelpers import SIZE, make_app, screen_text, type_text, wait_for
+from tui import store as st
+from tui.engine.fake import FakeEngine
+from tui.engine.local import LocalEngine
+from tui.widgets.chat_list import ChatList
+from tui.widgets.prompt_input import PromptInput
+
+
+def complete_answers(app) -> list[st.Message]:
+    return [
+        m
+        for c in app.store.list_conversations()
+        for m in app.store.messages(c.id)
+        if m.role == "assistant" and m.status == st.COMPLETE
+    ]
+
+
+async def test_send_streams_an_answer_and_persists_it(tmp_path: Path) -> None:
+    app = make_app(tmp_path, FakeEngine(delay=0.01))
+    async with app.run_test(size=SIZE) as pilot:
+        await type_text(pilot, "hello there")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(complete_answers(app)) == 1)
+        await pilot.pause()
+        screen = screen_text(app)
+        assert "You said: hello there" in screen
+        assert "hello there" in screen.split("Chats")[1]  # sidebar title
+        assert app.query_one(PromptInput).text == ""
+    (conv,) = app.store.list_conversations()
+    assert conv.title == "hello there" and conv.persona == "assistant"
+
+
+async def test_multiline_entry_with_ctrl_j(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_text(pilot, "line one")
+        await pilot.press("ctrl+j")
+        await type_text(pilot, "line two")
+        assert app.query_one(PromptInput).text == "line one\nline two"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(complete_answers(app)) == 1)
+    (conv,) = app.store.list_conversations()
+    assert app.store.messages(conv.id)[0].content == "line one\nline two"
+
+
+async def test_markup_and_escapes_are_shown_literally(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        app.query_one(PromptInput).insert("[bold red]x[/] [link=http://e.vil]y[/link]\x1b[2J")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(complete_answers(app)) == 1)
+        await pilot.pause()
+        screen = screen_text(app)
+        assert "[bold red]x[/] [link=http://e.vil]y[/link]" in screen
+        assert "\x1b" not in screen
+
+
+async def test_new_chat_with_persona_and_switching(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_text(pilot, "first chat")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(complete_answers(app)) == 1)
+
+        await pilot.press("ctrl+n")
+        await pilot.pause()
+        screen = screen_text(app)
+        assert "Bob" in screen and "ChatLLaMa" in screen
+        await type_text(pilot, "b")  # nothing typed into the prompt behind the modal
+        for _ in range(5):
+            await pilot.press("down")
+            if app.screen.query_one("OptionList").highlighted_option.id == "bob":
+                break
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(app.store.list_conversations()) == 2)
+        await wait_for(pilot, lambda: app.query_one(PromptInput).has_focus)
+        bob_chat = app.conversation_id
+        assert app.store.get_conversation(bob_chat).persona == "bob"
+        await type_text(pilot, "hi bob")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(complete_answers(app)) == 2)
+        assert "You said: hi bob" in screen_text(app)
+
+        await pilot.press("alt+down")  # keyboard: to the older chat
+        await wait_for(pilot, lambda: app.conversation_id != bob_chat)
+        await pilot.pause()
+        assert "You said: first chat" in screen_text(app)
+        assert "You said: hi bob" not in screen_text(app)
+
+        chat_list = app.query_one(ChatList)  # mouse: click the Bob chat (newest, on top)
+        await pilot.click(ChatList, offset=(3, 1))
+        await wait_for(pilot, lambda: app.conversation_id == bob_chat)
+        assert chat_list.highlighted == 0
+
+
+async def test_history_is_there_after_a_restart(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_text(pilot, "remember me")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(complete_answers(app)) == 1)
+        await pilot.press("ctrl+q")
+    app.store.close()
+
+    again = make_app(tmp_path)
+    async with again.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        screen = screen_text(again)
+        assert "remember me" in screen and "You said: remember me" in screen
+
+
+async def test_stop_key_cancels_and_keeps_partial_answer(tmp_path: Path) -> None:
+    engine = FakeEngine(answer=lambda job: " ".join(["word"] * 400), delay=0.02)
+    app = make_app(tmp_path, engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_text(pilot, "go")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: bool(app.runner.jobs))
+        await pilot.pause(0.2)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not app.runner.jobs)
+        (conv,) = app.store.list_conversations()
+        answer = app.store.messages(conv.id)[1]
+        assert answer.status == st.CANCELLED
+        assert 0 < answer.content.count("word") < 400
+        assert "stopped" in screen_text(app)
+
+
+async def test_message_sent_while_loading_is_queued(tmp_path: Path) -> None:
+    app = make_app(tmp_path, FakeEngine(load_delay=0.5))
+    async with app.run_test(size=SIZE) as pilot:
+        assert "loading model" in screen_text(app)
+        await type_text(pilot, "early")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert any("still loading" in str(n.message) for n in app._notifications)
+        await wait_for(pilot, lambda: len(complete_answers(app)) == 1)
+
+
+async def test_missing_model_is_explained_and_app_keeps_running(tmp_path: Path) -> None:
+    app = make_app(tmp_path, model_path=None)
+    app.model_path = None
+    app.model_problem = "No model is installed. Install it with pip."
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert "error: no model" in screen_text(app)
+        await type_text(pilot, "hello")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.query_one(PromptInput).text == "hello"  # not lost
+        assert app.store.list_conversations() == []
+
+
+@pytest.mark.model
+async def test_real_model_answers_in_the_app(tmp_path: Path, model_path: Path) -> None:
+    engine = LocalEngine(tmp_path / "engine.log")
+    app = make_app(tmp_path, engine, model_path=model_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await type_text(pilot, "What is the capital of France?")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(complete_answers(app)) == 1, timeout=60)
+        await pilot.pause()
+        answer = complete_answers(app)[0]
+        assert answer.content.strip()
+        assert answer.meta["completion_tokens"] > 0
+        assert "ready" in screen_text(app)
+        assert answer.content.split()[0] in screen_text(app)

@@ -1,0 +1,139 @@
+"""The local engine process, with the real SmolLM2 model."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+from pathlib import Path
+
+import pytest
+
+from tui.engine.local import LocalEngine
+from tui.engine.protocol import (
+    Generate,
+    GenerationFailed,
+    GenerationFinished,
+    GenerationStarted,
+    LoadModel,
+    ModelFailed,
+    ModelReady,
+    TokenText,
+)
+from tui.prompt import PersonaPrompt, Turn
+
+pytestmark = pytest.mark.model
+TIMEOUT = 60
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: queue.Queue = queue.Queue()
+
+    def __call__(self, event) -> None:
+        self.events.put(event)
+
+    def until(self, kind: type | tuple[type, ...]):
+        """Events up to and including the first of ``kind``."""
+        seen = []
+        while True:
+            event = self.events.get(timeout=TIMEOUT)
+            seen.append(event)
+            if isinstance(event, kind):
+                return seen
+
+
+@pytest.fixture
+def engine(tmp_path: Path):
+    engine = LocalEngine(tmp_path / "engine.log")
+    recorder = Recorder()
+    engine.start(recorder)
+    yield engine, recorder
+    engine.close()
+
+
+def job(job_id: int, text: str, **sampling) -> Generate:
+    persona = PersonaPrompt("You are a helpful assistant.")
+    return Generate(job_id, persona, [Turn("user", text)], {"n_ctx": 1024, **sampling})
+
+
+def test_streams_tokens_and_finishes(engine, model_path: Path) -> None:
+    eng, rec = engine
+    eng.load(LoadModel(str(model_path), n_ctx=1024))
+    ready = rec.until((ModelReady, ModelFailed))[-1]
+    assert isinstance(ready, ModelReady), ready
+    assert ready.info.has_chat_template and ready.info.n_ctx == 1024
+    eng.generate(job(1, "Name three colours.", max_tokens=40, seed=7, temperature=0))
+    events = rec.until((GenerationFinished, GenerationFailed))
+    started = [e for e in events if isinstance(e, GenerationStarted)]
+    tokens = [e.text for e in events if isinstance(e, TokenText)]
+    finished = events[-1]
+    assert isinstance(finished, GenerationFinished)
+    assert started and started[0].mode == "chat" and started[0].prompt_tokens > 10
+    assert len(tokens) >= 3  # streamed piece by piece, not in one block
+    assert "".join(tokens).strip() == finished.text
+    assert finished.text and "<|im_end|>" not in finished.text
+    assert 0 < finished.completion_tokens <= 40
+
+
+def test_cancel_stops_promptly_and_engine_stays_usable(engine, model_path: Path) -> None:
+    eng, rec = engine
+    eng.load(LoadModel(str(model_path), n_ctx=1024))
+    rec.until((ModelReady, ModelFailed))
+    eng.generate(job(1, "Write a very long story about a dragon.", max_tokens=400))
+    rec.until(TokenText)
+    eng.cancel(1)
+    finished = rec.until((GenerationFinished, GenerationFailed))[-1]
+    assert isinstance(finished, GenerationFinished) and finished.reason == "cancelled"
+    assert finished.completion_tokens < 400
+    eng.generate(job(2, "Say hello.", max_tokens=8))
+    again = rec.until((GenerationFinished, GenerationFailed))[-1]
+    assert isinstance(again, GenerationFinished) and again.reason in ("stop", "length")
+
+
+def test_missing_and_non_gguf_files_fail_clearly(engine, tmp_path: Path) -> None:
+    eng, rec = engine
+    eng.load(LoadModel(str(tmp_path / "nope.gguf")))
+    failed = rec.until((ModelReady, ModelFailed))[-1]
+    assert isinstance(failed, ModelFailed) and "not found" in failed.message
+    text_file = tmp_path / "notes.gguf"
+    text_file.write_text("hello")
+    eng.load(LoadModel(str(text_file)))
+    failed = rec.until((ModelReady, ModelFailed))[-1]
+    assert isinstance(failed, ModelFailed) and "not a GGUF model file" in failed.message
+
+
+def test_truncated_gguf_fails_without_killing_the_caller(
+    engine, model_path: Path, tmp_path: Path
+) -> None:
+    eng, rec = engine
+    broken = tmp_path / "truncated.gguf"
+    with model_path.open("rb") as src:
+        broken.write_bytes(src.read(200_000))
+    eng.load(LoadModel(str(broken)))
+    failed = rec.until((ModelReady, ModelFailed))[-1]
+    assert isinstance(failed, ModelFailed)
+    eng.load(LoadModel(str(model_path), n_ctx=512))  # and the next load works
+    assert isinstance(rec.until((ModelReady, ModelFailed))[-1], ModelReady)
+
+
+def test_worker_crash_is_reported_and_recovered(engine, model_path: Path) -> None:
+    eng, rec = engine
+    eng.load(LoadModel(str(model_path), n_ctx=512))
+    rec.until((ModelReady, ModelFailed))
+    os.kill(eng._proc.pid, signal.SIGKILL)
+    crashed = rec.until(ModelFailed)[-1]
+    assert "stopped unexpectedly" in crashed.message
+    eng.generate(job(3, "Say hi.", max_tokens=5, n_ctx=512))  # respawns and reloads
+    events = rec.until((GenerationFinished, GenerationFailed))
+    assert any(isinstance(e, ModelReady) for e in events)
+    assert isinstance(events[-1], GenerationFinished)
+
+
+def test_llama_cpp_output_goes_to_the_log(engine, model_path: Path, tmp_path: Path) -> None:
+    eng, rec = engine
+    eng.load(LoadModel(str(model_path), n_ctx=512))
+    rec.until((ModelReady, ModelFailed))
+    log = (tmp_path / "engine.log").read_text()
+    assert "llama" in log  # llama.cpp's load messages are there, not on our terminal
+    assert oct((tmp_path / "engine.log").stat().st_mode & 0o777) == "0o600"

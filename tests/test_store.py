@@ -1,0 +1,118 @@
+"""The chat database: round trips, ordering, durability settings, bad files."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from tui import migrations
+from tui import store as st
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> st.Store:
+    s = st.Store(tmp_path / "data" / "chats.db")
+    yield s
+    s.close()
+
+
+def test_conversation_and_messages_round_trip(store: st.Store) -> None:
+    conv = store.create_conversation("bob", "model.gguf", {"temperature": 0.5})
+    store.add_message(conv.id, "user", "Hello, Bob.")
+    answer = store.add_message(conv.id, "assistant", "", status=st.PARTIAL, model="m")
+    store.update_message(answer.id, "Hello. How may I", meta={"n_ctx": 512})
+    store.update_message(answer.id, status=st.COMPLETE)
+
+    again = store.get_conversation(conv.id)
+    assert again.persona == "bob"
+    assert again.model == "model.gguf"
+    assert again.sampling == {"temperature": 0.5}
+    assert again.title == "Hello, Bob."
+    assert again.message_count == 2
+    messages = store.messages(conv.id)
+    assert [(m.role, m.content, m.status) for m in messages] == [
+        ("user", "Hello, Bob.", st.COMPLETE),
+        ("assistant", "Hello. How may I", st.COMPLETE),
+    ]
+    assert messages[1].meta == {"n_ctx": 512}
+    assert messages[0].created_at <= messages[1].created_at
+
+
+def test_title_comes_from_first_user_message_only(store: st.Store) -> None:
+    conv = store.create_conversation("assistant")
+    store.add_message(conv.id, "assistant", "Greetings!")
+    store.add_message(conv.id, "user", "first   line\nsecond " + "x" * 100)
+    store.add_message(conv.id, "user", "another question")
+    title = store.get_conversation(conv.id).title
+    assert title.startswith("first line second")
+    assert len(title) <= st.TITLE_LENGTH and title.endswith("…")
+
+
+def test_list_is_newest_activity_first(store: st.Store) -> None:
+    a = store.create_conversation("assistant")
+    b = store.create_conversation("assistant")
+    assert [c.id for c in store.list_conversations()] == [b.id, a.id]
+    store.add_message(a.id, "user", "bump")
+    assert [c.id for c in store.list_conversations()] == [a.id, b.id]
+
+
+def test_data_survives_reopen_and_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "dir" / "chats.db"
+    first = st.Store(path)
+    conv = first.create_conversation("assistant")
+    first.add_message(conv.id, "user", "persist me")
+    first.close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    second = st.Store(path)
+    assert second.messages(conv.id)[0].content == "persist me"
+    assert second.db.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert migrations.version(second.db) == migrations.SCHEMA_VERSION
+    second.close()
+
+
+def test_recover_marks_stale_partial_answers_interrupted(store: st.Store) -> None:
+    conv = store.create_conversation("assistant")
+    old = store.add_message(conv.id, "assistant", "half an ans", status=st.PARTIAL)
+    store.db.execute("update messages set updated_at = '2000-01-01' where id = ?", [old.id])
+    fresh = store.add_message(conv.id, "assistant", "still streaming", status=st.PARTIAL)
+    assert store.recover_interrupted() == 1
+    assert store.get_message(old.id).status == st.INTERRUPTED
+    assert store.get_message(old.id).content == "half an ans"
+    assert store.get_message(fresh.id).status == st.PARTIAL
+
+
+def test_delete_conversation_removes_its_messages(store: st.Store) -> None:
+    conv = store.create_conversation("assistant")
+    store.add_message(conv.id, "user", "bye")
+    store.delete_conversation(conv.id)
+    assert store.list_conversations() == []
+    assert store.db.execute("select count(*) from messages").fetchone()[0] == 0
+
+
+def test_corrupt_database_gives_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "chats.db"
+    path.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(st.StoreError, match="not a usable llama-tui database"):
+        st.Store(path)
+
+
+def test_newer_schema_is_refused_and_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "chats.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"pragma user_version = {migrations.SCHEMA_VERSION + 5}")
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(st.StoreError, match="newer llama-tui"):
+        st.Store(path)
+    assert path.read_bytes() == before
+
+
+def test_unwritable_directory_gives_a_clear_error(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file.txt"
+    not_a_dir.write_text("a file where a directory should be")
+    with pytest.raises(st.StoreError, match="Cannot create the chat database"):
+        st.Store(not_a_dir / "sub" / "chats.db")
