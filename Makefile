@@ -16,12 +16,12 @@ run: setup
 	$(BIN)/llama-tui
 
 test: setup
-	$(BIN)/ruff check tui tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check tui tests benchmarks
-	$(BIN)/ruff format --check tui tests benchmarks
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 setup: $(STAMP)
 
