@@ -67,3 +67,33 @@ def test_wheel_ships_the_bundled_personas(tmp_path: Path) -> None:
     for persona in ("assistant", "bob", "chatllama"):
         assert f"tui/_bundled_personas/{persona}.toml" in names
     assert "tui/app.py" in names and "tui/engine/worker.py" in names
+
+
+@pytest.mark.model
+def test_ask_streams_stores_and_exports(tmp_path: Path) -> None:
+    db = str(tmp_path / "chats.db")
+    result = run("--db", db, "ask", "Say hello.")
+    assert result.returncode == 0, result.stderr
+    answer = result.stdout.strip()
+    assert answer
+    assert "llama_" not in result.stdout + result.stderr  # llama.cpp chatter stays in the log
+    listed = run("--db", db, "chats", "list").stdout
+    assert "Say hello." in listed
+    chat_id = listed.split()[0]
+    md = run("--db", db, "chats", "show", chat_id).stdout
+    assert "**You**:\n\nSay hello." in md and answer in md
+    exported = tmp_path / "chat.json"
+    assert (
+        run("--db", db, "chats", "export", chat_id, "-f", "json", "-o", str(exported)).returncode
+        == 0
+    )
+    imported = run("--db", db, "chats", "import", str(exported))
+    assert imported.returncode == 0 and "imported as chat" in imported.stdout
+    assert run("--db", db, "chats", "delete", chat_id).returncode == 0
+    assert run("--db", db, "chats", "show", chat_id).returncode == 1
+
+
+def test_ask_without_a_usable_model_fails_clearly(tmp_path: Path) -> None:
+    result = run("--db", str(tmp_path / "c.db"), "ask", "hi", "--model", str(tmp_path / "x.gguf"))
+    assert result.returncode == 1
+    assert "Model file not found" in result.stderr and "Traceback" not in result.stderr

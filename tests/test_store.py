@@ -31,7 +31,7 @@ def test_conversation_and_messages_round_trip(store: st.Store) -> None:
     assert again.model == "model.gguf"
     assert again.sampling == {"temperature": 0.5}
     assert again.title == "Hello, Bob."
-    assert again.message_count == 2
+    assert store.count_messages(conv.id) == 2
     messages = store.messages(conv.id)
     assert [(m.role, m.content, m.status) for m in messages] == [
         ("user", "Hello, Bob.", st.COMPLETE),
@@ -116,3 +116,51 @@ def test_unwritable_directory_gives_a_clear_error(tmp_path: Path) -> None:
     not_a_dir.write_text("a file where a directory should be")
     with pytest.raises(st.StoreError, match="Cannot create the chat database"):
         st.Store(not_a_dir / "sub" / "chats.db")
+
+
+def test_full_text_search_finds_messages_and_treats_syntax_as_text(store: st.Store) -> None:
+    a = store.create_conversation("assistant")
+    b = store.create_conversation("bob")
+    store.add_message(a.id, "user", "How do I reverse a list in Python?")
+    hit = store.add_message(b.id, "assistant", "Moscow is the largest city in Europe.")
+    store.update_message(hit.id, "Moscow is the largest city in Europe, says Bob.")
+    results = store.search("largest europe")
+    assert [(m.id, title) for m, title in results] == [(hit.id, "New chat")]
+    assert store.search("revers") and store.search("revers")[0][0].conversation_id == a.id
+    assert store.search('" OR * NEAR(') == []  # FTS syntax is searched for, not run
+    store.delete_conversation(b.id)
+    assert store.search("Moscow") == []
+
+
+def test_pinned_first_and_archived_hidden(store: st.Store) -> None:
+    old = store.create_conversation("assistant")
+    new = store.create_conversation("assistant")
+    gone = store.create_conversation("assistant")
+    store.update_conversation(old.id, pinned=1)
+    store.update_conversation(gone.id, archived=1)
+    assert [c.id for c in store.list_conversations()] == [old.id, new.id]
+    assert [c.id for c in store.list_conversations(archived=True)] == [gone.id]
+
+
+def test_migration_from_version_1_keeps_data_and_makes_a_backup(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = st._open(path)
+    with db.conn:
+        migrations.MIGRATIONS[0](db)
+        db.execute("pragma user_version = 1")
+        db["conversations"].insert(
+            {"id": 1, "title": "old chat", "persona": "bob", "created_at": "t", "updated_at": "t"}
+        )
+        db["messages"].insert(
+            {"conversation_id": 1, "role": "user", "content": "an old needle",
+             "status": "complete", "created_at": "t", "updated_at": "t"}
+        )  # fmt: skip
+    db.close()
+    store = st.Store(path)
+    assert migrations.version(store.db) == migrations.SCHEMA_VERSION
+    assert store.list_conversations()[0].title == "old chat"
+    assert store.search("needle")[0][0].content == "an old needle"  # FTS index rebuilt
+    backup = tmp_path / "old.db.bak-v1"
+    assert backup.exists()
+    assert sqlite3.connect(backup).execute("pragma user_version").fetchone()[0] == 1
+    store.close()

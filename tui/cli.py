@@ -1,17 +1,19 @@
-"""The ``llama-tui`` command: the TUI by default, plus a few subcommands.
+"""The ``llama-tui`` command: the TUI by default, plus subcommands for scripts.
 
-Subcommands reuse the core modules; nothing here imports Textual unless the
-TUI is started.
+Subcommands reuse the core modules (store, personas, runner, engine); nothing
+here imports Textual unless the TUI is started.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import queue
 import sys
 from pathlib import Path
 
 from tui import __version__, paths
-from tui.config import load_config
+from tui.config import Config, load_config
 from tui.models import INSTALL_HINT, ModelFileError, check_model_file, default_model_path
 from tui.personas import load_library
 from tui.store import Store, StoreError
@@ -37,10 +39,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--gpu-layers", type=int, metavar="N", help="layers to offload to the GPU (-1 = all)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
     personas = sub.add_parser("personas", help="list the personas")
     personas.add_argument("action", choices=["list"], nargs="?", default="list")
-    chats = sub.add_parser("chats", help="list the chats in the database")
-    chats.add_argument("action", choices=["list"], nargs="?", default="list")
+
+    chats = sub.add_parser("chats", help="list, show, export, import or delete chats")
+    chat_sub = chats.add_subparsers(dest="action", metavar="ACTION")
+    chat_sub.add_parser("list", help="the chats, most recent first")
+    show = chat_sub.add_parser("show", help="print a chat as Markdown")
+    show.add_argument("id", type=int)
+    export = chat_sub.add_parser("export", help="export a chat as Markdown or JSON")
+    export.add_argument("id", type=int)
+    export.add_argument("--format", "-f", choices=["md", "json"], default="md")
+    export.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    imp = chat_sub.add_parser("import", help="import a chat exported as JSON")
+    imp.add_argument("file")
+    delete = chat_sub.add_parser("delete", help="delete a chat and its messages")
+    delete.add_argument("id", type=int)
+
+    ask = sub.add_parser("ask", help="ask one question; the answer streams to stdout")
+    ask.add_argument("prompt", nargs="?", help="the message (default: read stdin)")
+    ask.add_argument("--chat", "-c", type=int, metavar="ID", help="continue this chat")
+    ask.add_argument("--persona", dest="ask_persona", metavar="NAME")
+    ask.add_argument("--model", dest="ask_model", metavar="PATH.gguf")
+
     sub.add_parser("paths", help="show where data, config and logs live")
     return parser
 
@@ -86,15 +108,127 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:
         print(f"llama-tui: {exc}", file=sys.stderr)
         return 1
+    try:
+        if args.command == "chats":
+            return chats_command(args, store)
+        if args.command == "ask":
+            return ask_command(args, store, config)
+        return run_tui(args, store, config)
+    finally:
+        store.close()
 
-    if args.command == "chats":
+
+def chats_command(args: argparse.Namespace, store: Store) -> int:
+    from tui import export
+
+    action = args.action or "list"
+    if action == "list":
         for conversation in store.list_conversations():
             print(
-                f"{conversation.id:>6}  {conversation.updated_at[:16]}  "
-                f"{conversation.message_count:>4} msgs  {conversation.title}"
+                f"{conversation.id:>6}  {conversation.updated_at[:16].replace('T', ' ')}  "
+                f"{store.count_messages(conversation.id):>4} msgs  {conversation.title}"
             )
         return 0
+    if action == "import":
+        try:
+            data = json.loads(Path(args.file).read_text("utf-8"))
+            conversation = export.import_json(store, data)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, export.ChatImportError) as exc:
+            print(f"llama-tui: cannot import {args.file}: {exc}", file=sys.stderr)
+            return 1
+        print(f"imported as chat {conversation.id}: {conversation.title}")
+        return 0
+    try:
+        conversation = store.get_conversation(args.id)
+    except KeyError:
+        print(
+            f"llama-tui: there is no chat {args.id} (see `llama-tui chats list`)", file=sys.stderr
+        )
+        return 1
+    if action == "delete":
+        store.delete_conversation(conversation.id)
+        print(f"deleted chat {conversation.id}: {conversation.title}")
+        return 0
+    messages = store.messages(conversation.id)
+    ai_name = load_library().get(conversation.persona).ai_name
+    if action == "show" or args.format == "md":
+        text = export.to_markdown(conversation, messages, ai_name)
+    else:
+        text = export.dumps(conversation, messages) + "\n"
+    if action == "export" and args.output:
+        out = Path(args.output).expanduser()
+        out.write_text(text, "utf-8")
+        out.chmod(0o600)
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
 
+
+def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
+    """One turn without the TUI, stored like a TUI turn; exit status 1 on failure."""
+    from tui.engine.local import LocalEngine
+    from tui.engine.protocol import GenerationFailed, LoadModel, ModelFailed, TokenText
+    from tui.runner import ChatRunner
+    from tui.sanitize import clean_text
+
+    prompt = args.prompt if args.prompt not in (None, "-") else sys.stdin.read()
+    if not prompt.strip():
+        print("llama-tui: nothing to ask (give a prompt or pipe one in)", file=sys.stderr)
+        return 2
+    model_path, problem = resolve_model(args.ask_model or args.model, config.model)
+    if model_path is None:
+        print(f"llama-tui: {problem}", file=sys.stderr)
+        return 1
+    library = load_library()
+    events: queue.Queue = queue.Queue()
+    engine = LocalEngine(paths.log_path())
+    runner = ChatRunner(store, engine, library, str(model_path))
+    if args.chat is not None:
+        try:
+            conversation = store.get_conversation(args.chat)
+        except KeyError:
+            print(f"llama-tui: there is no chat {args.chat}", file=sys.stderr)
+            return 1
+    else:
+        persona = args.ask_persona or args.persona or config.persona
+        conversation = runner.new_conversation(persona)
+    engine.start(events.put)
+    status = 0
+    gpu_layers = args.gpu_layers if args.gpu_layers is not None else config.n_gpu_layers
+    try:
+        engine.load(
+            LoadModel(
+                str(model_path),
+                n_ctx=runner.sampling_of(conversation).n_ctx,
+                n_threads=args.threads or config.n_threads,
+                n_gpu_layers=gpu_layers,
+            )
+        )
+        runner.send(conversation.id, prompt)
+        while runner.jobs:
+            event = events.get()
+            if isinstance(event, ModelFailed):
+                print(f"llama-tui: {event.message}", file=sys.stderr)
+            runner.handle(event)
+            if isinstance(event, TokenText):
+                sys.stdout.write(clean_text(event.text))
+                sys.stdout.flush()
+            elif isinstance(event, GenerationFailed):
+                print(f"\nllama-tui: {event.message}", file=sys.stderr)
+                status = 1
+        sys.stdout.write("\n")
+    except KeyboardInterrupt:
+        runner.cancel()
+        runner.flush_all("cancelled")
+        status = 130
+    finally:
+        engine.close()
+    print(f"(chat {conversation.id})", file=sys.stderr)
+    return status
+
+
+def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
     for problem in config.problems:
         print(f"warning: {problem}", file=sys.stderr)
     model_path, problem = resolve_model(args.model, config.model)
@@ -112,7 +246,6 @@ def main(argv: list[str] | None = None) -> int:
         n_gpu_layers=args.gpu_layers if args.gpu_layers is not None else config.n_gpu_layers,
     )
     app.run()
-    store.close()
     return 0
 
 

@@ -52,7 +52,17 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     db["conversations"].create_index(["updated_at"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m001_initial]
+def _m002_pin_archive_search(db: sqlite_utils.Database) -> None:
+    """Pinned and archived chats; full-text search over messages (FTS5, kept by triggers)."""
+    db["conversations"].add_column("pinned", int, not_null_default=0)
+    db["conversations"].add_column("archived", int, not_null_default=0)
+    db["messages"].enable_fts(["content"], fts_version="FTS5", create_triggers=True)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _m001_initial,
+    _m002_pin_archive_search,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

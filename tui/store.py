@@ -46,7 +46,8 @@ class Conversation:
     created_at: str
     updated_at: str
     context_start_id: int | None = None
-    message_count: int = 0
+    pinned: bool = False
+    archived: bool = False
 
 
 @dataclass
@@ -109,19 +110,46 @@ class Store:
         return self.get_conversation(conv_id)
 
     def get_conversation(self, conv_id: int) -> Conversation:
-        rows = list(
-            self.db.query(_CONVERSATION_SELECT + " where c.id = ? group by c.id", [conv_id])
-        )
+        rows = list(self.db.query("select * from conversations where id = ?", [conv_id]))
         if not rows:
             raise KeyError(f"no chat with id {conv_id}")
         return _conversation(rows[0])
 
-    def list_conversations(self, limit: int | None = None) -> list[Conversation]:
-        """Chats, most recently active first."""
-        sql = _CONVERSATION_SELECT + " group by c.id order by c.updated_at desc, c.id desc"
+    def list_conversations(
+        self, limit: int | None = None, archived: bool = False
+    ) -> list[Conversation]:
+        """Chats, pinned first, then most recently active first (an index scan)."""
+        sql = (
+            "select * from conversations where archived = ?"
+            " order by pinned desc, updated_at desc, id desc"
+        )
         if limit:
             sql += f" limit {int(limit)}"
-        return [_conversation(r) for r in self.db.query(sql)]
+        return [_conversation(r) for r in self.db.query(sql, [int(archived)])]
+
+    def count_messages(self, conv_id: int) -> int:
+        return self.db.execute(
+            "select count(*) from messages where conversation_id = ?", [conv_id]
+        ).fetchone()[0]
+
+    def search(self, query: str, limit: int = 100) -> list[tuple[Message, str]]:
+        """Messages matching ``query`` (FTS5, every word must match), best first.
+
+        Returns (message, chat title) pairs. The query is quoted word by word, so
+        FTS syntax characters in it are searched for, never interpreted.
+        """
+        words = [w.replace('"', '""') for w in query.split()]
+        if not words:
+            return []
+        match = " ".join(f'"{w}"*' for w in words)
+        rows = self.db.query(
+            "select m.*, c.title as chat_title from messages_fts f"
+            " join messages m on m.rowid = f.rowid"
+            " join conversations c on c.id = m.conversation_id"
+            " where messages_fts match ? order by rank limit ?",
+            [match, limit],
+        )
+        return [(_message(r), r["chat_title"] or "New chat") for r in rows]
 
     def update_conversation(self, conv_id: int, **values: Any) -> None:
         if "sampling" in values:
@@ -215,12 +243,6 @@ class Store:
         return cursor.rowcount
 
 
-_CONVERSATION_SELECT = (
-    "select c.*, count(m.id) as message_count from conversations c"
-    " left join messages m on m.conversation_id = c.id"
-)
-
-
 def _conversation(row: dict[str, Any]) -> Conversation:
     return Conversation(
         id=row["id"],
@@ -231,7 +253,8 @@ def _conversation(row: dict[str, Any]) -> Conversation:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         context_start_id=row.get("context_start_id"),
-        message_count=row.get("message_count", 0),
+        pinned=bool(row.get("pinned")),
+        archived=bool(row.get("archived")),
     )
 
 
