@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -135,13 +136,17 @@ async def test_stop_key_cancels_and_keeps_partial_answer(tmp_path: Path) -> None
 
 
 async def test_message_sent_while_loading_is_queued(tmp_path: Path) -> None:
-    app = make_app(tmp_path, FakeEngine(load_delay=0.5))
+    gate = threading.Event()
+    app = make_app(tmp_path, FakeEngine(load_gate=gate))
     async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
         assert "loading model" in screen_text(app)
         await type_text(pilot, "early")
         await pilot.press("enter")
         await pilot.pause()
         assert any("still loading" in str(n.message) for n in app._notifications)
+        assert complete_answers(app) == []
+        gate.set()
         await wait_for(pilot, lambda: len(complete_answers(app)) == 1)
 
 

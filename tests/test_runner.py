@@ -166,3 +166,44 @@ def test_terminal_escapes_never_reach_the_store(runner: rn.ChatRunner) -> None:
     runner.flush_all()
     assert runner.store.get_message(user.id).content == "hi there"
     assert "\x1b" not in runner.store.messages(conv.id)[1].content
+
+
+def finish(runner: rn.ChatRunner, job_id: int, text: str) -> None:
+    runner.handle(GenerationFinished(job_id, text, "stop", 3, 0.1, 20, 512))
+
+
+def test_regenerate_keeps_earlier_answers_reachable(runner: rn.ChatRunner) -> None:
+    conv = runner.new_conversation("assistant")
+    _u, first, job_id = runner.send(conv.id, "a joke please")
+    finish(runner, job_id, "first joke")
+    second, job_id = runner.regenerate(conv.id)
+    assert runner.engine.jobs[-1].history[-1].content == "a joke please"
+    finish(runner, job_id, "second joke")
+    messages = runner.store.messages(conv.id)
+    assert [m.content for m in messages] == ["a joke please", "second joke"]
+    assert messages[1].meta["alternatives"][0]["content"] == "first joke"
+    shown = runner.cycle_version(second.id)
+    assert shown.content == "first joke"
+    assert shown.meta["alternatives"][0]["content"] == "second joke"
+    assert runner.cycle_version(second.id).content == "second joke"
+
+
+def test_regenerate_needs_an_answer(runner: rn.ChatRunner) -> None:
+    conv = runner.new_conversation("assistant")
+    with pytest.raises(ValueError, match="no answer"):
+        runner.regenerate(conv.id)
+
+
+def test_edit_and_resend_replaces_the_rest_of_the_chat(runner: rn.ChatRunner) -> None:
+    conv = runner.new_conversation("assistant")
+    user, _a, job_id = runner.send(conv.id, "capital of Frnace?")
+    finish(runner, job_id, "what?")
+    _u, _a, job_id = runner.send(conv.id, "follow-up")
+    finish(runner, job_id, "ok")
+    runner.edit_and_resend(conv.id, user.id, "capital of France?")
+    messages = runner.store.messages(conv.id)
+    assert [(m.role, m.content) for m in messages] == [
+        ("user", "capital of France?"),
+        ("assistant", ""),
+    ]
+    assert [t.content for t in runner.engine.jobs[-1].history] == ["capital of France?"]

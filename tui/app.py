@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from textual import on
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.screen import Screen
 from textual.widgets import Footer, OptionList
 
+from tui import export
 from tui import store as st
 from tui.engine.protocol import (
     Engine,
@@ -37,11 +41,16 @@ from tui.engine.protocol import (
 from tui.models import display_name
 from tui.personas import PersonaLibrary
 from tui.runner import Busy, ChatRunner
+from tui.screens.confirm import ConfirmScreen
 from tui.screens.new_chat import NewChatScreen
+from tui.screens.search import SearchScreen
+from tui.screens.text_prompt import TextPromptScreen
 from tui.widgets.chat_list import ChatList
 from tui.widgets.chat_view import ChatView
 from tui.widgets.prompt_input import PromptInput
 from tui.widgets.status_line import StatusLine
+
+_CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 
 
 @dataclass
@@ -62,10 +71,14 @@ class LlamaTUI(App[None]):
     BINDINGS = [
         Binding("ctrl+n", "new_chat", "New chat"),
         Binding("escape", "stop", "Stop"),
+        Binding("ctrl+f", "search", "Search"),
+        Binding("ctrl+r", "rename_chat", "Rename", show=False),
         Binding("alt+up,ctrl+pageup", "previous_chat", "Prev chat", show=False),
         Binding("alt+down,ctrl+pagedown", "next_chat", "Next chat", show=False),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f1", "help", "Help"),
+        Binding("ctrl+q,f10", "quit", "Quit", priority=True),
     ]
+    SIDEBAR_LIMIT = 500  # older chats are one search away
 
     def __init__(
         self,
@@ -90,6 +103,10 @@ class LlamaTUI(App[None]):
         self.runner = ChatRunner(store, engine, personas, str(model_path or ""))
         self.conversation_id: int | None = None
         self.model_ready = False
+        self.show_archived = False
+        self.editing_id: int | None = None  # user message being edited, if any
+        self._deleted: list[dict] = []  # exports of deleted chats, for undo
+        self._code_block_index: dict[int, int] = {}
 
     # --- layout ---------------------------------------------------------------------
 
@@ -146,7 +163,10 @@ class LlamaTUI(App[None]):
     # --- chats ------------------------------------------------------------------------
 
     def refresh_chat_list(self) -> None:
-        self.query_one(ChatList).show(self.store.list_conversations(), self.conversation_id)
+        chats = self.store.list_conversations(self.SIDEBAR_LIMIT, archived=self.show_archived)
+        chat_list = self.query_one(ChatList)
+        chat_list.border_title = "Archived" if self.show_archived else "Chats"
+        chat_list.show(chats, self.conversation_id)
 
     async def open_conversation(self, conversation_id: int) -> None:
         conversation = self.store.get_conversation(conversation_id)
@@ -188,7 +208,7 @@ class LlamaTUI(App[None]):
         await self._step_chat(1)
 
     async def _step_chat(self, step: int) -> None:
-        conversations = self.store.list_conversations()
+        conversations = self.store.list_conversations(self.SIDEBAR_LIMIT, self.show_archived)
         ids = [c.id for c in conversations]
         if not ids:
             return
@@ -213,14 +233,22 @@ class LlamaTUI(App[None]):
             self.conversation_id = self.runner.new_conversation(self.default_persona).id
             await self.open_conversation(self.conversation_id)
         try:
-            user, answer, _job = self.runner.send(self.conversation_id, event.text)
+            if self.editing_id is not None:
+                self.runner.edit_and_resend(self.conversation_id, self.editing_id, event.text)
+            else:
+                user, answer, _job = self.runner.send(self.conversation_id, event.text)
         except Busy as exc:
             self.notify(str(exc), severity="warning")
             return
         prompt.clear()
         view = self.query_one(ChatView)
-        await view.add(user)
-        await view.add(answer)
+        if self.editing_id is not None:
+            self.editing_id = None
+            prompt.border_title = None
+            await self.open_conversation(self.conversation_id)
+        else:
+            await view.add(user)
+            await view.add(answer)
         if not self.model_ready:
             self.notify(
                 "The model is still loading; your message will be answered when it is ready."
@@ -230,6 +258,217 @@ class LlamaTUI(App[None]):
     def action_stop(self) -> None:
         if self.conversation_id is not None and self.runner.cancel(self.conversation_id):
             self.query_one(StatusLine).state = "stopping…"
+        elif self.editing_id is not None:
+            self.editing_id = None
+            prompt = self.query_one(PromptInput)
+            prompt.clear()
+            prompt.border_title = None
+            self.notify("Edit cancelled.")
+        elif not self.query_one(PromptInput).has_focus:
+            self.query_one(PromptInput).focus()
+
+    # --- chat management ------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    def action_search(self) -> None:
+        async def jump(result: tuple[int, int] | None) -> None:
+            if result:
+                chat, message = result
+                await self.open_conversation(chat)
+                if not self.query_one(ChatView).select_message(message):
+                    self.notify("That message is older than the ones shown.")
+
+        self.push_screen(SearchScreen(self.store), jump)
+
+    def action_rename_chat(self, conversation_id: int | None = None) -> None:
+        chat_id = conversation_id or self.conversation_id
+        if chat_id is None:
+            return
+        current = self.store.get_conversation(chat_id).title
+
+        def rename(title: str | None) -> None:
+            if title and title.strip():
+                self.store.update_conversation(chat_id, title=" ".join(title.split()))
+                self.refresh_chat_list()
+
+        self.push_screen(TextPromptScreen("Rename chat", current), rename)
+
+    def action_delete_chat(self, conversation_id: int | None = None) -> None:
+        chat_id = conversation_id or self.conversation_id
+        if chat_id is None:
+            return
+        conversation = self.store.get_conversation(chat_id)
+
+        async def delete(yes: bool | None) -> None:
+            if not yes:
+                return
+            self.runner.cancel(chat_id)
+            self._deleted.append(export.to_json(conversation, self.store.messages(chat_id)))
+            self.store.delete_conversation(chat_id)
+            if self.conversation_id == chat_id:
+                self.conversation_id = None
+                remaining = self.store.list_conversations(1, self.show_archived)
+                if remaining:
+                    await self.open_conversation(remaining[0].id)
+                else:
+                    await self.query_one(ChatView).show(0, [], "Assistant")
+            self.refresh_chat_list()
+            self.notify("Chat deleted. Undo: u in the chat list, or Ctrl+P → Undo delete.")
+
+        question = f"Delete the chat “{conversation.title}” and its messages?"
+        self.push_screen(ConfirmScreen(question, yes="Delete", no="Keep"), delete)
+
+    async def action_undo_delete(self) -> None:
+        if not self._deleted:
+            self.notify("Nothing to undo.")
+            return
+        restored = export.import_json(self.store, self._deleted.pop())
+        await self.open_conversation(restored.id)
+        self.notify(f"Restored “{restored.title}”.")
+
+    def action_toggle_pin(self, conversation_id: int | None = None) -> None:
+        chat_id = conversation_id or self.conversation_id
+        if chat_id is not None:
+            pinned = self.store.get_conversation(chat_id).pinned
+            self.store.update_conversation(chat_id, pinned=int(not pinned))
+            self.refresh_chat_list()
+
+    async def action_toggle_archive(self, conversation_id: int | None = None) -> None:
+        chat_id = conversation_id or self.conversation_id
+        if chat_id is None:
+            return
+        archived = self.store.get_conversation(chat_id).archived
+        self.store.update_conversation(chat_id, archived=int(not archived))
+        self.notify("Chat archived." if not archived else "Chat back in the list.")
+        self.refresh_chat_list()
+
+    def action_show_archived(self) -> None:
+        self.show_archived = not self.show_archived
+        self.refresh_chat_list()
+
+    def action_export_chat(self, fmt: str = "md") -> None:
+        if self.conversation_id is None:
+            return
+        chat_id = self.conversation_id
+        default = f"~/llama-tui-chat-{chat_id}.{fmt}"
+
+        def write(target: str | None) -> None:
+            if not target:
+                return
+            conversation = self.store.get_conversation(chat_id)
+            messages = self.store.messages(chat_id)
+            if fmt == "json":
+                text = export.dumps(conversation, messages)
+            else:
+                text = export.to_markdown(
+                    conversation, messages, self.runner.persona_of(conversation).ai_name
+                )
+            path = Path(target).expanduser()
+            try:
+                path.write_text(text, "utf-8")
+            except OSError as exc:
+                self.notify(f"Cannot write {path}: {exc.strerror}", severity="error")
+                return
+            self.notify(f"Exported to {path}")
+
+        self.push_screen(TextPromptScreen(f"Export this chat as {fmt.upper()} to", default), write)
+
+    @on(ChatList.Action)
+    async def chat_list_action(self, event: ChatList.Action) -> None:
+        chat = event.conversation_id
+        if event.action == "rename":
+            self.action_rename_chat(chat)
+        elif event.action == "delete":
+            self.action_delete_chat(chat)
+        elif event.action == "pin":
+            self.action_toggle_pin(chat)
+        elif event.action == "archive":
+            await self.action_toggle_archive(chat)
+        elif event.action == "undo":
+            await self.action_undo_delete()
+
+    @on(ChatView.Action)
+    async def message_action(self, event: ChatView.Action) -> None:
+        message = self.store.get_message(event.message_id)
+        chat_id = message.conversation_id
+        view = self.query_one(ChatView)
+        if event.action == "copy":
+            self.copy_to_clipboard(message.content)
+            self.notify("Message copied to the clipboard.")
+        elif event.action == "copy_code":
+            blocks = _CODE_BLOCK.findall(message.content)
+            if not blocks:
+                self.notify("This message has no code block.")
+                return
+            index = self._code_block_index.get(message.id, -1) + 1
+            index %= len(blocks)
+            self._code_block_index[message.id] = index
+            self.copy_to_clipboard(blocks[index])
+            self.notify(f"Code block {index + 1} of {len(blocks)} copied (y again: next).")
+        elif event.action == "edit":
+            if message.role != "user":
+                self.notify("Only your own messages can be edited; r regenerates an answer.")
+                return
+            prompt = self.query_one(PromptInput)
+            prompt.load_text(message.content)
+            prompt.border_title = "Editing: Enter resends from here · Esc cancels"
+            self.editing_id = message.id
+            prompt.focus()
+        elif event.action == "regenerate":
+            try:
+                self.runner.regenerate(chat_id)
+            except (Busy, ValueError) as exc:
+                self.notify(str(exc), severity="warning")
+                return
+            await self.open_conversation(chat_id)
+        elif event.action == "version":
+            box = view.box(message.id)
+            updated = self.runner.cycle_version(message.id)
+            if box is not None:
+                await box.finish(updated)
+        elif event.action == "delete":
+            if (
+                self.runner.job_for(chat_id)
+                and self.runner.job_for(chat_id).message_id == message.id
+            ):
+                self.notify("Stop the answer first (Esc).", severity="warning")
+                return
+
+            async def delete(yes: bool | None) -> None:
+                if yes:
+                    self.store.delete_message(message.id)
+                    await self.open_conversation(chat_id)
+
+            self.push_screen(ConfirmScreen("Delete this message?", yes="Delete", no="Keep"), delete)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Every action in the command palette (Ctrl+P)."""
+        yield from super().get_system_commands(screen)
+        commands = [
+            ("New chat", "Start a chat with a persona", self.action_new_chat),
+            ("Search chats", "Full-text search across all chats", self.action_search),
+            ("Rename chat", "Give the current chat a title", self.action_rename_chat),
+            ("Delete chat", "Delete the current chat (undo possible)", self.action_delete_chat),
+            ("Undo delete", "Bring back the last deleted chat", self.action_undo_delete),
+            ("Pin / unpin chat", "Keep the current chat on top", self.action_toggle_pin),
+            ("Archive / unarchive chat", "Hide the chat from the list",
+             self.action_toggle_archive),
+            ("Show archived / all chats", "Switch the list", self.action_show_archived),
+            ("Export chat as Markdown", "Write the chat to a .md file",
+             lambda: self.action_export_chat("md")),
+            ("Export chat as JSON", "Lossless export (llama-tui chats import)",
+             lambda: self.action_export_chat("json")),
+            ("Stop answer", "Stop the answer being generated", self.action_stop),
+            ("Previous chat", "Switch chat", self.action_previous_chat),
+            ("Next chat", "Switch chat", self.action_next_chat),
+        ]  # fmt: skip
+        for title, help_text, callback in commands:
+            yield SystemCommand(title, help_text, callback)
 
     # --- engine events ------------------------------------------------------------------
 

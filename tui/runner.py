@@ -48,6 +48,7 @@ class ActiveJob:
     flushed_at: float = field(default_factory=time.monotonic)
     dirty: bool = False
     started: GenerationStarted | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # kept, e.g. earlier versions
 
 
 class Busy(Exception):
@@ -96,15 +97,66 @@ class ChatRunner:
             raise Busy("This chat is still answering: wait, or press Esc to stop it.")
         text = clean_text(text).strip()
         user = self.store.add_message(conversation_id, "user", text)
+        answer, job_id = self._answer(conversation_id)
+        return user, answer, job_id
+
+    def regenerate(self, conversation_id: int) -> tuple[st.Message, int]:
+        """Answer the last user message again; earlier answers stay reachable.
+
+        The replaced answer's text moves into the new answer's
+        ``meta["alternatives"]`` (see :meth:`cycle_version`).
+        """
+        if self.job_for(conversation_id):
+            raise Busy("This chat is still answering: wait, or press Esc to stop it.")
+        messages = self.store.messages(conversation_id)
+        if not messages or messages[-1].role != "assistant" or len(messages) < 2:
+            raise ValueError("There is no answer to regenerate.")
+        last = messages[-1]
+        alternatives = [*last.meta.get("alternatives", []), _version(last)]
+        self.store.delete_message(last.id)
+        return self._answer(conversation_id, {"alternatives": alternatives})
+
+    def cycle_version(self, message_id: int) -> st.Message:
+        """Show the next stored version of a regenerated answer."""
+        message = self.store.get_message(message_id)
+        alternatives = list(message.meta.get("alternatives", []))
+        if not alternatives:
+            return message
+        shown = alternatives.pop(0)
+        alternatives.append(_version(message))
+        meta = {**shown.get("meta", {}), "alternatives": alternatives}
+        self.store.update_message(message_id, shown["content"], meta=meta)
+        return self.store.get_message(message_id)
+
+    def edit_and_resend(
+        self, conversation_id: int, message_id: int, text: str
+    ) -> tuple[st.Message, st.Message, int]:
+        """Replace a user message and everything after it, then answer again."""
+        if self.job_for(conversation_id):
+            raise Busy("This chat is still answering: wait, or press Esc to stop it.")
+        with self.store.db.conn:
+            self.store.db.execute(
+                "delete from messages where conversation_id = ? and id >= ?",
+                [conversation_id, message_id],
+            )
+        conversation = self.store.get_conversation(conversation_id)
+        if (conversation.context_start_id or 0) >= message_id:
+            self.store.update_conversation(conversation_id, context_start_id=None)
+        return self.send(conversation_id, text)
+
+    def _answer(
+        self, conversation_id: int, meta: dict[str, Any] | None = None
+    ) -> tuple[st.Message, int]:
+        """Open an empty answer (committed) and queue the job that fills it."""
         answer = self.store.add_message(
-            conversation_id, "assistant", "", status=st.PARTIAL, model=self.model
+            conversation_id, "assistant", "", status=st.PARTIAL, model=self.model, meta=meta
         )
         conversation = self.store.get_conversation(conversation_id)
         history, ids = self.history(conversation, upto=answer.id)
         remembered = conversation.context_start_id or 0
         start = next((i for i, msg_id in enumerate(ids) if msg_id >= remembered), 0)
         job_id = next(self._ids)
-        self.jobs[job_id] = ActiveJob(job_id, conversation_id, answer.id, ids)
+        self.jobs[job_id] = ActiveJob(job_id, conversation_id, answer.id, ids, meta=meta or {})
         job = Generate(
             job_id=job_id,
             persona=PersonaPrompt.from_persona(self.persona_of(conversation)),
@@ -113,7 +165,7 @@ class ChatRunner:
             start=start,
         )
         self.engine.generate(job)
-        return user, answer, job_id
+        return answer, job_id
 
     def history(self, conversation: st.Conversation, upto: int) -> tuple[list[Turn], list[int]]:
         """The turns the model sees, before message ``upto``, and their message ids.
@@ -168,7 +220,7 @@ class ChatRunner:
             self._finish(job, event)
         elif isinstance(event, GenerationFailed):
             text = job.text or clean_text(event.text)
-            meta = {"error": event.message}
+            meta = {**job.meta, "error": event.message}
             self.store.update_message(job.message_id, text, st.ERROR, meta)
             del self.jobs[job.job_id]
         return job
@@ -186,6 +238,7 @@ class ChatRunner:
             text += CONTEXT_LIMIT_NOTE
         job.text = text
         meta: dict[str, Any] = {
+            **job.meta,
             "finish_reason": event.reason,
             "prompt_tokens": event.prompt_tokens,
             "completion_tokens": event.completion_tokens,
@@ -201,3 +254,9 @@ class ChatRunner:
         for job in list(self.jobs.values()):
             self.store.update_message(job.message_id, job.text, status)
             job.dirty = False
+
+
+def _version(message: st.Message) -> dict[str, Any]:
+    """One answer version, as kept in ``meta["alternatives"]``."""
+    meta = {k: v for k, v in message.meta.items() if k != "alternatives"}
+    return {"content": message.content, "status": message.status, "meta": meta}

@@ -36,29 +36,36 @@ class FakeEngine:
         answer: Callable[[Generate], str] = echo_answer,
         delay: float = 0.0,
         load_delay: float = 0.0,
+        load_gate: threading.Event | None = None,
     ):
         self.answer = answer
         self.delay = delay
         self.load_delay = load_delay
+        self.load_gate = load_gate  # if given, loading waits until it is set
         self.jobs: list[Generate] = []
         self.loads: list[LoadModel] = []
         self._cancelled: set[int] = set()
         self._on_event: EventCallback | None = None
         self._lock = threading.Lock()  # one job at a time, like the real model
+        self._loaded = threading.Event()  # jobs wait for the model, like the real engine
 
     def start(self, on_event: EventCallback) -> None:
         self._on_event = on_event
 
     def load(self, request: LoadModel) -> None:
         self.loads.append(request)
+        self._loaded.clear()
         threading.Thread(target=self._load, args=(request,), daemon=True).start()
 
     def _load(self, request: LoadModel) -> None:
         assert self._on_event is not None
         self._on_event(ModelLoading(request.path, 0.0))
         time.sleep(self.load_delay)
+        if self.load_gate is not None:
+            self.load_gate.wait()
         info = ModelInfo(request.path, "fake", request.n_ctx, request.n_ctx, True)
         self._on_event(ModelReady(info, self.load_delay))
+        self._loaded.set()
 
     def generate(self, job: Generate) -> None:
         self.jobs.append(job)
@@ -66,6 +73,8 @@ class FakeEngine:
 
     def _generate(self, job: Generate) -> None:
         assert self._on_event is not None
+        if self.loads:
+            self._loaded.wait()
         with self._lock:
             n_ctx = int(job.sampling.get("n_ctx", 4096))
             self._on_event(GenerationStarted(job.job_id, 10, n_ctx, job.start, "chat"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.binding import Binding
+from textual.message import Message
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
@@ -20,14 +22,46 @@ class ChatList(OptionList):
     ChatList:focus { border: round $primary; }
     """
 
+    BINDINGS = [
+        Binding("r,f2", "act('rename')", "Rename"),
+        Binding("d,delete", "act('delete')", "Delete"),
+        Binding("p", "act('pin')", "Pin"),
+        Binding("a", "act('archive')", "Archive"),
+        Binding("u", "act('undo')", "Undo delete", show=False),
+    ]
+
+    class Action(Message):
+        """The user asked for ``action`` on chat ``conversation_id`` (None for undo)."""
+
+        def __init__(self, action: str, conversation_id: int | None) -> None:
+            super().__init__()
+            self.action = action
+            self.conversation_id = conversation_id
+
     def __init__(self, **kwargs: object) -> None:
         super().__init__(markup=False, **kwargs)  # type: ignore[arg-type]
         self.border_title = "Chats"
 
+    def action_act(self, action: str) -> None:
+        index = self.highlighted
+        chat = self.conversation_id_at(index) if index is not None else None
+        if chat is not None or action == "undo":
+            self.post_message(self.Action(action, chat))
+
     def show(self, conversations: list[Conversation], selected: int | None) -> None:
-        """Replace the list; titles are plain text, never markup."""
+        """Replace the list; titles are plain text, never markup.
+
+        While the user is working in the list, the highlight stays on the chat
+        it was on (it may have moved, e.g. when pinned); otherwise it follows
+        the open chat.
+        """
+        if self.has_focus and self.highlighted is not None:
+            selected = self.conversation_id_at(self.highlighted) or selected
         width = max(self.size.width - 2, 20)
-        self.set_options(Option(_one_line(c.title, width), id=str(c.id)) for c in conversations)
+        self.set_options(
+            Option(_one_line(("📌 " if c.pinned else "") + c.title, width), id=str(c.id))
+            for c in conversations
+        )
         for index, conversation in enumerate(conversations):
             if conversation.id == selected:
                 self.highlighted = index

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import Markdown, Static
 from textual.widgets._markdown import MarkdownStream
 
@@ -31,6 +33,7 @@ class MessageBox(Vertical):
     MessageBox .error-note { color: $error; height: auto; }
     MessageBox .error-note.-empty { display: none; }
     MessageBox Markdown { margin: 0; padding: 0 0 0 1; }
+    MessageBox.-selected { background: $boost; border-left: thick $accent; }
     """
 
     def __init__(self, message: st.Message, ai_name: str) -> None:
@@ -50,8 +53,11 @@ class MessageBox(Vertical):
 
     def _who(self) -> Text:
         name = "You" if self.message.role == "user" else self.ai_name
-        note = _STATUS_NOTES.get(self.message.status, "")
-        return Text(f"{name}  {note}".rstrip())
+        notes = [_STATUS_NOTES.get(self.message.status, "")]
+        versions = len(self.message.meta.get("alternatives", []))
+        if versions:
+            notes.append(f"{versions + 1} versions (v)")
+        return Text(f"{name}  {' · '.join(n for n in notes if n)}".rstrip())
 
     def _error(self) -> str:
         error = self.message.meta.get("error")
@@ -79,6 +85,27 @@ class MessageBox(Vertical):
 
 
 class ChatView(VerticalScroll):
+    """Focus it (Tab, or click) to pick a message with ↑/↓ and act on it."""
+
+    BINDINGS = [
+        Binding("up,k", "select(-1)", "Prev message", show=False),
+        Binding("down,j", "select(1)", "Next message", show=False),
+        Binding("c", "act('copy')", "Copy"),
+        Binding("y", "act('copy_code')", "Copy code"),
+        Binding("e", "act('edit')", "Edit"),
+        Binding("r", "act('regenerate')", "Regenerate"),
+        Binding("v", "act('version')", "Versions", show=False),
+        Binding("d,delete", "act('delete')", "Delete"),
+    ]
+
+    class Action(Message):
+        """The user asked for ``action`` on message ``message_id``."""
+
+        def __init__(self, action: str, message_id: int) -> None:
+            super().__init__()
+            self.action = action
+            self.message_id = message_id
+
     DEFAULT_CSS = """
     ChatView { height: 1fr; padding: 0 1; }
     ChatView .memory-marker { color: $warning; text-style: italic; margin: 0 0 1 0; }
@@ -92,6 +119,7 @@ class ChatView(VerticalScroll):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.conversation_id: int | None = None
         self.ai_name = "Assistant"
+        self.selected: MessageBox | None = None
 
     async def show(
         self,
@@ -103,6 +131,7 @@ class ChatView(VerticalScroll):
         """Replace the pane with a chat's messages and scroll to the end."""
         self.conversation_id = conversation_id
         self.ai_name = ai_name
+        self.selected = None
         await self.remove_children()
         widgets: list[Static | MessageBox] = []
         hidden = max(len(messages) - MAX_MOUNTED, 0)
@@ -125,6 +154,47 @@ class ChatView(VerticalScroll):
         await self.mount(box)
         self.scroll_end(animate=False)
         return box
+
+    def on_focus(self) -> None:
+        self._ensure_selection()
+
+    def _ensure_selection(self) -> None:
+        """After focus or a re-render, the newest message is the selected one."""
+        if self.selected is None or not self.selected.is_attached:
+            boxes = list(self.query(MessageBox))
+            if boxes:
+                self._select(boxes[-1])
+
+    def on_blur(self) -> None:
+        if self.selected is not None:
+            self.selected.remove_class("-selected")
+
+    def action_select(self, step: int) -> None:
+        boxes = list(self.query(MessageBox))
+        if not boxes:
+            return
+        index = boxes.index(self.selected) if self.selected in boxes else len(boxes)
+        self._select(boxes[min(max(index + step, 0), len(boxes) - 1)])
+
+    def _select(self, box: MessageBox) -> None:
+        if self.selected is not None:
+            self.selected.remove_class("-selected")
+        self.selected = box
+        box.add_class("-selected")
+        self.scroll_to_widget(box, animate=False)
+
+    def action_act(self, action: str) -> None:
+        self._ensure_selection()
+        if self.selected is not None and self.selected.is_attached:
+            self.post_message(self.Action(action, self.selected.message.id))
+
+    def select_message(self, message_id: int) -> bool:
+        """Select (and scroll to) a message, e.g. a search result."""
+        box = self.box(message_id)
+        if box is not None:
+            self.focus()
+            self._select(box)
+        return box is not None
 
     def box(self, message_id: int) -> MessageBox | None:
         try:

@@ -1,0 +1,156 @@
+"""Managing chats and messages in the TUI (fake engine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.uihelpers import SIZE, make_app, screen_text, type_text, wait_for
+from tui import store as st
+from tui.engine.fake import FakeEngine
+from tui.widgets.chat_list import ChatList
+from tui.widgets.chat_view import ChatView
+from tui.widgets.prompt_input import PromptInput
+
+
+def answers(app, status: str = st.COMPLETE) -> list[st.Message]:
+    return [
+        m
+        for c in app.store.list_conversations() + app.store.list_conversations(archived=True)
+        for m in app.store.messages(c.id)
+        if m.role == "assistant" and m.status == status
+    ]
+
+
+async def say(pilot, app, text: str) -> None:
+    before = len(answers(app))
+    await type_text(pilot, text)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: len(answers(app)) == before + 1)
+    await pilot.pause()
+
+
+async def test_rename_pin_archive_from_the_chat_list(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await say(pilot, app, "older chat")
+        await pilot.press("ctrl+n", "enter")
+        await wait_for(pilot, lambda: len(app.store.list_conversations()) == 2)
+        await say(pilot, app, "newer chat")
+        older = app.store.list_conversations()[1]
+
+        app.query_one(ChatList).focus()
+        await pilot.press("down")  # highlight the older chat
+        await pilot.press("r")
+        await pilot.pause()
+        await pilot.press(*"Renamed", "enter")  # the old title is selected: replaced
+        await wait_for(pilot, lambda: app.store.get_conversation(older.id).title == "Renamed")
+
+        await pilot.press("p")  # pin: the older chat moves to the top
+        await wait_for(pilot, lambda: app.store.list_conversations()[0].id == older.id)
+        assert "📌 Renamed" in screen_text(app)
+
+        app.query_one(ChatList).highlighted = 0
+        await pilot.press("a")  # archive it: gone from the list, not from the database
+        await wait_for(pilot, lambda: app.store.get_conversation(older.id).archived)
+        assert "Renamed" not in screen_text(app)
+        app.action_show_archived()
+        await pilot.pause()
+        assert "Renamed" in screen_text(app) and "Archived" in screen_text(app)
+
+
+async def test_delete_asks_first_and_can_be_undone(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await say(pilot, app, "precious words")
+        app.query_one(ChatList).focus()
+        await pilot.press("d")
+        await pilot.pause()
+        assert "Delete the chat" in screen_text(app)
+        await pilot.press("n")  # keep
+        await pilot.pause()
+        assert len(app.store.list_conversations()) == 1
+
+        await pilot.press("d")
+        await pilot.pause()
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.store.list_conversations() == [])
+        assert "precious words" not in screen_text(app)
+
+        app.query_one(ChatList).focus()
+        await pilot.press("u")
+        await wait_for(pilot, lambda: len(app.store.list_conversations()) == 1)
+        (restored,) = app.store.list_conversations()
+        contents = [m.content for m in app.store.messages(restored.id)]
+        assert contents == ["precious words", "You said: precious words"]
+
+
+async def test_search_jumps_to_the_message(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await say(pilot, app, "the quick brown fox")
+        first = app.conversation_id
+        await pilot.press("ctrl+n", "enter")
+        await wait_for(pilot, lambda: app.conversation_id != first)
+        await say(pilot, app, "something else entirely")
+
+        await pilot.press("ctrl+f")
+        await pilot.pause()
+        await type_text(pilot, "brown fox")
+        await pilot.pause()
+        assert "the quick brown fox" in screen_text(app)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.conversation_id == first)
+        view = app.query_one(ChatView)
+        await wait_for(pilot, lambda: view.selected is not None)
+        assert view.selected.message.content == "the quick brown fox"
+
+
+async def test_copy_edit_regenerate_and_versions(tmp_path: Path) -> None:
+    replies = iter(["first answer\n\n```py\nprint(1)\n```", "second answer", "edited answer"])
+    app = make_app(tmp_path, FakeEngine(answer=lambda job: next(replies)))
+    async with app.run_test(size=SIZE) as pilot:
+        await say(pilot, app, "question")
+        view = app.query_one(ChatView)
+        view.focus()
+        await pilot.pause()
+        assert view.selected.message.role == "assistant"
+
+        await pilot.press("y")
+        assert app.clipboard == "print(1)\n"
+        await pilot.press("c")
+        assert app.clipboard.startswith("first answer")
+
+        await pilot.press("r")  # regenerate
+        await wait_for(pilot, lambda: any(m.content == "second answer" for m in answers(app)))
+        await pilot.pause()
+        assert "2 versions" in screen_text(app)
+        view.focus()
+        await pilot.press("v")
+        await wait_for(pilot, lambda: answers(app)[0].content.startswith("first answer"))
+
+        await pilot.press("up")  # the user's message
+        assert view.selected.message.role == "user"
+        await pilot.press("e")
+        prompt = app.query_one(PromptInput)
+        assert prompt.text == "question" and prompt.has_focus
+        await pilot.press("end", *" again", "enter")
+        await wait_for(pilot, lambda: [m.content for m in answers(app)] == ["edited answer"])
+        (conv,) = app.store.list_conversations()
+        assert [m.content for m in app.store.messages(conv.id)] == [
+            "question again",
+            "edited answer",
+        ]
+
+
+async def test_help_and_palette_list_the_actions(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("f1")
+        await pilot.pause()
+        assert app.screen.query("HelpPanel")
+        await pilot.press("f1")
+        await pilot.pause()
+        assert not app.screen.query("HelpPanel")
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for expected in ("New chat", "Search chats", "Delete chat", "Export chat as JSON"):
+            assert expected in titles
