@@ -74,15 +74,28 @@ def test_data_survives_reopen_and_is_private(tmp_path: Path) -> None:
     second.close()
 
 
-def test_recover_marks_stale_partial_answers_interrupted(store: st.Store) -> None:
+def test_recover_marks_answers_of_dead_writers_interrupted(store: st.Store) -> None:
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
     conv = store.create_conversation("assistant")
-    old = store.add_message(conv.id, "assistant", "half an ans", status=st.PARTIAL)
-    store.db.execute("update messages set updated_at = '2000-01-01' where id = ?", [old.id])
-    fresh = store.add_message(conv.id, "assistant", "still streaming", status=st.PARTIAL)
-    assert store.recover_interrupted() == 1
-    assert store.get_message(old.id).status == st.INTERRUPTED
-    assert store.get_message(old.id).content == "half an ans"
-    assert store.get_message(fresh.id).status == st.PARTIAL
+
+    def partial(text: str, writer: str) -> st.Message:
+        return store.add_message(conv.id, "assistant", text, st.PARTIAL, meta={"writer": writer})
+
+    dead_here = partial("half an ans", f"{st.HOSTNAME}:{gone.pid}")
+    alive_here = partial("still streaming", st.writer_id())
+    other_host_fresh = partial("elsewhere", "other-host:123")
+    other_host_old = partial("elsewhere, long ago", "other-host:456")
+    store.db.execute(
+        "update messages set updated_at = '2000-01-01' where id = ?", [other_host_old.id]
+    )
+    assert store.recover_interrupted() == 2
+    status = {m.id: m.status for m in store.messages(conv.id)}
+    assert status[dead_here.id] == status[other_host_old.id] == st.INTERRUPTED
+    assert status[alive_here.id] == status[other_host_fresh.id] == st.PARTIAL
+    assert store.get_message(dead_here.id).content == "half an ans"
 
 
 def test_delete_conversation_removes_its_messages(store: st.Store) -> None:

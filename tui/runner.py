@@ -148,6 +148,7 @@ class ChatRunner:
         self, conversation_id: int, meta: dict[str, Any] | None = None
     ) -> tuple[st.Message, int]:
         """Open an empty answer (committed) and queue the job that fills it."""
+        meta = {**(meta or {}), "writer": st.writer_id()}
         answer = self.store.add_message(
             conversation_id, "assistant", "", status=st.PARTIAL, model=self.model, meta=meta
         )
@@ -156,7 +157,7 @@ class ChatRunner:
         remembered = conversation.context_start_id or 0
         start = next((i for i, msg_id in enumerate(ids) if msg_id >= remembered), 0)
         job_id = next(self._ids)
-        self.jobs[job_id] = ActiveJob(job_id, conversation_id, answer.id, ids, meta=meta or {})
+        self.jobs[job_id] = ActiveJob(job_id, conversation_id, answer.id, ids, meta=meta)
         job = Generate(
             job_id=job_id,
             persona=PersonaPrompt.from_persona(self.persona_of(conversation)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -227,20 +228,56 @@ class Store:
         with self.db.conn:
             self.db.execute("delete from messages where id = ?", [msg_id])
 
-    def recover_interrupted(self) -> int:
+    def recover_interrupted(self, stale_after: float = 30.0) -> int:
         """Mark answers left ``partial`` by a crashed or killed process as interrupted.
 
-        Only rows untouched for a few seconds count, so that another live
-        llama-tui process on the same database keeps its running answer.
+        An answer records its writer (``meta["writer"]``: host and pid). On
+        this host, a writer whose process is gone is dead at once; a writer on
+        another host (a shared home directory) counts as dead once its answer
+        has not been touched for ``stale_after`` seconds. A live llama-tui on
+        the same database keeps its running answer.
         """
-        cutoff = datetime.now(UTC).timestamp() - 5
+        cutoff = datetime.now(UTC).timestamp() - stale_after
         stale = datetime.fromtimestamp(cutoff, UTC).isoformat(timespec="microseconds")
+        dead = []
+        for row in self.db.query(
+            "select id, meta, updated_at from messages where status = ?", [PARTIAL]
+        ):
+            writer = json.loads(row["meta"] or "{}").get("writer", "")
+            host, _, pid = writer.rpartition(":")
+            if host == HOSTNAME and pid.isdigit():
+                alive = _process_alive(int(pid))
+            else:
+                alive = row["updated_at"] >= stale
+            if not alive:
+                dead.append(row["id"])
         with self.db.conn:
-            cursor = self.db.execute(
-                "update messages set status = ? where status = ? and updated_at < ?",
-                [INTERRUPTED, PARTIAL, stale],
-            )
-        return cursor.rowcount
+            for msg_id in dead:
+                self.db.execute(
+                    "update messages set status = ? where id = ? and status = ?",
+                    [INTERRUPTED, msg_id, PARTIAL],
+                )
+        return len(dead)
+
+
+HOSTNAME = socket.gethostname()
+
+
+def writer_id() -> str:
+    """Who is writing an answer: ``host:pid`` (see :meth:`Store.recover_interrupted`)."""
+    return f"{HOSTNAME}:{os.getpid()}"
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _conversation(row: dict[str, Any]) -> Conversation:
