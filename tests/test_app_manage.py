@@ -154,3 +154,57 @@ async def test_help_and_palette_list_the_actions(tmp_path: Path) -> None:
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for expected in ("New chat", "Search chats", "Delete chat", "Export chat as JSON"):
             assert expected in titles
+
+
+async def test_persona_screen_starts_a_chat_and_persona_can_change(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await say(pilot, app, "hello")
+        first = app.conversation_id
+        await pilot.press("f3")
+        await pilot.pause()
+        assert "Personas" in screen_text(app) or "bundled" in screen_text(app)
+        for _ in range(6):
+            option_list = app.screen.query_one("OptionList")
+            if option_list.highlighted_option and option_list.highlighted_option.id == "bob":
+                break
+            await pilot.press("down")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.conversation_id not in (None, first))
+        assert app.store.get_conversation(app.conversation_id).persona == "bob"
+
+        app.conversation_id = first
+        app.action_change_persona()
+        await pilot.pause()
+        await pilot.press("down")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.store.get_conversation(first).persona != "assistant")
+        await say(pilot, app, "again")
+        job = app.engine.jobs[-1]
+        persona = app.personas.get(app.store.get_conversation(first).persona)
+        assert job.persona.ai_name == persona.ai_name
+
+
+async def test_sampling_panel_changes_the_next_reply_and_saves_persona(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await say(pilot, app, "hello")
+        await pilot.press("f2")
+        await pilot.pause()
+        assert "temperature" in screen_text(app)
+        await pilot.press("right", "right", "right")  # temperature +0.15
+        await pilot.pause()
+        conv = app.store.get_conversation(app.conversation_id)
+        assert conv.sampling == {"temperature": 0.85}  # assistant default 0.7
+        await pilot.press("f2")  # close, back to the prompt
+        await wait_for(pilot, lambda: app.query_one(PromptInput).has_focus)
+        await say(pilot, app, "again")
+        assert app.engine.jobs[-1].sampling["temperature"] == 0.85
+
+        await pilot.press("f2")
+        await pilot.pause()
+        await pilot.press("P")  # save as the persona's defaults: a user copy
+        await wait_for(pilot, lambda: (tmp_path / "personas" / "assistant.toml").exists())
+        saved = (tmp_path / "personas" / "assistant.toml").read_text()
+        assert "temperature = 0.85" in saved
+        assert app.store.get_conversation(app.conversation_id).sampling == {}

@@ -23,6 +23,7 @@ def make_app(tmp_path: Path, engine=None, model_path: Path | None = None, **kwar
         engine=engine or FakeEngine(),
         personas=load_library(user_dir=tmp_path / "personas"),
         model_path=model_path or tmp_path / "fake.gguf",
+        personas_dir=tmp_path / "personas",
         **kwargs,
     )
 

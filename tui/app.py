@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import re
 import signal
 from collections.abc import Iterable
@@ -39,15 +40,18 @@ from tui.engine.protocol import (
     TokenText,
 )
 from tui.models import display_name
-from tui.personas import PersonaLibrary
+from tui.personas import PersonaLibrary, save_persona
 from tui.runner import Busy, ChatRunner
+from tui.sampling import SPEC, Sampling
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.new_chat import NewChatScreen
+from tui.screens.personas import PersonasScreen
 from tui.screens.search import SearchScreen
 from tui.screens.text_prompt import TextPromptScreen
 from tui.widgets.chat_list import ChatList
 from tui.widgets.chat_view import ChatView
 from tui.widgets.prompt_input import PromptInput
+from tui.widgets.sampling_panel import SamplingPanel
 from tui.widgets.status_line import StatusLine
 
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
@@ -75,6 +79,8 @@ class LlamaTUI(App[None]):
         Binding("ctrl+r", "rename_chat", "Rename", show=False),
         Binding("alt+up,ctrl+pageup", "previous_chat", "Prev chat", show=False),
         Binding("alt+down,ctrl+pagedown", "next_chat", "Next chat", show=False),
+        Binding("f2", "toggle_sampling", "Sampling"),
+        Binding("f3", "personas", "Personas"),
         Binding("f1", "help", "Help"),
         Binding("ctrl+q,f10", "quit", "Quit", priority=True),
     ]
@@ -90,8 +96,10 @@ class LlamaTUI(App[None]):
         model_problem: str = "",
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
+        personas_dir: Path | None = None,
     ) -> None:
         super().__init__()
+        self.personas_dir = personas_dir  # None: the user's config dir
         self.store = store
         self.engine = engine
         self.personas = personas
@@ -117,6 +125,9 @@ class LlamaTUI(App[None]):
                 yield ChatView(id="chat")
                 yield StatusLine(id="status")
                 yield PromptInput(id="prompt")
+            sampling = SamplingPanel(id="sampling")
+            sampling.display = False
+            yield sampling
         yield Footer()
 
     async def on_mount(self) -> None:
@@ -185,6 +196,7 @@ class LlamaTUI(App[None]):
         else:
             status.used, status.n_ctx = 0, 0
         self.refresh_chat_list()
+        self._show_sampling()
         # Keep the partial answer of a running job streaming into view.
         job = self.runner.job_for(conversation_id)
         if job is not None:
@@ -193,6 +205,9 @@ class LlamaTUI(App[None]):
                 await box.append(job.text[len(box.message.content) :])
 
     def action_new_chat(self) -> None:
+        if len(self.screen_stack) > 1:
+            return  # not on top of another screen (e.g. the persona editor)
+
         def create(persona_id: str | None) -> None:
             if persona_id:
                 conversation = self.runner.new_conversation(persona_id)
@@ -266,6 +281,104 @@ class LlamaTUI(App[None]):
             self.notify("Edit cancelled.")
         elif not self.query_one(PromptInput).has_focus:
             self.query_one(PromptInput).focus()
+
+    # --- sampling panel -------------------------------------------------------------------
+
+    def action_toggle_sampling(self) -> None:
+        """F2: open the panel on the current chat (and focus it), or close it."""
+        panel = self.query_one(SamplingPanel)
+        if panel.display and panel.has_focus_within:
+            panel.display = False
+            self.query_one(ChatList).display = True
+            self.query_one(PromptInput).focus()
+            return
+        panel.display = True
+        if self.size.width < 100:  # two side panels would leave too little chat
+            self.query_one(ChatList).display = False
+        self._show_sampling()
+        panel.focus_setting()
+
+    def _show_sampling(self) -> None:
+        """Give the panel the current chat's values over its persona's defaults."""
+        panel = self.query_one(SamplingPanel)
+        if self.conversation_id is None:
+            defaults = self.personas.get(self.default_persona).sampling_defaults()
+            panel.show(defaults, defaults)
+        else:
+            conversation = self.store.get_conversation(self.conversation_id)
+            defaults = self.runner.persona_of(conversation).sampling_defaults()
+            panel.show(self.runner.sampling_of(conversation), defaults)
+        supported = getattr(self.engine, "supported_settings", None)  # remote servers
+        panel.unsupported = frozenset(SPEC) - supported() if supported else frozenset()
+
+    @on(SamplingPanel.Changed)
+    def sampling_changed(self, event: SamplingPanel.Changed) -> None:
+        """Per-chat values, stored as overrides of the persona; the next reply uses them."""
+        if self.conversation_id is None:
+            self.conversation_id = self.runner.new_conversation(self.default_persona).id
+            self.refresh_chat_list()
+        self.store.update_conversation(self.conversation_id, sampling=event.overrides)
+
+    @on(SamplingPanel.SaveAsPersonaDefaults)
+    def save_sampling_defaults(self, event: SamplingPanel.SaveAsPersonaDefaults) -> None:
+        if self.conversation_id is None:
+            persona = self.personas.get(self.default_persona)
+        else:
+            persona = self.runner.persona_of(self.store.get_conversation(self.conversation_id))
+        # Only what differs from llama.cpp's defaults; a bundled persona becomes a user copy.
+        updated = dataclasses.replace(persona, sampling=event.values.diff(Sampling()))
+        try:
+            save_persona(updated, self.personas_dir)
+        except OSError as exc:
+            self.notify(str(exc), title="Could not save the persona", severity="error")
+            return
+        self.personas.personas[updated.id] = updated
+        if self.conversation_id is not None:
+            self.store.update_conversation(self.conversation_id, sampling={})
+        self._show_sampling()
+        self.notify(f"Saved as the defaults of {updated.name}.")
+
+    # --- personas -------------------------------------------------------------------------
+
+    def action_personas(self) -> None:
+        if isinstance(self.screen, PersonasScreen):
+            return
+        current = self.default_persona
+        if self.conversation_id is not None:
+            current = self.store.get_conversation(self.conversation_id).persona
+
+        def chosen(persona_id: str | None) -> None:
+            if persona_id:
+                conversation = self.runner.new_conversation(persona_id)
+                self.run_worker(self.open_conversation(conversation.id), exclusive=True)
+            self.query_one(PromptInput).focus()
+
+        self.push_screen(PersonasScreen(self.personas_dir, selected=current), chosen)
+
+    @on(PersonasScreen.Changed)
+    def personas_changed(self, message: PersonasScreen.Changed) -> None:
+        """A persona was saved or deleted: the next reply uses the new version."""
+        self.personas = message.library
+        self.runner.personas = message.library
+        if self.conversation_id is not None:
+            conversation = self.store.get_conversation(self.conversation_id)
+            self.query_one(StatusLine).persona = self.runner.persona_of(conversation).name
+
+    def action_change_persona(self) -> None:
+        """Give the current chat another persona; the next reply uses it."""
+        if self.conversation_id is None:
+            return
+        chat_id = self.conversation_id
+
+        async def change(persona_id: str | None) -> None:
+            if persona_id:
+                self.store.update_conversation(chat_id, persona=persona_id)
+                await self.open_conversation(chat_id)
+                self.notify(f"This chat now uses {self.personas.get(persona_id).name}.")
+
+        current = self.store.get_conversation(chat_id).persona
+        self.push_screen(NewChatScreen(self.personas.sorted(), current, "Persona for this chat…"),
+                         change)  # fmt: skip
 
     # --- chat management ------------------------------------------------------------------
 
@@ -451,6 +564,9 @@ class LlamaTUI(App[None]):
         yield from super().get_system_commands(screen)
         commands = [
             ("New chat", "Start a chat with a persona", self.action_new_chat),
+            ("Personas", "Browse, create, edit and delete personas (F3)", self.action_personas),
+            ("Change persona of this chat", "The next reply uses it", self.action_change_persona),
+            ("Sampling settings", "Sliders for this chat (F2)", self.action_toggle_sampling),
             ("Search chats", "Full-text search across all chats", self.action_search),
             ("Rename chat", "Give the current chat a title", self.action_rename_chat),
             ("Delete chat", "Delete the current chat (undo possible)", self.action_delete_chat),

@@ -12,7 +12,7 @@ import queue
 import sys
 from pathlib import Path
 
-from tui import __version__, paths
+from tui import __version__, paths, persona_commands
 from tui.config import Config, load_config
 from tui.models import INSTALL_HINT, ModelFileError, check_model_file, default_model_path
 from tui.personas import load_library
@@ -40,8 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    personas = sub.add_parser("personas", help="list the personas")
-    personas.add_argument("action", choices=["list"], nargs="?", default="list")
+    persona_commands.add_parser(sub)
 
     chats = sub.add_parser("chats", help="list, show, export, import or delete chats")
     chat_sub = chats.add_subparsers(dest="action", metavar="ACTION")
@@ -95,13 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"log:      {paths.log_path()}")
         return 0
     if args.command == "personas":
-        library = load_library()
-        for persona in library.sorted():
-            origin = "bundled" if persona.bundled else "user"
-            print(f"{persona.id:<16} {origin:<8} {persona.description}")
-        for problem in library.problems:
-            print(f"warning: {problem}", file=sys.stderr)
-        return 0
+        return persona_commands.run(args)
 
     try:
         store = Store(db_path)
@@ -244,6 +237,7 @@ def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
         model_problem=problem,
         n_threads=args.threads or config.n_threads,
         n_gpu_layers=args.gpu_layers if args.gpu_layers is not None else config.n_gpu_layers,
+        personas_dir=paths.user_personas_dir(),
     )
     app.run()
     return 0

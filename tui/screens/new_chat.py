@@ -28,14 +28,17 @@ class NewChatScreen(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
-    def __init__(self, personas: list[Persona], default: str) -> None:
+    def __init__(
+        self, personas: list[Persona], default: str, title: str = "New chat with…"
+    ) -> None:
         super().__init__()
         self.personas = personas
         self.default = default
+        self.title_text = title
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Label("New chat with…")
+            yield Label(self.title_text)
             options = []
             for persona in self.personas:
                 line = Text(persona.name, style="bold")

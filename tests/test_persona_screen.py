@@ -1,0 +1,403 @@
+"""The persona library screen, driven with Pilot on temp bundled and user dirs."""
+
+from __future__ import annotations
+
+import shutil
+import tomllib
+from pathlib import Path
+
+import pytest
+from textual.app import App
+from textual.pilot import Pilot
+from textual.widgets import Button, Input, TextArea
+
+from tests.uihelpers import SIZE, screen_text, type_text, wait_for
+from tui.personas import Example, Persona, PersonaLibrary, load_library
+from tui.screens.confirm import ConfirmScreen
+from tui.screens.personas import (
+    PersonaEditor,
+    PersonaList,
+    PersonasScreen,
+    describe_persona,
+    examples_to_text,
+    parse_examples_text,
+    parse_sampling_value,
+    parse_stops_text,
+    stops_to_text,
+    unique_id,
+)
+
+REPO_PERSONAS = Path(__file__).resolve().parent.parent / "personas"
+
+
+class Host(App[None]):
+    """A bare app that opens the screen, recording its result and its messages."""
+
+    def __init__(self, user_dir: Path, bundled_dir: Path) -> None:
+        super().__init__()
+        self.user_dir, self.bundled_dir = user_dir, bundled_dir
+        self.results: list[str | None] = []
+        self.changes: list[PersonaLibrary] = []
+
+    def on_mount(self) -> None:
+        self.push_screen(PersonasScreen(self.user_dir, self.bundled_dir), self.results.append)
+
+    def on_personas_screen_changed(self, message: PersonasScreen.Changed) -> None:
+        self.changes.append(message.library)
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> tuple[Path, Path]:
+    """(bundled, user): a copy of the shipped personas and an empty user dir."""
+    bundled, user = tmp_path / "bundled", tmp_path / "user"
+    bundled.mkdir()
+    for path in REPO_PERSONAS.glob("*.toml"):
+        shutil.copy(path, bundled)
+    return bundled, user
+
+
+def host(dirs: tuple[Path, Path]) -> Host:
+    bundled, user = dirs
+    return Host(user, bundled)
+
+
+def the_list(app: App) -> PersonaList:
+    return app.screen.query_one(PersonaList)
+
+
+async def highlight(pilot: Pilot, option_id: str) -> None:
+    """Move the highlight with the arrow keys, like a person would."""
+    await wait_for(pilot, lambda: isinstance(pilot.app.screen, PersonasScreen))
+    the_list(pilot.app).focus()
+    await pilot.press("home")
+    for _ in range(len(the_list(pilot.app).options)):
+        if the_list(pilot.app).highlighted_option.id == option_id:
+            await pilot.pause()
+            return
+        await pilot.press("down")
+    raise AssertionError(f"{option_id} is not in the list")
+
+
+def read(path: Path) -> dict:
+    return tomllib.loads(path.read_text("utf-8"))
+
+
+# --- the text formats of the editor ------------------------------------------------------
+
+
+def test_bundled_examples_round_trip_through_the_editor_format() -> None:
+    library = load_library(REPO_PERSONAS, Path("/nonexistent"))
+    tricky = [
+        Example("User: is not a new block", "line\n\nAI: neither\n\\ backslash\n  indented"),
+        Example(" leading space", "multi\nline"),
+    ]
+    for examples in [p.examples for p in library.personas.values()] + [tricky]:
+        assert parse_examples_text(examples_to_text(examples)) == examples
+
+
+def test_examples_format_is_forgiving_about_layout_and_strict_about_pairs() -> None:
+    text = "\nuser: Hi\nAI:\nHello!\nHow are you?\n\n\nUser: Bye\nAi: Bye."
+    assert parse_examples_text(text) == [
+        Example("Hi", "Hello!\nHow are you?"),
+        Example("Bye", "Bye."),
+    ]
+    assert parse_examples_text("  \n") == []
+    with pytest.raises(ValueError, match="line 1"):
+        parse_examples_text("Hello there")
+    with pytest.raises(ValueError, match='line 3: this "User:" has no "AI:"'):
+        parse_examples_text("User: a\nAI: b\nUser: c")
+    with pytest.raises(ValueError, match='line 1: "AI:" without'):
+        parse_examples_text("AI: b")
+
+
+def test_stop_strings_escape_line_breaks() -> None:
+    stops = ["\nUser:", "a\\nb", "tab\there", "</s>"]
+    assert stops_to_text(stops) == "\\nUser:\na\\\\nb\ntab\\there\n</s>"
+    assert parse_stops_text(stops_to_text(stops)) == stops
+    assert parse_stops_text("\n  \n###\n") == ["###"]
+
+
+def test_sampling_fields_are_checked_against_the_spec() -> None:
+    assert parse_sampling_value("temperature", " ") is None
+    assert parse_sampling_value("temperature", "0.5") == 0.5
+    assert parse_sampling_value("top_k", "40.0") == 40
+    for key, raw, reason in [
+        ("temperature", "9", "between 0 and 2"),
+        ("temperature", "warm", "must be a number"),
+        ("temperature", "nan", "finite"),
+        ("top_k", "1.5", "whole number"),
+        ("seed", "-2", "between -1 and 2147483647"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            parse_sampling_value(key, raw)
+
+
+def test_new_ids_never_override_or_overwrite() -> None:
+    assert unique_id("Bob", {"assistant"}) == "bob"
+    assert unique_id("Bob", {"bob", "bob-2"}) == "bob-3"
+    assert unique_id("../x", set()) == "x"
+    assert unique_id("a/b", set()) == "a-b"
+
+
+def test_the_detail_names_every_field() -> None:
+    persona = Persona(
+        id="p",
+        name="[b]Pat[/b]",
+        description="desc",
+        ai_name="Aiden",
+        user_name="Una",
+        mode="transcript",
+        system="sys text",
+        examples=[Example("q?", "a!")],
+        greeting="hello there",
+        stop=["\nUna:"],
+        sampling={"temperature": 0.25},
+        model="tiny.gguf",
+        extra={"custom": 1},
+    )
+    text = describe_persona(persona, overrides_bundled=False).plain
+    for expected in (
+        "[b]Pat[/b]",
+        "desc",
+        "Aiden",
+        "Una",
+        "transcript",
+        "sys text",
+        "Una: q?",
+        "Aiden: a!",
+        "hello there",
+        "'\\nUna:'",
+        "temperature 0.25",
+        "tiny.gguf",
+        "custom",
+    ):
+        assert expected in text
+
+
+# --- the screen ------------------------------------------------------------------------
+
+
+async def test_list_shows_bundled_user_and_broken_files(dirs: tuple[Path, Path]) -> None:
+    bundled, user = dirs
+    user.mkdir()
+    (user / "mine.toml").write_text('name = "[bold]Mine[/]"\nsystem = "x"\n')
+    (user / "bob.toml").write_text('name = "My Bob"\n')
+    (user / "broken.toml").write_text('name = "A"\nsystem = = 3\n')
+    app = host(dirs)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "Translator" in screen_text(app))
+        screen = screen_text(app)
+        assert "Assistant" in screen and "bundled" in screen
+        assert "[bold]Mine[/]" in screen  # plain text, not markup
+        assert "My Bob" in screen and "override" in screen and "yours" in screen
+        assert "⚠ broken.toml" in screen
+        await highlight(pilot, "problem:0")
+        await wait_for(pilot, lambda: "TOML syntax error" in screen_text(app))
+        screen = screen_text(app)
+        assert "broken.toml" in screen and "Line    2" in screen
+        assert app.screen.query_one("#button-chat", Button).disabled
+        await pilot.press("delete")  # a broken file of the user's own can go, too
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not (user / "broken.toml").exists())
+        await wait_for(pilot, lambda: "⚠" not in screen_text(app))
+        assert (user / "mine.toml").is_file()
+
+
+async def test_create_a_persona_writes_its_file(dirs: tuple[Path, Path]) -> None:
+    bundled, user = dirs
+    app = host(dirs)
+    async with app.run_test(size=SIZE) as pilot:
+        await highlight(pilot, "persona:assistant")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonaEditor))
+        await type_text(pilot, "Pirate")  # the name field has the focus
+        editor = app.screen
+        editor.query_one("#description", Input).value = "Talks like a pirate"
+        editor.query_one("#ai_name", Input).value = "Captain"
+        editor.query_one("#system", TextArea).text = "You are {{ai}}.\nSay arr."
+        editor.query_one("#examples", TextArea).text = "User: Hi\nAI: Arr!\nAhoy."
+        editor.query_one("#stop", TextArea).text = "\\nUser:"
+        editor.query_one("#sampling-temperature", Input).value = "1.1"
+        editor.query_one("#sampling-top_k", Input).value = "20"
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: (user / "pirate.toml").is_file())
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonasScreen))
+        data = read(user / "pirate.toml")
+        assert data["name"] == "Pirate" and data["description"] == "Talks like a pirate"
+        assert data["ai_name"] == "Captain" and data["user_name"] == "User"
+        assert data["mode"] == "auto" and data["system"] == "You are {{ai}}.\nSay arr."
+        assert data["examples"] == [{"user": "Hi", "ai": "Arr!\nAhoy."}]
+        assert data["stop"] == ["\nUser:"]
+        assert data["sampling"] == {"temperature": 1.1, "top_k": 20}
+        assert the_list(app).highlighted_option.id == "persona:pirate"
+        assert "pirate" in app.changes[-1].personas
+        assert sorted(p.name for p in bundled.iterdir()) == sorted(
+            p.name for p in REPO_PERSONAS.glob("*.toml")
+        )
+
+        # An unsafe name only ever becomes a safe file name inside the user dir.
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonaEditor))
+        app.screen.query_one("#name", Input).value = "../Evil/x"
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: (user / "evil-x.toml").is_file())
+        assert read(user / "evil-x.toml")["name"] == "../Evil/x"
+        assert sorted(p.name for p in user.iterdir()) == ["evil-x.toml", "pirate.toml"]
+        assert not (user.parent / "x.toml").exists()
+
+
+async def test_editing_a_bundled_persona_saves_a_user_override(dirs: tuple[Path, Path]) -> None:
+    bundled, user = dirs
+    original = (bundled / "bob.toml").read_bytes()
+    app = host(dirs)
+    async with app.run_test(size=SIZE) as pilot:
+        await highlight(pilot, "persona:bob")
+        await pilot.click("#button-edit")  # the mouse works as well as the keys
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonaEditor))
+        assert "bundled: saving writes your own copy" in screen_text(app)
+        app.screen.query_one("#description", Input).value = "My own Bob"
+        await pilot.click("#save")
+        await wait_for(pilot, lambda: (user / "bob.toml").is_file())
+        data = read(user / "bob.toml")
+        assert data["description"] == "My own Bob" and data["name"] == "Bob"
+        assert len(data["examples"]) == 2 and data["sampling"]["n_ctx"] == 512
+        assert (bundled / "bob.toml").read_bytes() == original
+        library = load_library(bundled, user)
+        assert not library.get("bob").bundled and library.get("bob").description == "My own Bob"
+        await wait_for(pilot, lambda: "override" in screen_text(app))
+
+
+async def test_duplicate_makes_a_user_copy(dirs: tuple[Path, Path]) -> None:
+    bundled, user = dirs
+    app = host(dirs)
+    async with app.run_test(size=SIZE) as pilot:
+        await highlight(pilot, "persona:coder")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: (user / "coder-copy.toml").is_file())
+        data = read(user / "coder-copy.toml")
+        assert data["name"] == "Coder (copy)"
+        assert data["system"] == read(bundled / "coder.toml")["system"]
+        assert data["sampling"] == read(bundled / "coder.toml")["sampling"]
+        await wait_for(pilot, lambda: the_list(app).highlighted_option.id == "persona:coder-copy")
+        await pilot.press("d")  # a second copy gets a name of its own
+        await wait_for(pilot, lambda: (user / "coder-copy-copy.toml").is_file())
+        assert (user / "coder-copy.toml").is_file()
+
+
+async def test_delete_asks_first(dirs: tuple[Path, Path]) -> None:
+    bundled, user = dirs
+    user.mkdir()
+    mine = user / "mine.toml"
+    mine.write_text('name = "Mine"\n')
+    app = host(dirs)
+    async with app.run_test(size=SIZE) as pilot:
+        await highlight(pilot, "persona:mine")
+        await pilot.press("delete")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "Delete your persona Mine" in screen_text(app)
+        await pilot.press("enter")  # "Keep" has the focus: Enter does not delete
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonasScreen))
+        assert mine.is_file() and app.changes == []
+
+        await pilot.click("#button-delete")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonasScreen))
+        assert mine.is_file()
+
+        await pilot.press("delete")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.click("#yes")
+        await wait_for(pilot, lambda: not mine.exists())
+        await wait_for(pilot, lambda: "Mine" not in screen_text(app))
+        assert "mine" not in app.changes[-1].personas
+
+
+async def test_bundled_personas_cannot_be_deleted(dirs: tuple[Path, Path]) -> None:
+    bundled, user = dirs
+    app = host(dirs)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await highlight(pilot, "persona:assistant")
+        assert app.screen.query_one("#button-delete", Button).disabled
+        await pilot.press("delete")
+        await wait_for(pilot, lambda: "Assistant is bundled and cannot be" in screen_text(app))
+        assert isinstance(app.screen, PersonasScreen)
+        assert (bundled / "assistant.toml").is_file()
+
+
+async def test_validation_errors_are_shown_and_nothing_is_written(
+    dirs: tuple[Path, Path],
+) -> None:
+    bundled, user = dirs
+    app = host(dirs)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonaEditor))
+        editor = app.screen
+        editor.query_one("#sampling-temperature", Input).value = "9"
+        editor.query_one("#sampling-top_k", Input).value = "lots"
+        editor.query_one("#examples", TextArea).text = "AI: an answer to nothing"
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: "Name is required." in screen_text(app))
+        assert editor.query_one("#name", Input).has_focus
+        assert "Not saved: 4 problems" in screen_text(app)
+        editor.query_one("#editor-form").scroll_end(animate=False)
+        await wait_for(pilot, lambda: "temperature must be between 0 and 2" in screen_text(app))
+        screen = screen_text(app)
+        assert "top_k must be a number" in screen
+        assert 'line 1: "AI:" without a "User:"' in screen
+        assert app.screen is editor and not user.exists()
+
+        # Esc with changes asks before throwing them away.
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: app.screen is editor)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonasScreen))
+        assert not user.exists() and app.changes == []
+
+
+async def test_unknown_keys_survive_an_edit(dirs: tuple[Path, Path]) -> None:
+    bundled, user = dirs
+    user.mkdir()
+    (user / "odd.toml").write_text(
+        'name = "Odd"\ncustom = "keep me"\nsystem = "old"\n'
+        '[meta]\nauthor = "me"\ntags = ["a", "b"]\n'
+        '[[examples]]\nuser = "q"\nai = "a"\n'
+    )
+    app = host(dirs)
+    async with app.run_test(size=SIZE) as pilot:
+        await highlight(pilot, "persona:odd")
+        await pilot.press("tab", "end")  # to the end of the detail pane
+        await wait_for(pilot, lambda: "Other keys (kept when" in screen_text(app))
+        assert "custom, meta" in screen_text(app)
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonaEditor))
+        app.screen.query_one("#system", TextArea).text = "new"
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: read(user / "odd.toml")["system"] == "new")
+        data = read(user / "odd.toml")
+        assert data["custom"] == "keep me"
+        assert data["meta"] == {"author": "me", "tags": ["a", "b"]}
+        assert data["examples"] == [{"user": "q", "ai": "a"}]
+
+
+async def test_new_chat_with_a_persona(dirs: tuple[Path, Path]) -> None:
+    app = host(dirs)
+    async with app.run_test(size=SIZE) as pilot:
+        await highlight(pilot, "persona:bob")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.results == ["bob"])
+
+    app = host(dirs)
+    async with app.run_test(size=SIZE) as pilot:
+        await highlight(pilot, "persona:assistant")
+        await pilot.click(PersonaList, offset=(3, 2))  # one click: only look at it
+        await wait_for(pilot, lambda: the_list(app).highlighted_option.id == "persona:bob")
+        assert app.results == []
+        await pilot.click(PersonaList, offset=(3, 2), times=2)  # a double click: chat
+        await wait_for(pilot, lambda: app.results == ["bob"])
