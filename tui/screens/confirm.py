@@ -26,7 +26,7 @@ class ConfirmScreen(ModalScreen[bool]):
     }
     ConfirmScreen #question { margin: 0 0 1 0; }
     ConfirmScreen Horizontal { height: auto; align-horizontal: right; }
-    ConfirmScreen Button { margin-left: 2; }
+    ConfirmScreen Button { width: auto; min-width: 0; margin-left: 2; }
     """
 
     BINDINGS = [
