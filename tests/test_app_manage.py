@@ -208,3 +208,27 @@ async def test_sampling_panel_changes_the_next_reply_and_saves_persona(tmp_path:
         saved = (tmp_path / "personas" / "assistant.toml").read_text()
         assert "temperature = 0.85" in saved
         assert app.store.get_conversation(app.conversation_id).sampling == {}
+
+
+async def test_model_picker_lists_gguf_files_and_loads_the_choice(tmp_path: Path) -> None:
+    from tests.test_models import fake_gguf
+
+    other = fake_gguf(tmp_path / "models" / "other.Q4_K_M.gguf", template=False)
+    app = make_app(tmp_path, model_dirs=[str(tmp_path / "models")])
+    async with app.run_test(size=SIZE) as pilot:
+        await say(pilot, app, "hello")
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: "Tiny Test" in screen_text(app))
+        assert "no template: transcript" in screen_text(app)
+        option_list = app.screen.query_one("OptionList")
+        for _ in range(5):
+            option = option_list.highlighted_option
+            if option is not None and option.id == str(other):
+                break
+            await pilot.press("down")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.engine.loads[-1].path == str(other))
+        assert app.store.get_conversation(app.conversation_id).model == str(other)
+        await say(pilot, app, "with the other model")
+        answer = app.store.messages(app.conversation_id)[-1]
+        assert answer.model == str(other)

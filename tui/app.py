@@ -33,7 +33,6 @@ from tui.engine.protocol import (
     GenerationFailed,
     GenerationFinished,
     GenerationStarted,
-    LoadModel,
     ModelFailed,
     ModelLoading,
     ModelReady,
@@ -44,6 +43,7 @@ from tui.personas import PersonaLibrary, save_persona
 from tui.runner import Busy, ChatRunner
 from tui.sampling import SPEC, Sampling
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.models import ModelPickerScreen
 from tui.screens.new_chat import NewChatScreen
 from tui.screens.personas import PersonasScreen
 from tui.screens.search import SearchScreen
@@ -81,6 +81,7 @@ class LlamaTUI(App[None]):
         Binding("alt+down,ctrl+pagedown", "next_chat", "Next chat", show=False),
         Binding("f2", "toggle_sampling", "Sampling"),
         Binding("f3", "personas", "Personas"),
+        Binding("f4", "pick_model", "Model"),
         Binding("f1", "help", "Help"),
         Binding("ctrl+q,f10", "quit", "Quit", priority=True),
     ]
@@ -97,18 +98,20 @@ class LlamaTUI(App[None]):
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
         personas_dir: Path | None = None,
+        model_dirs: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.personas_dir = personas_dir  # None: the user's config dir
+        self.model_dirs = model_dirs or []
         self.store = store
         self.engine = engine
         self.personas = personas
         self.model_path = model_path
         self.default_persona = default_persona
         self.model_problem = model_problem
-        self.n_threads = n_threads
-        self.n_gpu_layers = n_gpu_layers
-        self.runner = ChatRunner(store, engine, personas, str(model_path or ""))
+        self.runner = ChatRunner(
+            store, engine, personas, str(model_path or ""), n_threads, n_gpu_layers
+        )
         self.conversation_id: int | None = None
         self.model_ready = False
         self.show_archived = False
@@ -141,14 +144,7 @@ class LlamaTUI(App[None]):
             status.model = display_name(self.model_path)
             status.state = "loading model…"
             persona = self.personas.get(self.default_persona)
-            self.engine.load(
-                LoadModel(
-                    str(self.model_path),
-                    n_ctx=persona.sampling_defaults().n_ctx,
-                    n_threads=self.n_threads,
-                    n_gpu_layers=self.n_gpu_layers,
-                )
-            )
+            self.runner.load(str(self.model_path), persona.sampling_defaults().n_ctx)
         for problem in self.personas.problems:
             self.notify(str(problem), title="Persona file", severity="warning", timeout=15)
         conversations = self.store.list_conversations()
@@ -337,6 +333,30 @@ class LlamaTUI(App[None]):
             self.store.update_conversation(self.conversation_id, sampling={})
         self._show_sampling()
         self.notify(f"Saved as the defaults of {updated.name}.")
+
+    # --- models ---------------------------------------------------------------------------
+
+    def action_pick_model(self) -> None:
+        """F4: choose the model of the current chat (and of new chats); it loads at once."""
+        if len(self.screen_stack) > 1:
+            return
+
+        def chosen(path: str | None) -> None:
+            if not path:
+                return
+            self.model_path = Path(path)
+            self.model_problem = ""
+            n_ctx = self.personas.get(self.default_persona).sampling_defaults().n_ctx
+            if self.conversation_id is not None:
+                self.store.update_conversation(self.conversation_id, model=path)
+                n_ctx = self.runner.sampling_of(
+                    self.store.get_conversation(self.conversation_id)
+                ).n_ctx
+            self.runner.load(path, n_ctx)
+            self.query_one(StatusLine).model = display_name(path)
+
+        extra = [str(self.model_path)] if self.model_path else []
+        self.push_screen(ModelPickerScreen(self.model_dirs, self.runner.model, extra), chosen)
 
     # --- personas -------------------------------------------------------------------------
 
@@ -567,6 +587,7 @@ class LlamaTUI(App[None]):
             ("Personas", "Browse, create, edit and delete personas (F3)", self.action_personas),
             ("Change persona of this chat", "The next reply uses it", self.action_change_persona),
             ("Sampling settings", "Sliders for this chat (F2)", self.action_toggle_sampling),
+            ("Choose model", "GGUF files on this machine (F4)", self.action_pick_model),
             ("Search chats", "Full-text search across all chats", self.action_search),
             ("Rename chat", "Give the current chat a title", self.action_rename_chat),
             ("Delete chat", "Delete the current chat (undo possible)", self.action_delete_chat),
@@ -627,7 +648,8 @@ class LlamaTUI(App[None]):
             self.refresh_chat_list()
         elif isinstance(event, ModelLoading):
             self.model_ready = False
-            status.state = "loading model…"
+            percent = f" {event.progress:.0%}" if event.progress > 0 else ""
+            status.state = f"loading model…{percent}"
         elif isinstance(event, ModelReady):
             self.model_ready = True
             status.model = event.info.name

@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--persona", dest="ask_persona", metavar="NAME")
     ask.add_argument("--model", dest="ask_model", metavar="PATH.gguf")
 
+    sub.add_parser("models", help="list the GGUF models the model picker offers")
+    config = sub.add_parser("config", help="show the config file's path or contents")
+    config.add_argument("action", choices=["path", "show"], nargs="?", default="show")
     sub.add_parser("paths", help="show where data, config and logs live")
     return parser
 
@@ -95,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "personas":
         return persona_commands.run(args)
+    if args.command == "models":
+        return models_command(args, config)
+    if args.command == "config":
+        return config_command(args, config)
 
     try:
         store = Store(db_path)
@@ -109,6 +116,48 @@ def main(argv: list[str] | None = None) -> int:
         return run_tui(args, store, config)
     finally:
         store.close()
+
+
+def models_command(args: argparse.Namespace, config: Config) -> int:
+    from tui.gguf_info import GGUFError, read_gguf_info
+    from tui.models import discover_models
+
+    found = discover_models(config.model_dirs, extra=[args.model or "", config.model])
+    if not found:
+        print(f"No GGUF models found. {INSTALL_HINT}", file=sys.stderr)
+        return 1
+    print(f"{'NAME':<34} {'QUANT':<7} {'SIZE':>9} {'CTX':>7} {'TEMPLATE':<8} {'SOURCE':<11} PATH")
+    for path, source in found:
+        try:
+            info = read_gguf_info(path)
+        except GGUFError as exc:
+            print(f"{path.name:<34} {'?':<7} {'':>9} {'':>7} {'':<8} {source:<11} {path} ({exc})")
+            continue
+        print(
+            f"{info.name[:34]:<34} {info.quantization:<7} {info.size_label:>9} "
+            f"{info.context_length:>7} {'yes' if info.has_chat_template else 'no':<8} "
+            f"{source:<11} {path}"
+        )
+    return 0
+
+
+def config_command(args: argparse.Namespace, config: Config) -> int:
+    assert config.path is not None
+    if args.action == "path":
+        print(config.path)
+        return 0
+    if config.path.is_file():
+        sys.stdout.write(config.path.read_text("utf-8"))
+    else:
+        print(f"# {config.path} does not exist yet; the defaults are in use:", file=sys.stderr)
+        import tomli_w
+
+        defaults = {"persona": config.persona, "n_gpu_layers": config.n_gpu_layers,
+                    "model_dirs": config.model_dirs}  # fmt: skip
+        sys.stdout.write(tomli_w.dumps(defaults))
+    for problem in config.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0
 
 
 def chats_command(args: argparse.Namespace, store: Store) -> int:
@@ -238,7 +287,10 @@ def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
         n_threads=args.threads or config.n_threads,
         n_gpu_layers=args.gpu_layers if args.gpu_layers is not None else config.n_gpu_layers,
         personas_dir=paths.user_personas_dir(),
+        model_dirs=config.model_dirs,
     )
+    if config.theme:
+        app.theme = config.theme
     app.run()
     return 0
 

@@ -6,6 +6,8 @@ Every key is optional. Example::
     persona = "assistant"
     n_threads = 4
     n_gpu_layers = 0
+    model_dirs = ["~/models"]
+    theme = "textual-dark"
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ class Config:
     n_threads: int | None = None
     n_gpu_layers: int = 0
     model_dirs: list[str] = field(default_factory=list)
+    theme: str = ""
     path: Path | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -49,6 +52,7 @@ def load_config(path: Path | None = None) -> Config:
         ("n_threads", int),
         ("n_gpu_layers", int),
         ("model_dirs", list),
+        ("theme", str),
     ):
         if key in data:
             if isinstance(data[key], kind) and not isinstance(data[key], bool):

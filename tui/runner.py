@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tui import store as st
@@ -25,6 +26,7 @@ from tui.engine.protocol import (
     GenerationFailed,
     GenerationFinished,
     GenerationStarted,
+    LoadModel,
     TokenText,
 )
 from tui.personas import Persona, PersonaLibrary
@@ -56,11 +58,21 @@ class Busy(Exception):
 
 
 class ChatRunner:
-    def __init__(self, store: st.Store, engine: Engine, personas: PersonaLibrary, model: str):
+    def __init__(
+        self,
+        store: st.Store,
+        engine: Engine,
+        personas: PersonaLibrary,
+        model: str,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+    ):
         self.store = store
         self.engine = engine
         self.personas = personas
-        self.model = model
+        self.model = model  # the model new chats get, and the one loaded last
+        self.n_threads = n_threads
+        self.n_gpu_layers = n_gpu_layers
         self.jobs: dict[int, ActiveJob] = {}
         self._ids = itertools.count(int(time.time() * 1000) % 10**9)
 
@@ -81,6 +93,17 @@ class ChatRunner:
         if persona.greeting:
             self.store.add_message(conversation.id, "assistant", persona.fill(persona.greeting))
         return conversation
+
+    def load(self, model: str, n_ctx: int) -> None:
+        """Ask the engine for ``model``; jobs sent afterwards wait for it."""
+        self.model = model
+        self.engine.load(LoadModel(model, n_ctx, self.n_threads, self.n_gpu_layers))
+
+    def _model_for(self, conversation: st.Conversation) -> None:
+        """Each chat keeps its model: load it first if another one is loaded."""
+        wanted = conversation.model
+        if wanted and wanted != self.model and Path(wanted).is_file():
+            self.load(wanted, self.sampling_of(conversation).n_ctx)
 
     # --- turns --------------------------------------------------------------------------
 
@@ -148,11 +171,12 @@ class ChatRunner:
         self, conversation_id: int, meta: dict[str, Any] | None = None
     ) -> tuple[st.Message, int]:
         """Open an empty answer (committed) and queue the job that fills it."""
+        conversation = self.store.get_conversation(conversation_id)
+        self._model_for(conversation)
         meta = {**(meta or {}), "writer": st.writer_id()}
         answer = self.store.add_message(
             conversation_id, "assistant", "", status=st.PARTIAL, model=self.model, meta=meta
         )
-        conversation = self.store.get_conversation(conversation_id)
         history, ids = self.history(conversation, upto=answer.id)
         remembered = conversation.context_start_id or 0
         start = next((i for i, msg_id in enumerate(ids) if msg_id >= remembered), 0)
