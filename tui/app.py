@@ -27,6 +27,7 @@ from textual.widgets import Footer, OptionList
 
 from tui import export
 from tui import store as st
+from tui.endpoints import Endpoint
 from tui.engine.protocol import (
     Engine,
     EngineEvent,
@@ -99,6 +100,7 @@ class LlamaTUI(App[None]):
         n_gpu_layers: int = 0,
         personas_dir: Path | None = None,
         model_dirs: list[str] | None = None,
+        endpoint: Endpoint | None = None,
     ) -> None:
         super().__init__()
         self.personas_dir = personas_dir  # None: the user's config dir
@@ -109,9 +111,9 @@ class LlamaTUI(App[None]):
         self.model_path = model_path
         self.default_persona = default_persona
         self.model_problem = model_problem
-        self.runner = ChatRunner(
-            store, engine, personas, str(model_path or ""), n_threads, n_gpu_layers
-        )
+        self.endpoint = endpoint  # a remote server instead of a local model
+        model_id = endpoint.label if endpoint else str(model_path or "")
+        self.runner = ChatRunner(store, engine, personas, model_id, n_threads, n_gpu_layers)
         self.conversation_id: int | None = None
         self.model_ready = False
         self.show_archived = False
@@ -137,14 +139,14 @@ class LlamaTUI(App[None]):
         self.store.recover_interrupted()
         self.engine.start(lambda event: self.post_message(EngineMessage(event)))
         status = self.query_one(StatusLine)
-        if self.model_path is None:
+        if self.model_path is None and self.endpoint is None:
             status.state = "error: no model"
             self.notify(self.model_problem, title="No model", severity="error", timeout=30)
         else:
-            status.model = display_name(self.model_path)
-            status.state = "loading model…"
+            status.model = self.endpoint.label if self.endpoint else display_name(self.runner.model)
+            status.state = "connecting…" if self.endpoint else "loading model…"
             persona = self.personas.get(self.default_persona)
-            self.runner.load(str(self.model_path), persona.sampling_defaults().n_ctx)
+            self.runner.load(self.runner.model, persona.sampling_defaults().n_ctx)
         for problem in self.personas.problems:
             self.notify(str(problem), title="Persona file", severity="warning", timeout=15)
         conversations = self.store.list_conversations()
@@ -237,7 +239,7 @@ class LlamaTUI(App[None]):
     @on(PromptInput.Submitted)
     async def send(self, event: PromptInput.Submitted) -> None:
         prompt = self.query_one(PromptInput)
-        if self.model_path is None:
+        if self.model_path is None and self.endpoint is None:
             self.notify(self.model_problem, title="No model", severity="error")
             return
         if self.conversation_id is None:
@@ -652,6 +654,7 @@ class LlamaTUI(App[None]):
             status.state = f"loading model…{percent}"
         elif isinstance(event, ModelReady):
             self.model_ready = True
+            self._show_sampling()  # a server's accepted settings are known now
             status.model = event.info.name
             status.state = "generating" if self.runner.jobs else "ready"
         elif isinstance(event, ModelFailed):

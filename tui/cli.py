@@ -14,6 +14,8 @@ from pathlib import Path
 
 from tui import __version__, paths, persona_commands
 from tui.config import Config, load_config
+from tui.endpoints import Endpoint
+from tui.engine.protocol import Engine
 from tui.models import INSTALL_HINT, ModelFileError, check_model_file, default_model_path
 from tui.personas import load_library
 from tui.store import Store, StoreError
@@ -32,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", "-m", metavar="PATH.gguf", help="the GGUF model to chat with")
     parser.add_argument(
         "--db", metavar="PATH", help="the chat database (default: $LLAMA_TUI_DB or the data dir)"
+    )
+    parser.add_argument(
+        "--endpoint",
+        "-e",
+        metavar="NAME|URL",
+        help="chat with a model on an OpenAI-compatible server (llama.cpp, vLLM, Ollama): "
+        "a name from [endpoints.NAME] in the config, or a URL like http://localhost:8080/v1",
     )
     parser.add_argument("--persona", "-p", metavar="NAME", help="persona for new chats")
     parser.add_argument("--threads", "-t", type=int, metavar="N", help="CPU threads for llama.cpp")
@@ -61,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--chat", "-c", type=int, metavar="ID", help="continue this chat")
     ask.add_argument("--persona", dest="ask_persona", metavar="NAME")
     ask.add_argument("--model", dest="ask_model", metavar="PATH.gguf")
+    ask.add_argument("--endpoint", dest="ask_endpoint", metavar="NAME|URL")
 
     sub.add_parser("models", help="list the GGUF models the model picker offers")
     config = sub.add_parser("config", help="show the config file's path or contents")
@@ -83,6 +93,32 @@ def resolve_model(arg: str | None, configured: str) -> tuple[Path | None, str]:
     if path is None:
         return None, f"No model is installed. {INSTALL_HINT}"
     return path, ""
+
+
+def choose_backend(
+    model_arg: str | None, endpoint_arg: str | None, config: Config
+) -> tuple[Path | None, Endpoint | None, str]:
+    """(local model path, remote endpoint, problem): a remote endpoint wins if asked for."""
+    from tui.endpoints import EndpointError, resolve_endpoint
+
+    spec = endpoint_arg or ("" if model_arg else config.endpoint)
+    if spec:
+        try:
+            return None, resolve_endpoint(spec, config.endpoints), ""
+        except EndpointError as exc:
+            return None, None, str(exc)
+    path, problem = resolve_model(model_arg, config.model)
+    return path, None, problem
+
+
+def make_engine(endpoint: Endpoint | None) -> Engine:
+    if endpoint is not None:
+        from tui.engine.remote import RemoteEngine
+
+        return RemoteEngine(endpoint)
+    from tui.engine.local import LocalEngine
+
+    return LocalEngine(paths.log_path())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,7 +245,6 @@ def chats_command(args: argparse.Namespace, store: Store) -> int:
 
 def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
     """One turn without the TUI, stored like a TUI turn; exit status 1 on failure."""
-    from tui.engine.local import LocalEngine
     from tui.engine.protocol import GenerationFailed, LoadModel, ModelFailed, TokenText
     from tui.runner import ChatRunner
     from tui.sanitize import clean_text
@@ -218,14 +253,17 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
     if not prompt.strip():
         print("llama-tui: nothing to ask (give a prompt or pipe one in)", file=sys.stderr)
         return 2
-    model_path, problem = resolve_model(args.ask_model or args.model, config.model)
-    if model_path is None:
+    model_path, endpoint, problem = choose_backend(
+        args.ask_model or args.model, args.ask_endpoint or args.endpoint, config
+    )
+    if model_path is None and endpoint is None:
         print(f"llama-tui: {problem}", file=sys.stderr)
         return 1
+    model_id = endpoint.label if endpoint else str(model_path)
     library = load_library()
     events: queue.Queue = queue.Queue()
-    engine = LocalEngine(paths.log_path())
-    runner = ChatRunner(store, engine, library, str(model_path))
+    engine = make_engine(endpoint)
+    runner = ChatRunner(store, engine, library, model_id)
     if args.chat is not None:
         try:
             conversation = store.get_conversation(args.chat)
@@ -241,24 +279,25 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
     try:
         engine.load(
             LoadModel(
-                str(model_path),
+                model_id,
                 n_ctx=runner.sampling_of(conversation).n_ctx,
                 n_threads=args.threads or config.n_threads,
                 n_gpu_layers=gpu_layers,
             )
         )
         runner.send(conversation.id, prompt)
+        reported: set[str] = set()
         while runner.jobs:
             event = events.get()
-            if isinstance(event, ModelFailed):
-                print(f"llama-tui: {event.message}", file=sys.stderr)
             runner.handle(event)
             if isinstance(event, TokenText):
                 sys.stdout.write(clean_text(event.text))
                 sys.stdout.flush()
-            elif isinstance(event, GenerationFailed):
-                print(f"\nllama-tui: {event.message}", file=sys.stderr)
-                status = 1
+            elif isinstance(event, ModelFailed | GenerationFailed):
+                status = 1 if isinstance(event, GenerationFailed) else status
+                if event.message not in reported:  # a failed load also fails the job
+                    reported.add(event.message)
+                    print(f"llama-tui: {event.message}", file=sys.stderr)
         sys.stdout.write("\n")
     except KeyboardInterrupt:
         runner.cancel()
@@ -273,13 +312,12 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
 def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
     for problem in config.problems:
         print(f"warning: {problem}", file=sys.stderr)
-    model_path, problem = resolve_model(args.model, config.model)
+    model_path, endpoint, problem = choose_backend(args.model, args.endpoint, config)
     from tui.app import LlamaTUI  # Textual only when the TUI runs
-    from tui.engine.local import LocalEngine
 
     app = LlamaTUI(
         store=store,
-        engine=LocalEngine(paths.log_path()),
+        engine=make_engine(endpoint),
         personas=load_library(),
         model_path=model_path,
         default_persona=args.persona or config.persona,
@@ -288,6 +326,7 @@ def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
         n_gpu_layers=args.gpu_layers if args.gpu_layers is not None else config.n_gpu_layers,
         personas_dir=paths.user_personas_dir(),
         model_dirs=config.model_dirs,
+        endpoint=endpoint,
     )
     if config.theme:
         app.theme = config.theme

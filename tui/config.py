@@ -8,6 +8,11 @@ Every key is optional. Example::
     n_gpu_layers = 0
     model_dirs = ["~/models"]
     theme = "textual-dark"
+    endpoint = "gpu-box"          # talk to a server instead of loading a local model
+
+    [endpoints.gpu-box]           # see tui/endpoints.py
+    base_url = "http://gpu-box:8080/v1"
+    api_key_env = "GPU_BOX_KEY"
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tui import paths
+from tui.endpoints import Endpoint, parse_endpoints
 
 
 @dataclass
@@ -27,6 +33,8 @@ class Config:
     n_gpu_layers: int = 0
     model_dirs: list[str] = field(default_factory=list)
     theme: str = ""
+    endpoint: str = ""  # an endpoint name or URL to use instead of a local model
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)
     path: Path | None = None
     problems: list[str] = field(default_factory=list)
 
@@ -53,12 +61,16 @@ def load_config(path: Path | None = None) -> Config:
         ("n_gpu_layers", int),
         ("model_dirs", list),
         ("theme", str),
+        ("endpoint", str),
     ):
         if key in data:
             if isinstance(data[key], kind) and not isinstance(data[key], bool):
                 setattr(config, key, data[key])
             else:
                 config.problems.append(f"{path}: '{key}' must be {kind.__name__}; ignored")
+    if "endpoints" in data:
+        config.endpoints, problems = parse_endpoints(data["endpoints"], str(path))
+        config.problems.extend(problems)
     for key in data:
         if key not in Config.__dataclass_fields__ or key in ("path", "problems"):
             config.problems.append(f"{path}: unknown key '{key}' (ignored)")

@@ -97,7 +97,7 @@ def endpoint_from_table(name: str, table: dict[str, Any]) -> Endpoint:
         raise EndpointError(f"endpoint {name!r}: unknown key(s) {', '.join(unknown)}")
     base_url = table.get("base_url")
     if not isinstance(base_url, str):
-        raise EndpointError(f"endpoint {name!r} needs base_url = \"http://host:port/v1\"")
+        raise EndpointError(f'endpoint {name!r} needs base_url = "http://host:port/v1"')
     values: dict[str, Any] = {"name": name, "base_url": normalize_base_url(base_url)}
     for key in ("model", "api_key_env", "kind"):
         if key in table:
