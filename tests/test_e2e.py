@@ -101,17 +101,17 @@ def test_chat_in_a_real_terminal_then_find_it_in_the_database(
 
     db = isolated_dirs / "data" / "chats.db"
     assert db.exists(), "the default database lives in $LLAMA_TUI_DATA_DIR"
-    rows = sqlite3.connect(db).execute(
-        "select role, content, status from messages order by id"
-    ).fetchall()
+    rows = (
+        sqlite3.connect(db)
+        .execute("select role, content, status from messages order by id")
+        .fetchall()
+    )
     assert rows[0] == ("user", "What is the capital of France?", "complete")
     assert rows[1][0] == "assistant" and rows[1][1].strip() and rows[1][2] == "complete"
     assert rows[1][1].split()[0] in screen
 
 
-def test_db_flag_and_env_var_choose_the_database(
-    env: dict[str, str], tmp_path: Path
-) -> None:
+def test_db_flag_and_env_var_choose_the_database(env: dict[str, str], tmp_path: Path) -> None:
     for args, variable in (([f"--db={tmp_path / 'flag.db'}"], None), ([], "env.db")):
         run_env = dict(env)
         if variable:
