@@ -120,6 +120,7 @@ class LlamaTUI(App[None]):
         self.editing_id: int | None = None  # user message being edited, if any
         self._deleted: list[dict] = []  # exports of deleted chats, for undo
         self._code_block_index: dict[int, int] = {}
+        self._last_error = ""
 
     # --- layout ---------------------------------------------------------------------
 
@@ -252,6 +253,9 @@ class LlamaTUI(App[None]):
                 user, answer, _job = self.runner.send(self.conversation_id, event.text)
         except Busy as exc:
             self.notify(str(exc), severity="warning")
+            return
+        except st.StoreError as exc:  # the text stays in the input: nothing is lost
+            self.report_error(str(exc), "Not sent")
             return
         prompt.clear()
         view = self.query_one(ChatView)
@@ -611,11 +615,21 @@ class LlamaTUI(App[None]):
 
     # --- engine events ------------------------------------------------------------------
 
+    def report_error(self, text: str, title: str = "Error") -> None:
+        """Show an error once (a failing disk would otherwise report every token)."""
+        if text != self._last_error:
+            self._last_error = text
+            self.notify(text, title=title, severity="error", timeout=20)
+
     @on(EngineMessage)
     async def engine_event(self, message: EngineMessage) -> None:
         event = message.event
         status = self.query_one(StatusLine)
-        job = self.runner.handle(event)
+        try:
+            job = self.runner.handle(event)
+        except st.StoreError as exc:
+            self.report_error(str(exc), "Could not save")
+            job = self.runner.jobs.get(getattr(event, "job_id", -1))
         view = self.query_one(ChatView)
         shown = job is not None and job.conversation_id == self.conversation_id
         if isinstance(event, TokenText):
@@ -633,11 +647,9 @@ class LlamaTUI(App[None]):
                     self.store.messages(job.conversation_id), conversation.context_start_id
                 )
         elif isinstance(event, GenerationFinished | GenerationFailed):
-            if job is not None:
-                final = self.store.get_message(job.message_id)
-                box = view.box(job.message_id) if shown else None
-                if box is not None:
-                    await box.finish(final)
+            box = view.box(job.message_id) if shown and job is not None else None
+            if box is not None and job is not None:
+                await box.finish(self.store.get_message(job.message_id))
             if isinstance(event, GenerationFinished):
                 status.speed = event.tokens_per_second
                 if shown:

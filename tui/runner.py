@@ -246,15 +246,16 @@ class ChatRunner:
         elif isinstance(event, GenerationFailed):
             text = job.text or clean_text(event.text)
             meta = {**job.meta, "error": event.message}
-            self.store.update_message(job.message_id, text, st.ERROR, meta)
             del self.jobs[job.job_id]
+            self.store.update_message(job.message_id, text, st.ERROR, meta)
         return job
 
     def flush(self, job: ActiveJob) -> None:
+        """Save the streamed text; on a write error the text stays in memory for a retry."""
+        job.flushed_at = time.monotonic()
         if job.dirty:
             self.store.update_message(job.message_id, job.text)
             job.dirty = False
-        job.flushed_at = time.monotonic()
 
     def _finish(self, job: ActiveJob, event: GenerationFinished) -> None:
         status = st.CANCELLED if event.reason == "cancelled" else st.COMPLETE
@@ -271,14 +272,19 @@ class ChatRunner:
             "tokens_per_second": round(event.tokens_per_second, 2),
             **{k: v for k, v in event.stats.items() if k in ("ttft", "seed", "mode")},
         }
-        self.store.update_message(job.message_id, text, status, meta)
         del self.jobs[job.job_id]
+        self.store.update_message(job.message_id, text, status, meta)
 
-    def flush_all(self, status: str | None = None) -> None:
-        """Save every streaming answer now (on quit, SIGHUP, SIGTERM)."""
+    def flush_all(self, status: str | None = None) -> list[str]:
+        """Save every streaming answer now (on quit, SIGHUP, SIGTERM); returns errors."""
+        errors = []
         for job in list(self.jobs.values()):
-            self.store.update_message(job.message_id, job.text, status)
-            job.dirty = False
+            try:
+                self.store.update_message(job.message_id, job.text, status)
+                job.dirty = False
+            except st.StoreError as exc:
+                errors.append(str(exc))
+        return errors
 
 
 def _version(message: st.Message) -> dict[str, Any]:

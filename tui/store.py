@@ -9,14 +9,16 @@ ordered migrations in :mod:`tui.migrations`.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlite_utils
 
@@ -35,6 +37,33 @@ TITLE_LENGTH = 60
 
 class StoreError(Exception):
     """The database cannot be used; the message says which file and what to do."""
+
+
+_WRITE_HINTS = {
+    "full": "The disk is full: free some space and try again.",
+    "readonly": "The file or its directory is read-only: check the permissions.",
+    "read-only": "The file or its directory is read-only: check the permissions.",
+    "locked": "Another program kept the database locked for too long: try again.",
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _writes(method: F) -> F:
+    """Turn SQLite write failures into a :class:`StoreError` a person can act on."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            reason = str(exc)
+            hint = next((h for k, h in _WRITE_HINTS.items() if k in reason), "")
+            raise StoreError(
+                f"Could not save to the chat database {self.path}: {reason}. {hint}".strip()
+            ) from exc
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass
@@ -90,6 +119,7 @@ class Store:
 
     # --- conversations -------------------------------------------------------------
 
+    @_writes
     def create_conversation(
         self,
         persona: str,
@@ -152,12 +182,14 @@ class Store:
         )
         return [(_message(r), r["chat_title"] or "New chat") for r in rows]
 
+    @_writes
     def update_conversation(self, conv_id: int, **values: Any) -> None:
         if "sampling" in values:
             values["sampling"] = json.dumps(values["sampling"])
         with self.db.conn:
             self.db["conversations"].update(conv_id, values)
 
+    @_writes
     def delete_conversation(self, conv_id: int) -> None:
         with self.db.conn:
             self.db.execute("delete from messages where conversation_id = ?", [conv_id])
@@ -165,6 +197,7 @@ class Store:
 
     # --- messages ------------------------------------------------------------------
 
+    @_writes
     def add_message(
         self,
         conv_id: int,
@@ -196,6 +229,7 @@ class Store:
             )
         return self.get_message(msg_id)
 
+    @_writes
     def update_message(
         self,
         msg_id: int,
@@ -224,6 +258,7 @@ class Store:
         )
         return [_message(r) for r in rows]
 
+    @_writes
     def delete_message(self, msg_id: int) -> None:
         with self.db.conn:
             self.db.execute("delete from messages where id = ?", [msg_id])
