@@ -113,6 +113,8 @@ def test_truncated_gguf_fails_without_killing_the_caller(
     eng.load(LoadModel(str(broken)))
     failed = rec.until((ModelReady, ModelFailed))[-1]
     assert isinstance(failed, ModelFailed)
+    assert "could not load" in failed.message
+    assert failed.log_tail  # llama.cpp's own reason, from the log
     eng.load(LoadModel(str(model_path), n_ctx=512))  # and the next load works
     assert isinstance(rec.until((ModelReady, ModelFailed))[-1], ModelReady)
 

@@ -510,6 +510,7 @@ class LlamaTUI(App[None]):
             path = Path(target).expanduser()
             try:
                 path.write_text(text, "utf-8")
+                path.chmod(0o600)  # chats are private
             except OSError as exc:
                 self.notify(f"Cannot write {path}: {exc.strerror}", severity="error")
                 return

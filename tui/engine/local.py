@@ -44,6 +44,13 @@ def read_log_tail(path: Path, lines: int = 12) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def relevant_log_lines(tail: str, limit: int = 6) -> str:
+    """The lines of llama.cpp's log that say why a load failed."""
+    keywords = ("error", "failed", "invalid", "unknown", "unsupported", "corrupt", "exception")
+    lines = [line for line in tail.splitlines() if any(k in line.lower() for k in keywords)]
+    return "\n".join(lines[-limit:])
+
+
 def _open_log(path: Path) -> int:
     """An fd for the child's stdout/stderr: the log (0600, rotated at 5 MB)."""
     try:
@@ -150,6 +157,8 @@ class LocalEngine:
                 break
             if isinstance(event, GenerationFinished | GenerationFailed):
                 self._running_job = None
+            if isinstance(event, ModelFailed) and not event.log_tail:
+                event.log_tail = relevant_log_lines(read_log_tail(self.log_path, 40))
             self._on_event(event)
         try:
             code = proc.wait(timeout=2)
