@@ -1,0 +1,48 @@
+"""SVG snapshots of whole screens at 80x24, where layout matters.
+
+Regenerate after an intended change with ``pytest tests/test_snapshots.py
+--snapshot-update`` and look at the report before committing.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import textual
+
+from tests.uihelpers import make_app
+from tui import store as st
+from tui.engine.fake import FakeEngine
+
+pytestmark = pytest.mark.skipif(
+    textual.__version__ != "8.2.8", reason="snapshots are drawn with Textual 8.2.8"
+)
+
+
+def seeded_app(tmp_path: Path):
+    store_path = tmp_path / "chats.db"
+    store = st.Store(store_path)
+    older = store.create_conversation("bob", "fake.gguf")
+    store.add_message(older.id, "user", "Please tell me the largest city in Europe.")
+    store.add_message(older.id, "assistant", "Sure. The largest city in Europe is Moscow.")
+    chat = store.create_conversation("assistant", "fake.gguf")
+    store.add_message(chat.id, "user", "Show me [bold]Python[/] to reverse a list")
+    store.add_message(
+        chat.id,
+        "assistant",
+        "Use slicing:\n\n```python\nitems = [1, 2, 3]\nprint(items[::-1])\n```\n\n"
+        "Or `items.reverse()` to reverse **in place**.",
+    )
+    store.close()
+    # The model never finishes loading: the status line is the same on every run.
+    return make_app(tmp_path, FakeEngine(load_gate=threading.Event()))
+
+
+def test_main_screen_80x24(snap_compare, tmp_path: Path) -> None:
+    assert snap_compare(seeded_app(tmp_path), terminal_size=(80, 24))
+
+
+def test_sampling_panel_80x24(snap_compare, tmp_path: Path) -> None:
+    assert snap_compare(seeded_app(tmp_path), terminal_size=(80, 24), press=["f2"])
