@@ -232,3 +232,37 @@ async def test_model_picker_lists_gguf_files_and_loads_the_choice(tmp_path: Path
         await say(pilot, app, "with the other model")
         answer = app.store.messages(app.conversation_id)[-1]
         assert answer.model == str(other)
+
+
+async def test_long_chat_opens_at_the_end_and_pages_in_earlier_messages(tmp_path: Path) -> None:
+    from tui.widgets.chat_view import PAGE, MessageBox
+
+    store = st.Store(tmp_path / "chats.db")
+    conv = store.create_conversation("assistant")
+    with store.db.conn:
+        store.db["messages"].insert_all(
+            {"conversation_id": conv.id, "role": "user" if i % 2 == 0 else "assistant",
+             "content": f"message number {i}", "status": "complete",
+             "created_at": "t", "updated_at": "t"}
+            for i in range(2000)
+        )  # fmt: skip
+    store.update_conversation(conv.id, context_start_id=1990)
+    store.close()
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        view = app.query_one(ChatView)
+        assert len(view.query(MessageBox)) == PAGE  # not 2,000 widgets
+        assert "message number 1999" in screen_text(app)
+        assert "1989 earlier messages are beyond the model's context" in screen_text(app) or (
+            view.query(".memory-marker")
+        )
+        view.focus()
+        await pilot.press("home")
+        await wait_for(pilot, lambda: len(view.query(MessageBox)) == 2 * PAGE)
+        # Jumping to a very old message (a search result) shows the page around it.
+        await view.select_message(5)
+        assert view.selected is not None and view.selected.message.content == "message number 4"
+        assert len(view.query(MessageBox)) == PAGE
+        await pilot.press("end")
+        await wait_for(pilot, lambda: len(view.query(MessageBox)) > PAGE)

@@ -419,7 +419,7 @@ class LlamaTUI(App[None]):
             if result:
                 chat, message = result
                 await self.open_conversation(chat)
-                if not self.query_one(ChatView).select_message(message):
+                if not await self.query_one(ChatView).select_message(message):
                     self.notify("That message is older than the ones shown.")
 
         self.push_screen(SearchScreen(self.store), jump)
@@ -637,16 +637,12 @@ class LlamaTUI(App[None]):
             box = view.box(job.message_id) if shown and job else None
             if box is not None:
                 await box.append(event.text)
-                if view.max_scroll_y - view.scroll_y < 4:
-                    view.scroll_end(animate=False)
         elif isinstance(event, GenerationStarted):
             status.state = "generating"
             if shown and job:
                 status.used, status.n_ctx = event.prompt_tokens, event.n_ctx
                 conversation = self.store.get_conversation(job.conversation_id)
-                await view.set_memory_start(
-                    self.store.messages(job.conversation_id), conversation.context_start_id
-                )
+                await view.set_memory_start(conversation.context_start_id)
         elif isinstance(event, GenerationFinished | GenerationFailed):
             box = view.box(job.message_id) if shown and job is not None else None
             if box is not None and job is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -11,8 +13,9 @@ from textual.widgets._markdown import MarkdownStream
 
 from tui import store as st
 
-# Only the newest messages are mounted; a long chat stays fast to open.
-MAX_MOUNTED = 200
+# Only the newest messages are mounted; earlier ones are mounted a page at a time
+# when the user scrolls to the top, so a chat of thousands opens at once.
+PAGE = 30
 
 _STATUS_NOTES = {
     st.PARTIAL: "…",
@@ -120,6 +123,11 @@ class ChatView(VerticalScroll):
         self.conversation_id: int | None = None
         self.ai_name = "Assistant"
         self.selected: MessageBox | None = None
+        self._messages: list[st.Message] = []  # the whole chat; only a window is mounted
+        self._context_start_id: int | None = None
+        self._first = 0  # the mounted window is _messages[_first:_last]
+        self._last = 0
+        self._paging = False
 
     async def show(
         self,
@@ -127,32 +135,141 @@ class ChatView(VerticalScroll):
         messages: list[st.Message],
         ai_name: str,
         context_start_id: int | None = None,
+        around: int | None = None,
     ) -> None:
-        """Replace the pane with a chat's messages and scroll to the end."""
+        """Replace the pane with a window of a chat's messages.
+
+        By default the newest page, scrolled to the end; with ``around`` (a
+        message id) the page around that message, e.g. for a search result.
+        """
         self.conversation_id = conversation_id
         self.ai_name = ai_name
         self.selected = None
+        self._messages = list(messages)
+        self._context_start_id = context_start_id
+        index = next((i for i, m in enumerate(messages) if m.id == around), None)
+        if index is None:
+            self._last = len(messages)
+            self._first = max(self._last - PAGE, 0)
+        else:
+            self._first = max(index - PAGE // 2, 0)
+            self._last = min(self._first + PAGE, len(messages))
         await self.remove_children()
         widgets: list[Static | MessageBox] = []
-        hidden = max(len(messages) - MAX_MOUNTED, 0)
-        if hidden:
-            widgets.append(Static(f"{hidden} earlier messages not shown", classes="hidden-note"))
-        forgotten = sum(1 for m in messages if context_start_id and m.id < context_start_id)
-        for message in messages[hidden:]:
-            if forgotten and message.id == _first_at_or_after(messages, context_start_id):
-                widgets.append(memory_marker(forgotten))
-            widgets.append(MessageBox(message, ai_name))
+        if self._first:
+            widgets.append(Static(self._earlier_note(), classes="hidden-note earlier"))
+        widgets += self._widgets_for(self._messages[self._first : self._last])
+        if self._last < len(messages):
+            widgets.append(Static(self._later_note(), classes="hidden-note later"))
         if not messages:
             widgets.append(Static("Say something to start the chat.", classes="empty"))
         await self.mount_all(widgets)
-        self.scroll_end(animate=False, immediate=True)
+        if self.at_end:
+            # Stay at the bottom while Markdown lays out and answers stream in, until
+            # the user scrolls up (Textual re-anchors when they scroll back down).
+            self.anchor()
+        else:
+            self.anchor(False)
+
+    @property
+    def at_end(self) -> bool:
+        """True when the newest message is mounted."""
+        return self._last >= len(self._messages)
+
+    def _earlier_note(self) -> str:
+        return f"↑ {self._first} earlier messages (scroll up or Home to see them)"
+
+    def _later_note(self) -> str:
+        later = len(self._messages) - self._last
+        return f"↓ {later} later messages (scroll down or End to see them)"
+
+    def _widgets_for(self, chunk: list[st.Message]) -> list[Static | MessageBox]:
+        """Message boxes, with the memory marker before the first remembered one."""
+        marker_at = _first_at_or_after(self._messages, self._context_start_id)
+        widgets: list[Static | MessageBox] = []
+        for message in chunk:
+            if message.id == marker_at:
+                forgotten = sum(1 for m in self._messages if m.id < marker_at)
+                if forgotten:
+                    widgets.append(memory_marker(forgotten))
+            widgets.append(MessageBox(message, self.ai_name))
+        return widgets
+
+    async def show_earlier(self) -> bool:
+        """Mount the previous page above the shown messages, keeping the view still."""
+        if not self._first or self._paging:
+            return False
+        self._paging = True
+        try:
+            first = max(self._first - PAGE, 0)
+            note = self.query_one(".earlier", Static)  # always the first child
+            anchor = self.children[1] if len(self.children) > 1 else None
+            height_before = self.virtual_size.height
+            await self.mount_all(self._widgets_for(self._messages[first : self._first]),
+                                 before=anchor)  # fmt: skip
+            self._first = first
+            if first:
+                note.update(self._earlier_note())
+            else:
+                await note.remove()
+            await self._wait_for_layout()
+            self.scroll_to(y=self.scroll_y + self.virtual_size.height - height_before,
+                           animate=False, immediate=True)  # fmt: skip
+        finally:
+            self._paging = False
+        return True
+
+    async def show_later(self) -> bool:
+        """Mount the next page below the shown messages (after a jump to an old one)."""
+        if self.at_end or self._paging:
+            return False
+        self._paging = True
+        try:
+            last = min(self._last + PAGE, len(self._messages))
+            note = self.query_one(".later", Static)  # always the last child
+            await self.mount_all(self._widgets_for(self._messages[self._last : last]),
+                                 before=note)  # fmt: skip
+            self._last = last
+            if self.at_end:
+                await note.remove()
+            else:
+                note.update(self._later_note())
+        finally:
+            self._paging = False
+        return True
+
+    def action_scroll_home(self) -> None:
+        """Home: to the top of the chat, paging in earlier messages on the way."""
+        self.release_anchor()
+        super().action_scroll_home()
+
+    async def _wait_for_layout(self) -> None:
+        done = asyncio.Event()
+        self.call_after_refresh(done.set)
+        await done.wait()
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        if self._paging or not self._messages:
+            return
+        if new_value <= 0 and self._first:
+            self.run_worker(self.show_earlier(), group="paging", exclusive=True)
+        elif new_value >= self.max_scroll_y and not self.at_end and old_value < new_value:
+            self.run_worker(self.show_later(), group="paging", exclusive=True)
 
     async def add(self, message: st.Message) -> MessageBox:
         for empty in self.query(".empty"):
             await empty.remove()
+        self._messages.append(message)
+        if not self.at_end:  # looking at old messages: jump back to the newest
+            messages = self._messages
+            await self.show(self.conversation_id or 0, messages, self.ai_name,
+                            self._context_start_id)  # fmt: skip
+            return self.box(message.id) or MessageBox(message, self.ai_name)
+        self._last = len(self._messages)
         box = MessageBox(message, self.ai_name)
         await self.mount(box)
-        self.scroll_end(animate=False)
+        self.anchor()
         return box
 
     def on_focus(self) -> None:
@@ -181,6 +298,7 @@ class ChatView(VerticalScroll):
             self.selected.remove_class("-selected")
         self.selected = box
         box.add_class("-selected")
+        self.release_anchor()
         self.scroll_to_widget(box, animate=False)
 
     def action_act(self, action: str) -> None:
@@ -188,9 +306,13 @@ class ChatView(VerticalScroll):
         if self.selected is not None and self.selected.is_attached:
             self.post_message(self.Action(action, self.selected.message.id))
 
-    def select_message(self, message_id: int) -> bool:
-        """Select (and scroll to) a message, e.g. a search result."""
+    async def select_message(self, message_id: int) -> bool:
+        """Select (and scroll to) a message, e.g. a search result, mounting pages as needed."""
         box = self.box(message_id)
+        if box is None and any(m.id == message_id for m in self._messages):
+            await self.show(self.conversation_id or 0, self._messages, self.ai_name,
+                            self._context_start_id, around=message_id)  # fmt: skip
+            box = self.box(message_id)
         if box is not None:
             self.focus()
             self._select(box)
@@ -202,10 +324,14 @@ class ChatView(VerticalScroll):
         except Exception:
             return None
 
-    async def set_memory_start(self, messages: list[st.Message], start_id: int | None) -> None:
+    async def set_memory_start(self, start_id: int | None) -> None:
         """Move the "beyond the model's context" marker before message ``start_id``."""
+        if start_id == self._context_start_id and self.query(".memory-marker"):
+            return
+        self._context_start_id = start_id
         for marker in self.query(".memory-marker"):
             await marker.remove()
+        messages = self._messages
         forgotten = sum(1 for m in messages if start_id and m.id < start_id)
         target = self.box(_first_at_or_after(messages, start_id) or -1)
         if forgotten and target is not None:
