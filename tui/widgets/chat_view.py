@@ -238,6 +238,18 @@ class ChatView(VerticalScroll):
             self._paging = False
         return True
 
+    @property
+    def _anchored(self) -> bool:  # type: ignore[override]
+        # Textual 8's compositor sets a negative scroll offset for an anchored
+        # widget whose content is shorter than the pane (a gap opens at the
+        # top), so the anchor only holds once the chat fills the pane.
+        pane = self.scrollable_content_region.height
+        return self._anchor_wanted and self.virtual_size.height > pane
+
+    @_anchored.setter
+    def _anchored(self, value: bool) -> None:
+        self._anchor_wanted = value
+
     def action_scroll_home(self) -> None:
         """Home: to the top of the chat, paging in earlier messages on the way."""
         self.release_anchor()
