@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from tests.uihelpers import SIZE, make_app, screen_text, type_text, wait_for
 from tui import store as st
@@ -266,3 +269,29 @@ async def test_long_chat_opens_at_the_end_and_pages_in_earlier_messages(tmp_path
         assert len(view.query(MessageBox)) == PAGE
         await pilot.press("end")
         await wait_for(pilot, lambda: len(view.query(MessageBox)) > PAGE)
+
+
+async def test_crash_report_shows_no_local_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Secrets (an API key in a local variable) never reach a crash report."""
+    monkeypatch.setenv("TEST_API_KEY", "sk-secret-123")
+    app = make_app(tmp_path)
+    rendered: list[str] = []
+    monkeypatch.setattr(app, "_print_error_renderables", lambda: rendered.extend(
+        segment.text for renderable in app._exit_renderables for segment in renderable.segments
+    ))  # fmt: skip
+
+    def boom() -> None:
+        api_key = os.environ["TEST_API_KEY"]  # noqa: F841
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        async with app.run_test(size=SIZE) as pilot:
+            app.call_later(boom)
+            await pilot.pause()
+    text = "".join(rendered) or "".join(
+        segment.text for renderable in app._exit_renderables for segment in renderable.segments
+    )
+    assert "RuntimeError" in text and "boom" in text
+    assert "sk-secret-123" not in text

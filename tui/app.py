@@ -672,6 +672,19 @@ class LlamaTUI(App[None]):
             detail = f"{event.message}\n{event.log_tail}" if event.log_tail else event.message
             self.notify(detail, title="Model failed", severity="error", timeout=30)
 
+    def _fatal_error(self) -> None:
+        """A crash report without local variables: they may hold an API key or chat text."""
+        import rich
+        from rich.segment import Segments
+        from rich.traceback import Traceback
+
+        self.bell()
+        traceback = Traceback(show_locals=False, width=None, suppress=[rich])
+        self._exit_renderables.append(
+            Segments(self.console.render(traceback, self.console.options))
+        )
+        self._close_messages_no_wait()
+
     async def action_quit(self) -> None:
         self.runner.cancel()
         self.runner.flush_all(st.CANCELLED)
