@@ -401,3 +401,29 @@ async def test_new_chat_with_a_persona(dirs: tuple[Path, Path]) -> None:
         assert app.results == []
         await pilot.click(PersonaList, offset=(3, 2), times=2)  # a double click: chat
         await wait_for(pilot, lambda: app.results == ["bob"])
+
+
+async def test_import_from_the_persona_screen(tmp_path: Path) -> None:
+    """i asks for a file; a Modelfile becomes a user persona, with warnings shown."""
+    from tests.uihelpers import make_app, wait_for
+
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text(
+        'FROM llama3\nSYSTEM """You are Mario from Super Mario Bros."""\n'
+        "PARAMETER temperature 0.9\nPARAMETER tfs_z 2\n"
+    )
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f3")
+        await pilot.pause()
+        await pilot.press("i")
+        await pilot.pause()
+        app.screen.query_one("Input").value = str(modelfile)
+        await pilot.press("enter")
+        saved = tmp_path / "personas"
+        await wait_for(pilot, lambda: any(saved.glob("*.toml")))
+        (path,) = saved.glob("*.toml")
+        text = path.read_text()
+        assert "Mario" in text and "temperature = 0.9" in text
+        messages = [str(n.message) for n in app._notifications]
+        assert any("Imported" in m and "tfs_z" in m for m in messages)

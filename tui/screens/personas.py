@@ -336,6 +336,7 @@ class PersonasScreen(Screen[str | None]):
         Binding("e", "edit", "Edit"),
         Binding("d", "duplicate", "Duplicate"),
         Binding("delete", "delete", "Delete"),
+        Binding("i", "import", "Import"),
     ]
 
     class Changed(Message):
@@ -374,6 +375,7 @@ class PersonasScreen(Screen[str | None]):
                 ("Edit", "edit"),
                 ("Duplicate", "duplicate"),
                 ("Delete", "delete"),
+                ("Import", "import"),
                 ("Close", "close"),
             ):
                 yield Button(label, id=f"button-{name}", compact=True, action=f"screen.{name}")
@@ -499,6 +501,33 @@ class PersonasScreen(Screen[str | None]):
             return
         self.notify(f"Saved {twin.name} to {twin.path}", markup=False)
         self._changed(twin.id)
+
+    def action_import(self) -> None:
+        """Import a Modelfile, character card, web UI YAML or llama.cpp prompt file."""
+        from tui.importing import PersonaImportError, import_persona
+        from tui.screens.text_prompt import TextPromptScreen
+
+        def chosen(target: str | None) -> None:
+            if not target or not target.strip():
+                return
+            try:
+                result = import_persona(Path(target.strip()).expanduser())
+            except PersonaImportError as exc:
+                self.notify(str(exc), title="Import failed", severity="error", markup=False)
+                return
+            persona = result.persona
+            persona.id = unique_id(persona.name, self._taken())
+            try:
+                save_persona(persona, self.user_dir)
+            except OSError as exc:
+                self.notify(f"Could not save: {exc}", severity="error", markup=False)
+                return
+            notes = "".join(f"\n• {w}" for w in result.warnings)
+            self.notify(f"Imported {persona.name} ({result.format}) to {persona.path}{notes}",
+                        timeout=15, markup=False)  # fmt: skip
+            self._changed(persona.id)
+
+        self.app.push_screen(TextPromptScreen("Import a persona from (file path)"), chosen)
 
     def action_delete(self) -> None:
         item = self.current()
