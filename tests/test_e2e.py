@@ -124,3 +124,28 @@ def test_db_flag_and_env_var_choose_the_database(env: dict[str, str], tmp_path: 
         finally:
             term.child.close(force=True)
     assert (tmp_path / "flag.db").exists() and (tmp_path / "env.db").exists()
+
+
+@pytest.mark.parametrize("term_name", ["xterm-256color", "screen", "vt100"])
+def test_no_color_and_plain_terminals(env: dict[str, str], term_name: str) -> None:
+    """NO_COLOR is honoured (Textual draws in greys only); tmux's and old terminal types
+    still get a usable screen."""
+    run_env = dict(env, NO_COLOR="1", TERM=term_name)
+    term = Terminal([], run_env)
+    try:
+        screen = term.wait_for("Chats", timeout=30)
+        term.wait_for("Quit", timeout=10)
+        assert "New chat" in screen or "New chat" in term.text()
+        colours = {
+            colour
+            for row in term.screen.buffer.values()
+            for char in row.values()
+            for colour in (char.fg, char.bg)
+        }
+        greys = {"default", "black", "white", "brightblack", "brightwhite"}
+        hues = {c for c in colours - greys if not (len(c) == 6 and c[:2] == c[2:4] == c[4:])}
+        assert not hues, f"colours other than greys with NO_COLOR: {hues}"
+        term.child.send("\x11")
+        term.child.expect(pexpect.EOF, timeout=15)
+    finally:
+        term.child.close(force=True)
