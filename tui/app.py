@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import re
 import signal
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,11 +24,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, OptionList
 
 from tui import export
 from tui import store as st
 from tui.endpoints import Endpoint
+from tui.engine.batching import TokenBatcher, TokensReady
 from tui.engine.protocol import (
     Engine,
     EngineEvent,
@@ -55,6 +58,7 @@ from tui.widgets.prompt_input import PromptInput
 from tui.widgets.sampling_panel import SamplingPanel
 from tui.widgets.status_line import StatusLine
 
+PAINT_INTERVAL = 1 / 30  # seconds between repaints of a streaming answer
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 
 
@@ -62,7 +66,7 @@ _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 class EngineMessage(Message):
     """An engine event, delivered on the UI thread."""
 
-    event: EngineEvent
+    event: EngineEvent | TokensReady
 
 
 class LlamaTUI(App[None]):
@@ -121,6 +125,10 @@ class LlamaTUI(App[None]):
         self._deleted: list[dict] = []  # exports of deleted chats, for undo
         self._code_block_index: dict[int, int] = {}
         self._last_error = ""
+        self.batcher = TokenBatcher(lambda event: self.post_message(EngineMessage(event)))
+        self._painted_at = 0.0  # when streamed text last reached the screen
+        self._paint_timer: Timer | None = None
+        self._engine_started = False
 
     # --- layout ---------------------------------------------------------------------
 
@@ -138,7 +146,6 @@ class LlamaTUI(App[None]):
 
     async def on_mount(self) -> None:
         self.store.recover_interrupted()
-        self.engine.start(lambda event: self.post_message(EngineMessage(event)))
         status = self.query_one(StatusLine)
         if self.model_path is None and self.endpoint is None:
             status.state = "error: no model"
@@ -146,18 +153,28 @@ class LlamaTUI(App[None]):
         else:
             status.model = self.endpoint.label if self.endpoint else display_name(self.runner.model)
             status.state = "connecting…" if self.endpoint else "loading model…"
-            persona = self.personas.get(self.default_persona)
-            self.runner.load(self.runner.model, persona.sampling_defaults().n_ctx)
+        # The engine (a process that imports llama.cpp and loads the model) starts
+        # after the first frame, so it does not compete with it for the CPU.
+        self.call_after_refresh(self._start_engine)
         for problem in self.personas.problems:
             self.notify(str(problem), title="Persona file", severity="warning", timeout=15)
-        conversations = self.store.list_conversations()
-        if conversations:
-            await self.open_conversation(conversations[0].id)
+        newest = self.store.list_conversations(1)
+        if newest:
+            await self.open_conversation(newest[0].id)
         else:
             self.refresh_chat_list()
             await self.query_one(ChatView).show(0, [], self.personas.get(None).ai_name)
         self.query_one(PromptInput).focus()
         self._install_signal_handlers()
+
+    def _start_engine(self) -> None:
+        if self._engine_started:
+            return
+        self._engine_started = True
+        self.engine.start(self.batcher)
+        if self.model_path is not None or self.endpoint is not None:
+            persona = self.personas.get(self.default_persona)
+            self.runner.load(self.runner.model, persona.sampling_defaults().n_ctx)
 
     def _install_signal_handlers(self) -> None:
         """SIGHUP (the SSH connection dropped) and SIGTERM: save, then exit cleanly."""
@@ -246,6 +263,7 @@ class LlamaTUI(App[None]):
         if self.conversation_id is None:
             self.conversation_id = self.runner.new_conversation(self.default_persona).id
             await self.open_conversation(self.conversation_id)
+        self._start_engine()  # normally done after the first frame already
         try:
             if self.editing_id is not None:
                 self.runner.edit_and_resend(self.conversation_id, self.editing_id, event.text)
@@ -622,9 +640,30 @@ class LlamaTUI(App[None]):
             self._last_error = text
             self.notify(text, title=title, severity="error", timeout=20)
 
+    async def _tokens_ready(self, job_id: int) -> None:
+        """Show streamed text at most :data:`PAINT_INTERVAL` apart (one layout per frame)."""
+        wait = self._painted_at + PAINT_INTERVAL - time.monotonic()
+        if wait > 0:
+            if self._paint_timer is None:
+                self._paint_timer = self.set_timer(wait, lambda: self._paint(job_id))
+            return
+        await self._paint(job_id)
+
+    async def _paint(self, job_id: int) -> None:
+        self._paint_timer = None
+        self._painted_at = time.monotonic()
+        text = self.batcher.take(job_id)
+        if text:
+            await self.engine_event(EngineMessage(TokenText(job_id, text)))
+
     @on(EngineMessage)
     async def engine_event(self, message: EngineMessage) -> None:
         event = message.event
+        if isinstance(event, TokensReady):
+            await self._tokens_ready(event.job_id)
+            return
+        if isinstance(event, GenerationFinished | GenerationFailed):
+            await self._paint(event.job_id)  # the last tokens first
         status = self.query_one(StatusLine)
         try:
             job = self.runner.handle(event)

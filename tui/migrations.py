@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-import sqlite_utils
+from tui.sqlite_utils_lite import sqlite_utils
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -59,9 +59,21 @@ def _m002_pin_archive_search(db: sqlite_utils.Database) -> None:
     db["messages"].enable_fts(["content"], fts_version="FTS5", create_triggers=True)
 
 
+def _m003_fast_start(db: sqlite_utils.Database) -> None:
+    """Indexes for start-up: the sidebar's order, and answers left partial by a crash."""
+    db.execute(
+        "create index if not exists conversations_sidebar"
+        " on conversations (archived, pinned desc, updated_at desc, id desc)"
+    )
+    db.execute(
+        "create index if not exists messages_partial on messages (id) where status = 'partial'"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_initial,
     _m002_pin_archive_search,
+    _m003_fast_start,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

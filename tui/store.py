@@ -20,9 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlite_utils
-
 from tui import migrations, paths
+from tui.sqlite_utils_lite import sqlite_utils
 
 # Message status values.
 PARTIAL = "partial"  # being generated; saved as it streams

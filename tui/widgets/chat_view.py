@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from rich.markdown import Markdown as RichMarkdown
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -26,15 +27,20 @@ _STATUS_NOTES = {
 
 
 class MessageBox(Vertical):
-    """One message: who said it, and what (plain text or Markdown)."""
+    """One message: who said it, and what.
+
+    A finished answer is one ``Static`` showing Rich's Markdown rendering
+    (cheap to lay out, however long the chat); only the answer being
+    generated uses Textual's ``Markdown`` widget, whose stream parses just
+    the new text as it arrives.
+    """
 
     DEFAULT_CSS = """
     MessageBox { height: auto; margin: 0 0 1 0; }
     MessageBox .who { color: $text-muted; text-style: bold; height: 1; }
     MessageBox.user .who { color: $accent; }
-    MessageBox.user .body { padding: 0 0 0 1; }
-    MessageBox .error-note { color: $error; height: auto; }
-    MessageBox .error-note.-empty { display: none; }
+    MessageBox .body { padding: 0 0 0 1; }
+    MessageBox .error-note { color: $error; height: auto; padding: 0 0 0 1; }
     MessageBox Markdown { margin: 0; padding: 0 0 0 1; }
     MessageBox.-selected { background: $boost; border-left: thick $accent; }
     """
@@ -44,15 +50,16 @@ class MessageBox(Vertical):
         self.message = message
         self.ai_name = ai_name
         self.stream: MarkdownStream | None = None
+        self.streamed = ""  # what the stream has shown
 
     def compose(self):  # type: ignore[override]
         yield Static(self._who(), classes="who")
-        if self.message.role == "user":
-            yield Static(Text(self.message.content), classes="body")
-        else:
+        if self.message.role == "assistant" and self.message.status == st.PARTIAL:
             yield Markdown(self.message.content, classes="body")
-        error = self._error()
-        yield Static(Text(error), classes="error-note" if error else "error-note -empty")
+        else:
+            yield _body(self.message)
+        if self._error():
+            yield Static(Text(self._error()), classes="error-note")
 
     def _who(self) -> Text:
         name = "You" if self.message.role == "user" else self.ai_name
@@ -68,23 +75,44 @@ class MessageBox(Vertical):
 
     async def append(self, text: str) -> None:
         """Stream ``text`` onto the end of the answer (Markdown parsed incrementally)."""
+        markdown = self.query(Markdown).first(None)
+        if markdown is None:
+            return
         if self.stream is None:
-            self.stream = Markdown.get_stream(self.query_one(Markdown))
+            self.stream = Markdown.get_stream(markdown)
+        self.streamed += text
         await self.stream.write(text)
 
     async def finish(self, message: st.Message) -> None:
-        """The answer is done: show the final text, status and any error."""
+        """The answer is done: show the final text, status and any error.
+
+        The streamed Markdown stays as it is unless the final text differs
+        (a trailing note, a regenerated version): no re-render of a long
+        answer at the end.
+        """
         if self.stream is not None:
             await self.stream.stop()
             self.stream = None
-        changed = message.content != self.message.content
+        shown = self.streamed or self.message.content
         self.message = message
-        if changed and message.role == "assistant":
-            await self.query_one(Markdown).update(message.content)
+        if message.content.rstrip() != shown.rstrip() or not self.query(Markdown):
+            await self.query_one(".body").remove()
+            await self.mount(_body(message), after=self.query_one(".who"))
+            self.streamed = ""
         self.query_one(".who", Static).update(self._who())
-        note = self.query_one(".error-note", Static)
-        note.update(Text(self._error()))
-        note.set_class(not self._error(), "-empty")
+        for note in self.query(".error-note"):
+            await note.remove()
+        if self._error():
+            await self.mount(Static(Text(self._error()), classes="error-note"))
+
+
+def _body(message: st.Message) -> Static:
+    """A finished message: your text as typed, an answer as Markdown (never markup)."""
+    if message.role == "user":
+        return Static(Text(message.content), classes="body")
+    return Static(
+        RichMarkdown(message.content, code_theme="monokai", hyperlinks=False), classes="body"
+    )
 
 
 class ChatView(VerticalScroll):
@@ -255,6 +283,12 @@ class ChatView(VerticalScroll):
         self.release_anchor()
         super().action_scroll_home()
 
+    def action_scroll_end(self) -> None:
+        """End: to the newest message, paging in later ones after a jump to an old one."""
+        if not self.at_end and self.scroll_y >= self.max_scroll_y:
+            self.run_worker(self.show_later(), group="paging", exclusive=True)
+        super().action_scroll_end()
+
     async def _wait_for_layout(self) -> None:
         done = asyncio.Event()
         self.call_after_refresh(done.set)
@@ -324,6 +358,7 @@ class ChatView(VerticalScroll):
         if box is None and any(m.id == message_id for m in self._messages):
             await self.show(self.conversation_id or 0, self._messages, self.ai_name,
                             self._context_start_id, around=message_id)  # fmt: skip
+            await self._wait_for_layout()
             box = self.box(message_id)
         if box is not None:
             self.focus()

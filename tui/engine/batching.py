@@ -1,0 +1,49 @@
+"""Merging a fast stream of tokens into few UI updates.
+
+The engine may produce tokens faster than a terminal UI should repaint
+(a GPU: one every few milliseconds). :class:`TokenBatcher` sits between the
+engine's event thread and the UI: the first token of a batch posts one
+:class:`TokensReady`; later tokens only join the pending text until the UI
+takes it. Other events pass through in order, so a finished answer is never
+overtaken by its own last tokens.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tui.engine.protocol import EngineEvent, TokenText
+
+
+@dataclass
+class TokensReady:
+    """Text for job ``job_id`` is waiting: call :meth:`TokenBatcher.take`."""
+
+    job_id: int
+
+
+class TokenBatcher:
+    def __init__(self, deliver: Callable[[EngineEvent | TokensReady], None]):
+        self.deliver = deliver
+        self._pending: dict[int, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, event: EngineEvent) -> None:
+        """The engine's callback (any thread)."""
+        if isinstance(event, TokenText):
+            with self._lock:
+                pending = self._pending.get(event.job_id)
+                if pending is not None:
+                    pending.append(event.text)
+                    return
+                self._pending[event.job_id] = [event.text]
+            self.deliver(TokensReady(event.job_id))
+        else:
+            self.deliver(event)
+
+    def take(self, job_id: int) -> str:
+        """All text of ``job_id`` not yet taken (the UI thread)."""
+        with self._lock:
+            return "".join(self._pending.pop(job_id, []))
