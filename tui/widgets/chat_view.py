@@ -153,6 +153,7 @@ class ChatView(VerticalScroll):
         self.selected: MessageBox | None = None
         self._messages: list[st.Message] = []  # the whole chat; only a window is mounted
         self._context_start_id: int | None = None
+        self._generation = 0  # bumped by every show(): stale paging work stops
         self._first = 0  # the mounted window is _messages[_first:_last]
         self._last = 0
         self._paging = False
@@ -170,6 +171,9 @@ class ChatView(VerticalScroll):
         By default the newest page, scrolled to the end; with ``around`` (a
         message id) the page around that message, e.g. for a search result.
         """
+        self.workers.cancel_group(self, "paging")  # never page into a replaced chat
+        self._paging = True  # scroll events during the first layout are not the user's
+        self._generation += 1
         self.conversation_id = conversation_id
         self.ai_name = ai_name
         self.selected = None
@@ -198,6 +202,8 @@ class ChatView(VerticalScroll):
             self.anchor()
         else:
             self.anchor(False)
+        await self._wait_for_layout()
+        self._paging = False
 
     @property
     def at_end(self) -> bool:
@@ -228,13 +234,18 @@ class ChatView(VerticalScroll):
         if not self._first or self._paging:
             return False
         self._paging = True
+        generation = self._generation
         try:
             first = max(self._first - PAGE, 0)
-            note = self.query_one(".earlier", Static)  # always the first child
+            note = self.query(".earlier").first(None)  # always the first child
+            if note is None or not isinstance(note, Static):
+                return False
             anchor = self.children[1] if len(self.children) > 1 else None
             height_before = self.virtual_size.height
             await self.mount_all(self._widgets_for(self._messages[first : self._first]),
                                  before=anchor)  # fmt: skip
+            if generation != self._generation:
+                return False
             self._first = first
             if first:
                 note.update(self._earlier_note())
@@ -254,7 +265,9 @@ class ChatView(VerticalScroll):
         self._paging = True
         try:
             last = min(self._last + PAGE, len(self._messages))
-            note = self.query_one(".later", Static)  # always the last child
+            note = self.query(".later").first(None)  # always the last child
+            if note is None or not isinstance(note, Static):
+                return False
             await self.mount_all(self._widgets_for(self._messages[self._last : last]),
                                  before=note)  # fmt: skip
             self._last = last
