@@ -14,11 +14,15 @@ llama.cpp or Textual; token counting is passed in as a function.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
+from typing import Any
 
 import jinja2
+import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from tui.personas import Persona
@@ -74,17 +78,53 @@ class TemplateError(Exception):
 
 
 def _raise(message: str) -> None:
-    raise TemplateError(message)
+    raise TemplateError(f"the model's chat template refused this conversation: {message}")
 
 
 def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
+    """Transformers' (and llama-cpp-python's) ``tojson``: no HTML escaping, UTF-8 kept."""
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
+
+
+class _IgnoreGenerationTags(jinja2.ext.Extension):
+    """Pass-through for Hugging Face's ``{% generation %}`` tag, as Transformers does."""
+
+    tags = {"generation"}
+
+    def parse(self, parser: Any) -> Any:
+        parser.stream.skip(1)
+        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+
+# The same environment as llama-cpp-python's Jinja2ChatFormatter (itself aligned
+# with Transformers), so a template renders here exactly as it does there.
 _ENV = ImmutableSandboxedEnvironment(
-    loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True, autoescape=False
+    loader=jinja2.BaseLoader(),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,
+    extensions=[_IgnoreGenerationTags, jinja2.ext.loopcontrols],
 )
+_ENV.filters["tojson"] = _tojson
 _ENV.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
+
+
+@lru_cache(maxsize=8)
+def _compile(template: str) -> jinja2.Template:
+    """Compiling a template costs more than rendering it; a build renders it often."""
+    return _ENV.from_string(template)
 
 
 def render_chat(
@@ -97,19 +137,25 @@ def render_chat(
     """Render ``turns`` with a GGUF chat template in Jinja's sandbox.
 
     A hostile template cannot reach Python objects, files or imports: the
-    immutable sandbox refuses attribute access to internals.
+    immutable sandbox refuses attribute access to internals. Message texts
+    are data to the template, never template code, so ``{{ 7*7 }}`` typed by
+    the user stays ``{{ 7*7 }}``.
     """
     try:
-        compiled = _ENV.from_string(template)
-        return compiled.render(
+        return _compile(template).render(
             messages=[{"role": t.role, "content": t.content} for t in turns],
             bos_token=bos_token,
             eos_token=eos_token,
             add_generation_prompt=add_generation_prompt,
+            # Passed as None, not left undefined: templates test `tools is not none`.
+            functions=None,
+            function_call=None,
+            tools=None,
+            tool_choice=None,
         )
     except TemplateError:
         raise
-    except jinja2.TemplateError as exc:
+    except Exception as exc:  # a template can fail in many ways: TypeError, SecurityError…
         raise TemplateError(f"the model's chat template failed: {exc}") from exc
 
 
@@ -151,12 +197,20 @@ class BuiltPrompt:
 class PromptTooLong(Exception):
     """Even the persona plus the newest message do not fit the window."""
 
-    def __init__(self, needed: int, budget: int):
-        super().__init__(
-            f"This message needs {needed} tokens but the model's window leaves room "
-            f"for {budget}. Shorten it, or raise the context size (n_ctx) of this chat."
-        )
-        self.needed, self.budget = needed, budget
+    def __init__(self, needed: int, budget: int, persona_tokens: int = 0):
+        if persona_tokens > budget:
+            message = (
+                f"The persona's prompt alone needs {persona_tokens} tokens but the model's "
+                f"window leaves room for {budget}. Shorten the persona, or raise the "
+                "context size (n_ctx) of this chat."
+            )
+        else:
+            message = (
+                f"This message needs {needed} tokens but the model's window leaves room "
+                f"for {budget}. Shorten it, or raise the context size (n_ctx) of this chat."
+            )
+        super().__init__(message)
+        self.needed, self.budget, self.persona_tokens = needed, budget, persona_tokens
 
 
 class PromptBuilder:
@@ -171,6 +225,7 @@ class PromptBuilder:
         self.tokenize = tokenize
 
     def render(self, persona: PersonaPrompt, history: Sequence[Turn], mode: str) -> str:
+        """The whole prompt text, ending where the AI's answer begins."""
         if mode == CHAT:
             head = [Turn("system", persona.system)] if persona.system else []
             return render_chat(
@@ -195,26 +250,29 @@ class PromptBuilder:
     ) -> BuiltPrompt:
         """Fit ``history[start:]`` into ``budget`` tokens, dropping in chunks.
 
-        The persona block always stays (llama.cpp's ``n_keep``). If the
-        history from ``start`` does not fit, the oldest turns after the
-        persona block are dropped until what is left takes at most half of
-        the room after it, as llama.cpp's context shift does
+        ``start`` is where the previous turn's window began (the caller keeps
+        it between turns). The persona block always stays (llama.cpp's
+        ``n_keep``). If the history from ``start`` does not fit, the oldest
+        turns after the persona block are dropped until what is left takes at
+        most half of the room after it, as llama.cpp's context shift does
         (``n_discard = n_left / 2``): the next turns then extend the same
         prefix, and the KV cache is reused, until the window fills again.
         Nothing is dropped while things fit, so consecutive turns render
-        byte-identically up to the new message.
+        byte-identically up to the new message. The window always begins
+        with a user turn.
         """
         mode = choose_mode(persona.mode, self.fmt.chat_template)
         start = _user_turn_at_or_after(history, min(max(start, 0), len(history) - 1))
         tokens = self._tokens(persona, history[start:], mode)
+        head = self._tokens(persona, [], mode)
+        n_keep = _common_prefix(head, tokens)
         if len(tokens) > budget:
-            n_keep = len(self._tokens(persona, [], mode))
-            target = n_keep + (budget - n_keep) // 2
-            start = self._first_start_fitting(persona, history, mode, start, target, budget)
+            target = n_keep + max(budget - n_keep, 0) // 2
+            start = self._first_start_fitting(persona, history, mode, start, target)
             tokens = self._tokens(persona, history[start:], mode)
             if len(tokens) > budget:
-                raise PromptTooLong(len(tokens), budget)
-        n_keep = len(self._tokens(persona, [], mode))
+                raise PromptTooLong(len(tokens), budget, len(head))
+            n_keep = _common_prefix(head, tokens)
         text = self.render(persona, history[start:], mode)
         return BuiltPrompt(text, tokens, mode, self.stops(persona, mode), start, n_keep)
 
@@ -228,17 +286,16 @@ class PromptBuilder:
         mode: str,
         start: int,
         target: int,
-        budget: int,
     ) -> int:
         """The earliest user turn from which the rest fits ``target`` tokens.
 
         Binary search over user-turn starts (fewer turns, fewer tokens). The
-        newest user turn is always kept; if even it exceeds ``target`` but
-        fits ``budget``, it is used alone.
+        newest user turn is always kept; if even it exceeds ``target``, it is
+        used alone (the caller checks it against the whole budget).
         """
         candidates = [i for i in range(start, len(history)) if history[i].role == "user"]
         if not candidates:
-            return len(history) - 1
+            return max(len(history) - 1, 0)
         low, high = 0, len(candidates) - 1
         while low < high:
             mid = (low + high) // 2
@@ -247,6 +304,16 @@ class PromptBuilder:
             else:
                 low = mid + 1
         return candidates[low]
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two token lists share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def _user_turn_at_or_after(history: Sequence[Turn], index: int) -> int:

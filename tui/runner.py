@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -184,10 +185,15 @@ class ChatRunner:
         self.jobs[job_id] = ActiveJob(job_id, conversation_id, answer.id, ids, meta=meta)
         job = Generate(
             job_id=job_id,
-            persona=PersonaPrompt.from_persona(self.persona_of(conversation)),
+            # Placeholders ({{time}}) take the chat's start time, as the seed's script
+            # filled them once: the prompt then stays byte-identical and the cache holds.
+            persona=PersonaPrompt.from_persona(
+                self.persona_of(conversation), _started(conversation)
+            ),
             history=history,
             sampling=self.sampling_of(conversation).to_dict(),
             start=start,
+            chat_id=conversation_id,
         )
         self.engine.generate(job)
         return answer, job_id
@@ -285,6 +291,14 @@ class ChatRunner:
             except st.StoreError as exc:
                 errors.append(str(exc))
         return errors
+
+
+def _started(conversation: st.Conversation) -> datetime:
+    """When the chat began, in local time."""
+    try:
+        return datetime.fromisoformat(conversation.created_at).astimezone()
+    except ValueError:
+        return datetime.now()
 
 
 def _version(message: st.Message) -> dict[str, Any]:

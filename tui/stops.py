@@ -21,6 +21,11 @@ class StopScanner:
     def stopped(self) -> bool:
         return self.stopped_on is not None
 
+    @property
+    def held(self) -> str:
+        """Text held back because it may be the start of a stop string."""
+        return self._held
+
     def feed(self, piece: str) -> str:
         """Add ``piece``; return the text that can be emitted now."""
         if self.stopped:
@@ -37,8 +42,19 @@ class StopScanner:
         return text[: len(text) - keep]
 
     def finish(self) -> str:
-        """The stream ended without a stop string: release what was held back."""
+        """The stream ended without a stop string: release what was held back.
+
+        A held tail that is the start of a *line-start* stop (one beginning
+        with a newline, like ``"\\nUser:"``) is dropped instead: the model
+        was about to write the user's name, and an answer ending in
+        ``"\\nUs"`` is noise. Any other partial match (``"#"`` of ``"###"``)
+        is ordinary text and is released.
+        """
         held, self._held = ("" if self.stopped else self._held), ""
+        if held.startswith("\n") and any(
+            s.startswith("\n") and s.startswith(held) for s in self.stops
+        ):
+            return ""
         return held
 
 
@@ -66,7 +82,8 @@ def transcript_stops(user_name: str, extra: list[str] | None = None) -> list[str
     """The reverse prompt and its variants for a transcript persona.
 
     ``User:`` at the start of a line ends the answer wherever it appears; a
-    bare ``User:`` mid-line too (small models often omit the newline).
+    bare ``User:`` mid-line too (small models often omit the newline, and
+    llama.cpp's ``-r "User:"`` matches anywhere in the output's tail).
     """
     stops = [f"\n{user_name}:", f"{user_name}:"]
     return stops + list(extra or [])

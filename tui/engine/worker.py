@@ -8,13 +8,17 @@ for tests and benchmarks. :func:`main` is the child-process entry point.
 from __future__ import annotations
 
 import codecs
+import ctypes
 import os
 import random
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from tui.engine.protocol import (
     Generate,
@@ -31,6 +35,7 @@ from tui.engine.protocol import (
 from tui.models import ModelFileError, check_model_file, display_name
 from tui.prompt import (
     TRANSCRIPT,
+    BuiltPrompt,
     PromptBuilder,
     PromptFormat,
     PromptTooLong,
@@ -42,21 +47,148 @@ from tui.stops import StopScanner
 
 # Token attributes (llama.h) whose text is never part of an answer.
 _HIDDEN_ATTRS = (1 << 3) | (1 << 4)  # CONTROL | USER_DEFINED markers like <start_of_image>
-_SEND_INTERVAL = 0.0
+
+# KV-cache bookkeeping (see ModelRunner._prepare_kv).
+STATE_CACHE_ENTRIES = 4  # saved chat states (the live chat's own copy included)
+STATE_CACHE_BYTES = 512 << 20  # and never more than this much RAM for them
+SAVE_AFTER_TURN_TOKENS = 256  # chats this long are saved after each answer, while idle
+_SAME_CHAT_MARGIN = 16  # tokens past the persona block shared => the same chat
+_SAVE_MIN_LOST = 32  # a live KV state is saved only if at least this much would be lost
+_SHIFT_MIN_MATCH = 16  # tokens that must line up before a context shift is trusted
+_RESTORE_MARGIN = 8  # a saved state must save at least this many tokens over the live one
+
+_SEEDS = random.SystemRandom()  # not the global generator: nothing can have seeded it
+
+
+@dataclass(eq=False)  # compared by identity: equality of token arrays is ambiguous
+class SavedState:
+    """One chat's KV cache, copied out of llama.cpp, and the tokens it holds."""
+
+    tokens: np.ndarray  # np.intc, the tokens evaluated into this state
+    data: Any  # ctypes uint8 array from llama_state_get_data
+    size: int
+    n_keep: int = 0  # the persona block: sharing more than this means the same chat
+    chat: Any = None  # the chat id, when jobs carry one
+
+
+class StateCache:
+    """KV states of recently left chats, in RAM, least recently used out first.
+
+    Bounded by a number of entries and by bytes. Keyed by tokens: the entry
+    sharing the longest prefix with a prompt is the one to restore, as in
+    llama-cpp-python's ``LlamaRAMCache``, but without its copy of the
+    ``scores`` array (n_batch x n_vocab floats, 100 MB for SmolLM2), which
+    nothing here needs.
+    """
+
+    def __init__(self, max_entries: int = STATE_CACHE_ENTRIES, max_bytes: int = STATE_CACHE_BYTES):
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.entries: list[SavedState] = []  # oldest first
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(e.size for e in self.entries)
+
+    def clear(self) -> None:
+        self.entries.clear()
+
+    def best(self, prompt: np.ndarray) -> tuple[SavedState | None, int]:
+        """The entry sharing the longest prefix with ``prompt``, and that length."""
+        found, longest = None, 0
+        for entry in self.entries:
+            n = _prefix_len(entry.tokens, prompt)
+            if n > longest:
+                found, longest = entry, n
+        return found, longest
+
+    def holds(self, tokens: np.ndarray) -> bool:
+        """True if an entry already holds exactly these tokens."""
+        return any(_same(e.tokens, tokens) for e in self.entries)
+
+    def touch(self, entry: SavedState) -> None:
+        """Mark ``entry`` as just used."""
+        if entry in self.entries:
+            self.entries.remove(entry)
+            self.entries.append(entry)
+
+    def put(self, entry: SavedState) -> bool:
+        """Add ``entry``; older states of the same chat go.
+
+        An older state is of the same chat if the two share more than their
+        persona block: the chat's first exchange at least. (Not only exact
+        prefixes: a sampled answer is often tokenized differently when it
+        comes back as history, so the new state forks from the old one.)
+        """
+        if entry.size > self.max_bytes or self.max_entries <= 0:
+            return False
+        self.entries = [
+            e
+            for e in self.entries
+            if not _is_prefix(e.tokens, entry.tokens)
+            and _prefix_len(e.tokens, entry.tokens)
+            <= min(e.n_keep, entry.n_keep) + _SAME_CHAT_MARGIN
+        ]
+        self.entries.append(entry)
+        while len(self.entries) > self.max_entries or self.nbytes > self.max_bytes:
+            self.entries.pop(0)
+        return True
+
+
+def _prefix_len(a: np.ndarray, b: np.ndarray) -> int:
+    """Length of the common prefix of two token arrays (vectorised)."""
+    m = min(len(a), len(b))
+    diff = np.flatnonzero(a[:m] != b[:m])
+    return int(diff[0]) if len(diff) else m
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return len(a) == len(b) and bool(np.array_equal(a, b))
+
+
+def _is_prefix(a: np.ndarray, b: np.ndarray) -> bool:
+    """True if token array ``a`` is a prefix of ``b`` (or equal to it)."""
+    return len(a) <= len(b) and bool(np.array_equal(a, b[: len(a)]))
 
 
 class ModelRunner:
-    """Owns one ``llama_cpp.Llama``; not thread-safe, by design: one owner."""
+    """Owns one ``llama_cpp.Llama``; not thread-safe, by design: one owner.
 
-    def __init__(self, send: Callable[[Any], None], cancelled: Callable[[int], bool]):
+    Besides generating, it manages the KV cache so that long chats stay
+    cheap: consecutive turns reuse the cached prefix; when the history is
+    trimmed, the kept tokens are moved in the cache (llama.cpp's context
+    shift) instead of being read again; and the states of recently left
+    chats are kept in a :class:`StateCache` and restored on return.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[Any], None],
+        cancelled: Callable[[int], bool],
+        *,
+        state_cache_entries: int = STATE_CACHE_ENTRIES,
+        state_cache_bytes: int = STATE_CACHE_BYTES,
+        verbose: bool = True,
+    ):
         self.send = send
         self.cancelled = cancelled
+        self.verbose = verbose  # llama.cpp's chatter to stderr (the engine log)
         self.llm: Any = None
         self.request: LoadModel | None = None
         self.info: ModelInfo | None = None
         self.builder: PromptBuilder | None = None
+        self.states = StateCache(state_cache_entries, state_cache_bytes)
+        self.last_built: BuiltPrompt | None = None  # for tests and benchmarks
         self._hidden: set[int] = set()
         self._eog: set[int] = set()
+        self._abort_job: int | None = None
+        self._abort_cb: Any = None  # keeps the ctypes callback alive
+        self._partial = ""  # the answer so far, for GenerationFailed
+        self._live_keep = 0  # persona-block tokens of the chat in the live KV cache
+        self._live_chat: Any = None  # its chat id, when jobs carry one
 
     # --- loading ------------------------------------------------------------------------
 
@@ -70,25 +202,13 @@ class ModelRunner:
             import llama_cpp
 
             self.close()
-            self.llm = llama_cpp.Llama(
-                model_path=str(path),
-                n_ctx=request.n_ctx,
-                n_threads=request.n_threads,
-                n_gpu_layers=request.n_gpu_layers,
-                verbose=True,  # our stderr is the log file: keep llama.cpp's reasons there
-            )
+            self.llm = self._new_llama(llama_cpp, request)
             n_ctx_train = self.llm._model.n_ctx_train()
             if request.n_ctx > n_ctx_train > 0:
                 # A context beyond the training length gives garbage: cap it.
-                self.llm = None
+                self.close()
                 request = LoadModel(**{**request.__dict__, "n_ctx": n_ctx_train})
-                self.llm = llama_cpp.Llama(
-                    model_path=str(path),
-                    n_ctx=request.n_ctx,
-                    n_threads=request.n_threads,
-                    n_gpu_layers=request.n_gpu_layers,
-                    verbose=True,
-                )
+                self.llm = self._new_llama(llama_cpp, request)
         except ModelFileError as exc:
             self.send(ModelFailed(request.path, str(exc)))
             return False
@@ -108,6 +228,15 @@ class ModelRunner:
         self.send(ModelReady(self.info, time.monotonic() - started))
         return True
 
+    def _new_llama(self, llama_cpp: Any, request: LoadModel) -> Any:
+        return llama_cpp.Llama(
+            model_path=request.path,
+            n_ctx=request.n_ctx,
+            n_threads=request.n_threads,
+            n_gpu_layers=request.n_gpu_layers,
+            verbose=self.verbose,  # in the child, stderr is the log file: keep the reasons
+        )
+
     def _prepare_format(self) -> None:
         llm = self.llm
         model = llm._model
@@ -124,6 +253,7 @@ class ModelRunner:
         vocab = range(model.n_vocab())
         self._hidden = {tok for tok in vocab if model.token_get_attr(tok) & _HIDDEN_ATTRS}
         self._eog = {tok for tok in vocab if llama_cpp.llama_vocab_is_eog(model.vocab, tok)}
+        self._abort_cb = llama_cpp.ggml_abort_callback(self._should_abort)
         path = Path(self.llm.model_path)
         self.info = ModelInfo(
             path=str(path),
@@ -142,19 +272,201 @@ class ModelRunner:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
     def close(self) -> None:
+        """Free the model; saved KV states belong to it and go too."""
+        self.states.clear()
         if self.llm is not None:
             self.llm.close()
             self.llm = None
+
+    # --- the KV cache -------------------------------------------------------------------
+
+    def _prepare_kv(self, prompt: list[int], n_keep: int, chat: Any = None) -> dict[str, Any]:
+        """Make the live KV cache share as long a prefix with ``prompt`` as we can.
+
+        Three sources, the best one wins: the live cache as it is (the same
+        chat, one turn on); the live cache with the dropped turns cut out and
+        the rest moved down (a context shift: after the history was trimmed,
+        the kept turns need no re-reading); a saved state of another chat
+        (the user came back to it). Before the live state is overwritten by
+        another chat's prompt, it is saved for when the user returns.
+
+        ``chat`` identifies the conversation when the caller says (a
+        ``chat_id`` on the job); a context shift is then only ever done
+        within one chat. Prefix reuse and restored states are safe across
+        chats (a prefix never saw what came after it); shifted tokens did see
+        the dropped ones, so without an id a shift needs strong evidence that
+        the cache holds this very chat.
+        """
+        llm = self.llm
+        p = np.asarray(prompt, dtype=np.intc)
+        n = llm.n_tokens
+        kv = llm.input_ids[:n]
+        live = _prefix_len(kv, p)
+        same_chat = None if chat is None or self._live_chat is None else chat == self._live_chat
+        drop, match = self._shift_plan(kv, p, live, n_keep, same_chat)
+        entry, entry_gain = self.states.best(p)
+        if same_chat is None:
+            other_chat = live <= n_keep + _SAME_CHAT_MARGIN and not match
+        else:
+            other_chat = not same_chat
+        restored, shifted, saved = False, 0, False
+        if entry is not None and entry_gain > live + match + _RESTORE_MARGIN:
+            if other_chat and n - live >= _SAVE_MIN_LOST:
+                saved = self._save_live()
+            restored = self._restore(entry)
+            if restored:
+                kv = llm.input_ids[: llm.n_tokens]
+                live = _prefix_len(kv, p)
+                same_chat = None if chat is None or entry.chat is None else chat == entry.chat
+                drop, match = self._shift_plan(kv, p, live, n_keep, same_chat)
+                if match:
+                    shifted = self._shift(live, drop)
+        elif match:
+            shifted = self._shift(live, drop)
+        elif other_chat and n - live >= _SAVE_MIN_LOST:
+            saved = self._save_live()
+        cached = min(_prefix_len(llm.input_ids[: llm.n_tokens], p), max(len(p) - 1, 0))
+        return {
+            "cached_tokens": cached,
+            "restored": restored,
+            "shifted": shifted,
+            "saved": saved,
+            "state_cache_entries": len(self.states),
+            "state_cache_bytes": self.states.nbytes,
+        }
+
+    def _can_shift(self) -> bool:
+        import llama_cpp
+
+        try:
+            return bool(llama_cpp.llama_memory_can_shift(self.llm._ctx.memory))
+        except Exception:  # older bindings, or a model kind without positions
+            return False
+
+    def _shift_plan(
+        self, kv: np.ndarray, p: np.ndarray, live: int, n_keep: int, same_chat: bool | None
+    ) -> tuple[int, int]:
+        """Where the new prompt goes on in the live cache after a cut.
+
+        Returns ``(drop, match)``: dropping ``kv[live:live + drop]`` makes the
+        next ``match`` cached tokens line up with ``p[live:]``; (0, 0) if no
+        cut is worth it or safe. The persona block must be intact, and the
+        lined-up part must be the bulk of what the cut keeps (the kept turns
+        of a trimmed chat), not a phrase that happens to recur.
+        """
+        if same_chat is False or live < n_keep or live >= len(p) or live + 1 >= len(kv):
+            return 0, 0
+        if not self._can_shift():
+            return 0, 0
+        rest = p[live:]
+        candidates = np.flatnonzero(kv[live + 1 :] == rest[0]) + 1
+        best_drop, best_match = 0, 0
+        for drop in candidates:
+            match = _prefix_len(kv[live + drop :], rest)
+            if match > best_match:
+                best_drop, best_match = int(drop), match
+        if best_match < _SHIFT_MIN_MATCH:
+            return 0, 0
+        if same_chat is None and 2 * best_match < len(kv) - live - best_drop:
+            return 0, 0
+        return best_drop, best_match
+
+    def _shift(self, keep: int, drop: int) -> int:
+        """llama.cpp's context shift: cut ``drop`` tokens after ``keep``, move the rest."""
+        llm = self.llm
+        n = llm.n_tokens
+        llm._ctx.kv_cache_seq_rm(-1, keep, keep + drop)
+        llm._ctx.kv_cache_seq_shift(0, keep + drop, -1, -drop)
+        llm.input_ids[keep : n - drop] = llm.input_ids[keep + drop : n].copy()
+        llm.n_tokens = n - drop
+        llm._requires_eval = True
+        return drop
+
+    def _save_live(self) -> bool:
+        """Copy the live KV state into the state cache (unless already there)."""
+        import llama_cpp
+
+        llm = self.llm
+        tokens = llm.input_ids[: llm.n_tokens].copy()
+        if len(tokens) == 0 or self.states.holds(tokens):
+            return False
+        size = int(llama_cpp.llama_state_get_size(llm._ctx.ctx))
+        if size > self.states.max_bytes:
+            return False
+        data = (ctypes.c_uint8 * size)()
+        written = int(llama_cpp.llama_state_get_data(llm._ctx.ctx, data, size))
+        state = SavedState(tokens, data, written, self._live_keep, self._live_chat)
+        return self.states.put(state)
+
+    def _restore(self, entry: SavedState) -> bool:
+        """Load a saved state into the live KV cache."""
+        import llama_cpp
+
+        llm = self.llm
+        if llama_cpp.llama_state_set_data(llm._ctx.ctx, entry.data, entry.size) != entry.size:
+            self.states.entries.remove(entry)
+            llm.reset()
+            return False
+        n = len(entry.tokens)
+        llm.input_ids[:n] = entry.tokens
+        llm.n_tokens = n
+        llm._requires_eval = True  # the restored logits are not a live decode's
+        self._live_keep, self._live_chat = entry.n_keep, entry.chat
+        self.states.touch(entry)
+        return True
+
+    def _should_abort(self, _data: Any) -> bool:
+        """llama.cpp asks this during prompt evaluation: stop if the job was cancelled."""
+        try:
+            return self._abort_job is not None and bool(self.cancelled(self._abort_job))
+        except Exception:
+            return False
+
+    def _set_abort(self, job_id: int | None) -> None:
+        """Let llama.cpp abandon a prompt evaluation when ``job_id`` is cancelled.
+
+        Only while the prompt is read: the callback runs for every graph node,
+        which is noise next to a prompt batch but a few percent of each token.
+        """
+        import llama_cpp
+
+        self._abort_job = job_id
+        callback = self._abort_cb if job_id is not None else llama_cpp.ggml_abort_callback()
+        llama_cpp.llama_set_abort_callback(self.llm._ctx.ctx, callback, None)
 
     # --- generating ---------------------------------------------------------------------
 
     def generate(self, job: Generate) -> None:
         """Run one job to the end; reports events, never raises."""
-        text = ""
         try:
-            text = self._generate(job)
+            self._generate(job)
         except Exception as exc:  # the worker must survive whatever one job does
-            self.send(GenerationFailed(job.job_id, f"Generation failed: {exc}", text))
+            self._recover()
+            self.send(GenerationFailed(job.job_id, f"Generation failed: {exc}", self._partial))
+            return
+        self._save_after_turn()
+
+    def _save_after_turn(self) -> None:
+        """Save a long chat's state now, while the user reads the answer.
+
+        Then switching to another chat costs no copy: only restoring one
+        when the user comes back. Short chats are cheap to read again and
+        are saved only if another chat is about to overwrite them.
+        """
+        try:
+            if self.llm is not None and self.llm.n_tokens >= SAVE_AFTER_TURN_TOKENS:
+                self._save_live()
+        except Exception:  # an optimisation: never worth failing a turn for
+            pass
+
+    def _recover(self) -> None:
+        """After a failure mid-decode the KV cache is suspect: start it afresh."""
+        try:
+            if self.llm is not None:
+                self._set_abort(None)
+                self.llm.reset()
+        except Exception:
+            pass
 
     def _ensure_context(self, n_ctx: int) -> None:
         """Reload with another context size when a chat asks for one."""
@@ -165,10 +477,12 @@ class ModelRunner:
             if not self.load(request):
                 raise RuntimeError("could not reload the model with the new context size")
 
-    def _generate(self, job: Generate) -> str:
+    def _generate(self, job: Generate) -> None:
+        self._partial = ""
+        job_started = time.monotonic()
         if self.llm is None or self.builder is None:
             self.send(GenerationFailed(job.job_id, "No model is loaded."))
-            return ""
+            return
         sampling = Sampling.from_dict(job.sampling)
         self._ensure_context(sampling.n_ctx)
         n_ctx = self.llm.n_ctx()
@@ -178,26 +492,40 @@ class ModelRunner:
             built = self.builder.build(job.persona, job.history, n_ctx - reserve, job.start)
         except (PromptTooLong, TemplateError) as exc:
             self.send(GenerationFailed(job.job_id, str(exc)))
-            return ""
+            return
+        self.last_built = built
         prompt = built.tokens
-        cached = _common_prefix(self.llm._input_ids[: self.llm.n_tokens], prompt)
+        chat = getattr(job, "chat_id", None)  # optional: lets shifts stay within one chat
+        try:
+            kv = self._prepare_kv(prompt, built.n_keep, chat)
+        except Exception:  # an optimisation: on any trouble, read the prompt afresh
+            self.llm.reset()
+            kv = {"cached_tokens": 0, "restored": False, "shifted": 0, "saved": False}
+        self._live_keep, self._live_chat = built.n_keep, chat
         self.send(
-            GenerationStarted(job.job_id, len(prompt), n_ctx, built.start, built.mode, cached)
+            GenerationStarted(
+                job.job_id, len(prompt), n_ctx, built.start, built.mode, kv["cached_tokens"]
+            )
         )
+        seed = sampling.seed if sampling.seed >= 0 else _SEEDS.randrange(2**31)
+        stats: dict[str, Any] = {**kv, "seed": seed, "mode": built.mode, "start": built.start}
+        if self.cancelled(job.job_id):
+            stats["ttft"] = time.monotonic() - job_started
+            self.send(
+                GenerationFinished(job.job_id, "", "cancelled", 0, 0.0, len(prompt), n_ctx, stats)
+            )
+            return
 
-        seed = sampling.seed if sampling.seed >= 0 else random.randrange(2**31)
         self.llm.set_seed(seed)
         self.llm.last_n_tokens_size = (
             n_ctx if sampling.repeat_last_n < 0 else sampling.repeat_last_n
         )
-        limit = n_ctx - len(prompt)
-        if sampling.max_tokens > 0:
-            limit = min(limit, sampling.max_tokens)
+        room = n_ctx - len(prompt)
+        limit = min(room, sampling.max_tokens) if sampling.max_tokens > 0 else room
         scanner = StopScanner(built.stops)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         leading = built.mode == TRANSCRIPT  # drop the space after "Bob:"
         raw, count, reason = "", 0, "stop"
-        started = time.monotonic()
         first_token_at = 0.0
 
         tokens = self.llm.generate(
@@ -214,10 +542,15 @@ class ModelRunner:
             mirostat_tau=sampling.mirostat_tau,
             mirostat_eta=sampling.mirostat_eta,
         )
+        if not kv["shifted"]:
+            # Not after a shift: llama.cpp applies it at the start of this decode, and
+            # an abort half-way through would leave the cache half-rotated.
+            self._set_abort(job.job_id)
         try:
             for token in tokens:
                 if not first_token_at:
                     first_token_at = time.monotonic()
+                    self._set_abort(None)
                 if self.cancelled(job.job_id):
                     reason = "cancelled"
                     break
@@ -232,13 +565,23 @@ class ModelRunner:
                         leading = not out
                     if out:
                         raw += out
+                        self._partial = raw
                         self.send(TokenText(job.job_id, out))
                     if scanner.stopped:
                         break
                 if count >= limit:
-                    reason = "context" if limit == n_ctx - len(prompt) else "length"
+                    # The window is full (or nearly: the last token is never evaluated).
+                    reason = "context" if limit == room else "length"
                     break
+        except RuntimeError:
+            # llama_decode returns 2 when our abort callback stopped the prompt.
+            if first_token_at or not self.cancelled(job.job_id):
+                raise
+            reason = "cancelled"
+            self.llm._ctx.kv_cache_seq_rm(-1, self.llm.n_tokens, -1)
+            self.llm._requires_eval = True
         finally:
+            self._set_abort(None)
             tokens.close()
         tail = scanner.finish() + decoder.decode(b"", final=True)
         if tail and reason != "cancelled":
@@ -246,34 +589,27 @@ class ModelRunner:
             self.send(TokenText(job.job_id, tail))
         ended = time.monotonic()
         answer = clean_reply(raw, job.persona, built.mode)
+        stats["ttft"] = (first_token_at or ended) - job_started
         self.send(
             GenerationFinished(
                 job_id=job.job_id,
                 text=answer,
                 reason=reason,
                 completion_tokens=count,
-                seconds=ended - (first_token_at or started),
+                seconds=ended - (first_token_at or ended),
                 prompt_tokens=len(prompt),
                 n_ctx=n_ctx,
-                stats={
-                    "ttft": (first_token_at or ended) - started,
-                    "cached_tokens": cached,
-                    "seed": seed,
-                    "mode": built.mode,
-                    "start": built.start,
-                },
+                stats=stats,
             )
         )
-        return answer
 
 
-def _common_prefix(a: Any, b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+def _state_cache_bytes(value: str | None) -> int:
+    """RAM for saved chat states: ``LLAMA_TUI_STATE_CACHE_MB`` (0 turns it off)."""
+    try:
+        return max(int(value), 0) << 20 if value else STATE_CACHE_BYTES
+    except ValueError:
+        return STATE_CACHE_BYTES
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -312,11 +648,16 @@ def main(argv: list[str] | None = None) -> None:
                 cancelled_up_to = max(cancelled_up_to, command.job_id)
                 continue
             work.put(command)
-            if command is None:
+            if command is None:  # the UI quit or died: stop the running answer too
+                cancelled_up_to = 2**62
                 return
 
     threading.Thread(target=read_commands, name="commands", daemon=True).start()
-    runner = ModelRunner(send, lambda job_id: job_id <= cancelled_up_to)
+    runner = ModelRunner(
+        send,
+        lambda job_id: job_id <= cancelled_up_to,
+        state_cache_bytes=_state_cache_bytes(os.environ.get("LLAMA_TUI_STATE_CACHE_MB")),
+    )
     while (command := work.get()) is not None:
         if isinstance(command, LoadModel):
             runner.load(command)
