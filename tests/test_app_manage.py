@@ -295,3 +295,17 @@ async def test_crash_report_shows_no_local_variables(
     )
     assert "RuntimeError" in text and "boom" in text
     assert "sk-secret-123" not in text
+
+
+async def test_model_load_shows_progress_and_esc_cancels_it(tmp_path: Path) -> None:
+    import threading
+
+    engine = FakeEngine(load_gate=threading.Event())
+    app = make_app(tmp_path, engine)
+    async with app.run_test(size=(100, 24)) as pilot:
+        await wait_for(pilot, lambda: "50%" in screen_text(app))
+        assert "▰▰▰▰▱▱▱▱ 50% (Esc cancels)" in screen_text(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: "error: model" in screen_text(app))
+        assert engine.load_was_cancelled
+        assert any("cancelled" in str(n.message) for n in app._notifications)

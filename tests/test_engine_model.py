@@ -423,3 +423,24 @@ def test_state_cache_respects_the_byte_cap() -> None:
     for start in (100, 200, 300):
         assert cache.put(saved([start + i for i in range(30)], size=10))
     assert cache.nbytes <= 25 and len(cache) == 2
+
+
+def test_load_reports_progress_and_can_be_cancelled(model_path: Path) -> None:
+    """llama.cpp's progress callback: ModelLoading events, and a cancelled load."""
+    from tui.engine.protocol import LoadModel, ModelFailed, ModelLoading, ModelReady
+    from tui.engine.worker import ModelRunner
+
+    events: list = []
+    runner = ModelRunner(events.append, lambda job_id: False, verbose=False)
+    assert runner.load(LoadModel(str(model_path), n_ctx=512))
+    progress = [e.progress for e in events if isinstance(e, ModelLoading)]
+    assert progress[0] == 0.0 and progress[-1] == 1.0 and len(progress) > 2
+    assert progress == sorted(progress)
+    assert isinstance(events[-1], ModelReady)
+
+    events.clear()
+    stopping = ModelRunner(events.append, lambda job_id: False, verbose=False,
+                           load_cancelled=lambda: True)  # fmt: skip
+    assert not stopping.load(LoadModel(str(model_path), n_ctx=512))
+    assert isinstance(events[-1], ModelFailed) and "cancelled" in events[-1].message
+    runner.close()

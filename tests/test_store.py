@@ -177,3 +177,38 @@ def test_migration_from_version_1_keeps_data_and_makes_a_backup(tmp_path: Path) 
     assert backup.exists()
     assert sqlite3.connect(backup).execute("pragma user_version").fetchone()[0] == 1
     store.close()
+
+
+def test_search_over_thousands_of_messages(store: st.Store) -> None:
+    """FTS5 finds the few matching messages among thousands, best match first."""
+    import random
+
+    rng = random.Random(42)
+    words = [
+        "the",
+        "model",
+        "answer",
+        "python",
+        "list",
+        "dragon",
+        "city",
+        "river",
+        "window",
+        "token",
+        "cache",
+    ]
+    chats = [store.create_conversation("assistant") for _ in range(20)]
+    rows = [
+        {"conversation_id": chats[i % 20].id, "role": "user" if i % 2 else "assistant",
+         "content": " ".join(rng.choice(words) for _ in range(12)), "status": "complete",
+         "created_at": "t", "updated_at": "t"}
+        for i in range(5000)
+    ]  # fmt: skip
+    rows[1234]["content"] = "Krakow has a dragon called Smok Wawelski near the Vistula"
+    rows[4321]["content"] = "Smok the dragon, again: Smok Smok"
+    with store.db.conn:
+        store.db["messages"].insert_all(rows)
+    found = store.search("smok dragon")
+    assert [m.content for m, _title in found] == [rows[4321]["content"], rows[1234]["content"]]
+    assert len(store.search("dragon", limit=50)) == 50
+    assert store.search("wawel")[0][0].content.startswith("Krakow")  # prefix match

@@ -62,6 +62,14 @@ PAINT_INTERVAL = 1 / 30  # seconds between repaints of a streaming answer
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 
 
+def _progress_bar(progress: float, width: int = 8) -> str:
+    """`` ▰▰▰▱▱▱▱▱ 40% (Esc cancels)`` for the status line; nothing before any progress."""
+    if progress <= 0:
+        return ""
+    filled = round(progress * width)
+    return f" {'▰' * filled}{'▱' * (width - filled)} {progress:.0%} (Esc cancels)"
+
+
 @dataclass
 class EngineMessage(Message):
     """An engine event, delivered on the UI thread."""
@@ -291,8 +299,12 @@ class LlamaTUI(App[None]):
         self.refresh_chat_list()
 
     def action_stop(self) -> None:
+        status = self.query_one(StatusLine)
         if self.conversation_id is not None and self.runner.cancel(self.conversation_id):
-            self.query_one(StatusLine).state = "stopping…"
+            status.state = "stopping…"
+        elif status.state.startswith("loading model") and hasattr(self.engine, "cancel_load"):
+            self.engine.cancel_load()  # e.g. a big model picked by mistake
+            status.state = "cancelling load…"
         elif self.editing_id is not None:
             self.editing_id = None
             prompt = self.query_one(PromptInput)
@@ -698,8 +710,7 @@ class LlamaTUI(App[None]):
             self.refresh_chat_list()
         elif isinstance(event, ModelLoading):
             self.model_ready = False
-            percent = f" {event.progress:.0%}" if event.progress > 0 else ""
-            status.state = f"loading model…{percent}"
+            status.state = "loading model…" + _progress_bar(event.progress)
         elif isinstance(event, ModelReady):
             self.model_ready = True
             self._show_sampling()  # a server's accepted settings are known now

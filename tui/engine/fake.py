@@ -17,6 +17,7 @@ from tui.engine.protocol import (
     GenerationFinished,
     GenerationStarted,
     LoadModel,
+    ModelFailed,
     ModelInfo,
     ModelLoading,
     ModelReady,
@@ -42,6 +43,7 @@ class FakeEngine:
         self.delay = delay
         self.load_delay = load_delay
         self.load_gate = load_gate  # if given, loading waits until it is set
+        self.load_was_cancelled = False
         self.jobs: list[Generate] = []
         self.loads: list[LoadModel] = []
         self._cancelled: set[int] = set()
@@ -62,7 +64,11 @@ class FakeEngine:
         self._on_event(ModelLoading(request.path, 0.0))
         time.sleep(self.load_delay)
         if self.load_gate is not None:
+            self._on_event(ModelLoading(request.path, 0.5))
             self.load_gate.wait()
+        if self.load_was_cancelled:
+            self._on_event(ModelFailed(request.path, "Loading the model was cancelled."))
+            return
         info = ModelInfo(request.path, "fake", request.n_ctx, request.n_ctx, True)
         self._on_event(ModelReady(info, self.load_delay))
         self._loaded.set()
@@ -96,6 +102,11 @@ class FakeEngine:
 
     def cancel(self, job_id: int) -> None:
         self._cancelled.add(job_id)
+
+    def cancel_load(self) -> None:
+        self.load_was_cancelled = True
+        if self.load_gate is not None:
+            self.load_gate.set()
 
     def close(self) -> None:
         pass

@@ -21,6 +21,7 @@ from typing import Any
 
 from tui.engine.protocol import (
     Cancel,
+    CancelLoad,
     EventCallback,
     Generate,
     GenerationFailed,
@@ -92,6 +93,10 @@ class LocalEngine:
 
     def cancel(self, job_id: int) -> None:
         self._send(Cancel(job_id), respawn=False)
+
+    def cancel_load(self) -> None:
+        """Abandon the model load in progress (it ends with ModelFailed)."""
+        self._send(CancelLoad(), respawn=False)
 
     def close(self) -> None:
         self._closing = True

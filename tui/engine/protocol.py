@@ -39,6 +39,11 @@ class Cancel:
 
 
 @dataclass
+class CancelLoad:
+    """Abandon the model load in progress (llama.cpp's progress callback says stop)."""
+
+
+@dataclass
 class ModelInfo:
     path: str
     name: str

@@ -8,6 +8,7 @@ for tests and benchmarks. :func:`main` is the child-process entry point.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import os
 import random
@@ -172,9 +173,11 @@ class ModelRunner:
         state_cache_entries: int = STATE_CACHE_ENTRIES,
         state_cache_bytes: int = STATE_CACHE_BYTES,
         verbose: bool = True,
+        load_cancelled: Callable[[], bool] = lambda: False,
     ):
         self.send = send
         self.cancelled = cancelled
+        self.load_cancelled = load_cancelled  # checked by llama.cpp's progress callback
         self.verbose = verbose  # llama.cpp's chatter to stderr (the engine log)
         self.llm: Any = None
         self.request: LoadModel | None = None
@@ -201,6 +204,12 @@ class ModelRunner:
             check_model_file(path)
             import llama_cpp
 
+            from tui.gguf_info import GGUFError, read_gguf_info
+
+            with contextlib.suppress(GGUFError):  # cap before loading, not after
+                n_ctx_train = read_gguf_info(path).context_length
+                if request.n_ctx > n_ctx_train > 0:
+                    request = LoadModel(**{**request.__dict__, "n_ctx": n_ctx_train})
             self.close()
             self.llm = self._new_llama(llama_cpp, request)
             n_ctx_train = self.llm._model.n_ctx_train()
@@ -214,6 +223,9 @@ class ModelRunner:
             return False
         except Exception as exc:  # llama.cpp reports load failures as ValueError
             self.llm = None
+            if self.load_cancelled():
+                self.send(ModelFailed(request.path, "Loading the model was cancelled."))
+                return False
             self.send(
                 ModelFailed(
                     request.path,
@@ -229,13 +241,38 @@ class ModelRunner:
         return True
 
     def _new_llama(self, llama_cpp: Any, request: LoadModel) -> Any:
-        return llama_cpp.Llama(
-            model_path=request.path,
-            n_ctx=request.n_ctx,
-            n_threads=request.n_threads,
-            n_gpu_layers=request.n_gpu_layers,
-            verbose=self.verbose,  # in the child, stderr is the log file: keep the reasons
-        )
+        """``Llama(...)`` with llama.cpp's progress callback: progress events, and cancel.
+
+        llama-cpp-python has no parameter for the callback, so the model
+        parameters it asks llama.cpp for are given one for this call only.
+        """
+        reported = [0.0]
+
+        def on_progress(progress: float, _user_data: Any) -> bool:
+            if progress - reported[0] >= 0.05 or progress >= 1.0:
+                reported[0] = progress
+                self.send(ModelLoading(request.path, min(progress, 1.0)))
+            return not self.load_cancelled()
+
+        callback = llama_cpp.llama_progress_callback(on_progress)
+        default_params = llama_cpp.llama_cpp.llama_model_default_params
+
+        def params_with_progress() -> Any:
+            params = default_params()
+            params.progress_callback = callback
+            return params
+
+        llama_cpp.llama_cpp.llama_model_default_params = params_with_progress
+        try:
+            return llama_cpp.Llama(
+                model_path=request.path,
+                n_ctx=request.n_ctx,
+                n_threads=request.n_threads,
+                n_gpu_layers=request.n_gpu_layers,
+                verbose=self.verbose,  # in the child, stderr is the log file: keep the reasons
+            )
+        finally:
+            llama_cpp.llama_cpp.llama_model_default_params = default_params
 
     def _prepare_format(self) -> None:
         llm = self.llm
@@ -624,13 +661,14 @@ def main(argv: list[str] | None = None) -> None:
     import threading
     from multiprocessing.connection import Connection
 
-    from tui.engine.protocol import Cancel
+    from tui.engine.protocol import Cancel, CancelLoad
 
     argv = sys.argv[1:] if argv is None else argv
     conn = Connection(int(argv[0]))
     print(f"--- llama-tui engine {os.getpid()} started {time.ctime()}", file=sys.stderr)
     work: queue.SimpleQueue[Any] = queue.SimpleQueue()
     cancelled_up_to = 0
+    load_cancel = threading.Event()
     send_lock = threading.Lock()
 
     def send(event: Any) -> None:
@@ -647,6 +685,11 @@ def main(argv: list[str] | None = None) -> None:
             if isinstance(command, Cancel):
                 cancelled_up_to = max(cancelled_up_to, command.job_id)
                 continue
+            if isinstance(command, CancelLoad):
+                load_cancel.set()
+                continue
+            if isinstance(command, LoadModel):
+                load_cancel.clear()
             work.put(command)
             if command is None:  # the UI quit or died: stop the running answer too
                 cancelled_up_to = 2**62
@@ -656,6 +699,7 @@ def main(argv: list[str] | None = None) -> None:
     runner = ModelRunner(
         send,
         lambda job_id: job_id <= cancelled_up_to,
+        load_cancelled=load_cancel.is_set,
         state_cache_bytes=_state_cache_bytes(os.environ.get("LLAMA_TUI_STATE_CACHE_MB")),
     )
     while (command := work.get()) is not None:
