@@ -212,3 +212,29 @@ def test_search_over_thousands_of_messages(store: st.Store) -> None:
     assert [m.content for m, _title in found] == [rows[4321]["content"], rows[1234]["content"]]
     assert len(store.search("dragon", limit=50)) == 50
     assert store.search("wawel")[0][0].content.startswith("Krakow")  # prefix match
+
+
+@pytest.mark.parametrize("old_version", range(1, migrations.SCHEMA_VERSION))
+def test_each_migration_from_the_previous_schema(tmp_path: Path, old_version: int) -> None:
+    """A database at every older version opens, keeps its data and leaves a backup."""
+    path = tmp_path / f"v{old_version}.db"
+    db = st._open(path)
+    with db.conn:
+        for migration in migrations.MIGRATIONS[:old_version]:
+            migration(db)
+        db.execute(f"pragma user_version = {old_version}")
+        db["conversations"].insert(
+            {"id": 1, "title": "kept", "persona": "bob", "created_at": "t", "updated_at": "t"}
+        )
+        db["messages"].insert(
+            {"conversation_id": 1, "role": "user", "content": "a partial needle",
+             "status": "partial", "created_at": "2000-01-01", "updated_at": "2000-01-01"}
+        )  # fmt: skip
+    db.close()
+    store = st.Store(path)
+    assert migrations.version(store.db) == migrations.SCHEMA_VERSION
+    assert store.get_conversation(1).title == "kept"
+    assert store.search("needle")[0][0].content == "a partial needle"
+    assert store.recover_interrupted() == 1  # no writer recorded, long untouched
+    assert (tmp_path / f"v{old_version}.db.bak-v{old_version}").exists()
+    store.close()
