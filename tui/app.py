@@ -138,6 +138,11 @@ class LlamaTUI(App[None]):
         self._paint_timer: Timer | None = None
         self._engine_started = False
 
+    @property
+    def has_backend(self) -> bool:
+        """A local model file or a remote endpoint to talk to."""
+        return self.model_path is not None or self.endpoint is not None
+
     # --- layout ---------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
@@ -155,7 +160,7 @@ class LlamaTUI(App[None]):
     async def on_mount(self) -> None:
         self.store.recover_interrupted()
         status = self.query_one(StatusLine)
-        if self.model_path is None and self.endpoint is None:
+        if not self.has_backend:
             status.state = "error: no model"
             self.notify(self.model_problem, title="No model", severity="error", timeout=30)
         else:
@@ -180,7 +185,7 @@ class LlamaTUI(App[None]):
             return
         self._engine_started = True
         self.engine.start(self.batcher)
-        if self.model_path is not None or self.endpoint is not None:
+        if self.has_backend:
             persona = self.personas.get(self.default_persona)
             self.runner.load(self.runner.model, persona.sampling_defaults().n_ctx)
 
@@ -265,7 +270,7 @@ class LlamaTUI(App[None]):
     @on(PromptInput.Submitted)
     async def send(self, event: PromptInput.Submitted) -> None:
         prompt = self.query_one(PromptInput)
-        if self.model_path is None and self.endpoint is None:
+        if not self.has_backend:
             self.notify(self.model_problem, title="No model", severity="error")
             return
         if self.conversation_id is None:
