@@ -89,7 +89,7 @@ def import_json(store: st.Store, data: Any) -> st.Conversation:
         if message.get("status", st.COMPLETE) not in st.STATUSES:
             raise ChatImportError(f"message {number} has an unknown status")
 
-    with store.db.conn:
+    with store.transaction():
         conv_id = (
             store.db["conversations"]
             .insert(

@@ -158,7 +158,7 @@ class ChatRunner:
         """Replace a user message and everything after it, then answer again."""
         if self.job_for(conversation_id):
             raise Busy("This chat is still answering: wait, or press Esc to stop it.")
-        with self.store.db.conn:
+        with self.store.transaction():
             self.store.db.execute(
                 "delete from messages where conversation_id = ? and id >= ?",
                 [conversation_id, message_id],

@@ -9,12 +9,13 @@ ordered migrations in :mod:`tui.migrations`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import socket
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -116,6 +117,24 @@ class Store:
     def close(self) -> None:
         self.db.close()
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One short write transaction, taking the write lock at its start.
+
+        ``BEGIN IMMEDIATE`` waits (busy timeout) for another process's write
+        to finish. A deferred transaction that reads first (sqlite-utils looks
+        at the table) and then writes can instead fail at once with "database
+        is locked" when another process wrote in between.
+        """
+        conn = self.db.conn
+        conn.execute("begin immediate")
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
     # --- conversations -------------------------------------------------------------
 
     @_writes
@@ -135,7 +154,7 @@ class Store:
             "created_at": stamp,
             "updated_at": stamp,
         }
-        with self.db.conn:
+        with self.transaction():
             conv_id = self.db["conversations"].insert(row).last_pk
         return self.get_conversation(conv_id)
 
@@ -185,12 +204,12 @@ class Store:
     def update_conversation(self, conv_id: int, **values: Any) -> None:
         if "sampling" in values:
             values["sampling"] = json.dumps(values["sampling"])
-        with self.db.conn:
+        with self.transaction():
             self.db["conversations"].update(conv_id, values)
 
     @_writes
     def delete_conversation(self, conv_id: int) -> None:
-        with self.db.conn:
+        with self.transaction():
             self.db.execute("delete from messages where conversation_id = ?", [conv_id])
             self.db.execute("delete from conversations where id = ?", [conv_id])
 
@@ -218,7 +237,7 @@ class Store:
             "model": model,
             "meta": json.dumps(meta or {}),
         }
-        with self.db.conn:
+        with self.transaction():
             msg_id = self.db["messages"].insert(row).last_pk
             self.db.execute(
                 "update conversations set updated_at = ?,"
@@ -244,7 +263,7 @@ class Store:
             values["status"] = status
         if meta is not None:
             values["meta"] = json.dumps(meta)
-        with self.db.conn:
+        with self.transaction():
             self.db["messages"].update(msg_id, values)
 
     def get_message(self, msg_id: int) -> Message:
@@ -259,7 +278,7 @@ class Store:
 
     @_writes
     def delete_message(self, msg_id: int) -> None:
-        with self.db.conn:
+        with self.transaction():
             self.db.execute("delete from messages where id = ?", [msg_id])
 
     def recover_interrupted(self, stale_after: float = 30.0) -> int:
@@ -285,7 +304,7 @@ class Store:
                 alive = row["updated_at"] >= stale
             if not alive:
                 dead.append(row["id"])
-        with self.db.conn:
+        with self.transaction():
             for msg_id in dead:
                 self.db.execute(
                     "update messages set status = ? where id = ? and status = ?",
