@@ -1,10 +1,12 @@
 """Shared by the benchmarks: run a command in a pseudo-terminal and watch its screen.
 
 A reader thread takes the child's output as it comes and stamps every chunk
-with ``time.monotonic()`` (one clock for every process on Linux). While
-``live`` is on, each chunk is also fed to a pyte screen and the registered
-watches are checked after it, so a watch resolves with the time of the very
-chunk that made it true. During a measurement ``live`` can be turned off:
+with ``time.monotonic()`` (one clock for every process on Linux); it does
+nothing else, so a chunk is stamped when it arrives, not when the parser
+is done with the one before (pyte needs 10-20 ms for a full frame). While
+``live`` is on, a second thread feeds each chunk to a pyte screen and checks
+the registered watches after it, so a watch resolves with the time of the
+very chunk that made it true. During a measurement ``live`` can be turned off:
 chunks are then only recorded (no parsing competes with the app for the
 CPU) and are parsed when ``live`` comes back on, with their original times.
 
@@ -30,6 +32,9 @@ import pexpect
 import pyte
 
 ROOT = Path(__file__).resolve().parent.parent
+# The reader thread needs the GIL back within ~1 ms of its read to stamp the
+# chunk on time, while the parser thread is busy in pyte (default: 5 ms).
+sys.setswitchinterval(0.001)
 COLS, ROWS = 80, 24
 CTRL_N, CTRL_Q, ESC, ENTER = "\x0e", "\x11", "\x1b", "\r"
 
@@ -98,8 +103,12 @@ class Term:
         self.child = pexpect.spawn(command, args, env=env, dimensions=(rows, cols), echo=False)
         self.pid = self.child.pid
         self.closed = threading.Event()
+        self._arrived = threading.Event()
+        self._eof = False
         self._reader = threading.Thread(target=self._read, name="pty-reader", daemon=True)
+        self._parser = threading.Thread(target=self._parse, name="pty-parser", daemon=True)
         self._reader.start()
+        self._parser.start()
 
     # --- output ---------------------------------------------------------------------
 
@@ -117,11 +126,21 @@ class Term:
                 break
             if not data:
                 break
-            stamp = time.monotonic()
+            self.chunks.append((time.monotonic(), data))  # list.append is atomic
+            self._arrived.set()
+        self._eof = True
+        self._arrived.set()
+
+    def _parse(self) -> None:
+        while True:
+            self._arrived.wait(0.5)
+            self._arrived.clear()  # before feeding: a chunk arriving meanwhile sets it again
+            eof = self._eof
             with self._lock:
-                self.chunks.append((stamp, data))
                 if self._live:
                     self._feed_pending()
+            if eof:
+                break
         self.closed.set()
 
     def _feed_pending(self) -> None:

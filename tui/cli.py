@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import sys
 from pathlib import Path
@@ -313,7 +314,11 @@ def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
     for problem in config.problems:
         print(f"warning: {problem}", file=sys.stderr)
     model_path, endpoint, problem = choose_backend(args.model, args.endpoint, config)
-    from tui.app import LlamaTUI  # Textual only when the TUI runs
+    # Textual checks for screen updates at most TEXTUAL_FPS times a second (60 by
+    # default), so a keystroke waited up to 17 ms for its frame while an answer
+    # streamed. Streamed text stays at 30 frames a second (PAINT_INTERVAL).
+    os.environ.setdefault("TEXTUAL_FPS", "120")
+    from tui.app import LlamaTUI  # Textual only when the TUI runs (reads TEXTUAL_FPS)
 
     app = LlamaTUI(
         store=store,

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.markdown import Markdown as RichMarkdown
+from rich.measure import Measurement
+from rich.segment import Segment
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Markdown, Static
-from textual.widgets._markdown import MarkdownStream
+from textual.widgets import Static
 
 from tui import store as st
+from tui.markdown_chunks import Chunk, MarkdownChunker
 
 # Only the newest messages are mounted; earlier ones are mounted a page at a time
 # when the user scrolls to the top, so a chat of thousands opens at once.
@@ -30,9 +33,8 @@ class MessageBox(Vertical):
     """One message: who said it, and what.
 
     A finished answer is one ``Static`` showing Rich's Markdown rendering
-    (cheap to lay out, however long the chat); only the answer being
-    generated uses Textual's ``Markdown`` widget, whose stream parses just
-    the new text as it arrives.
+    (cheap to lay out, however long the chat); the answer being generated is
+    a :class:`StreamingAnswer`, which re-renders only its newest lines.
     """
 
     DEFAULT_CSS = """
@@ -41,7 +43,6 @@ class MessageBox(Vertical):
     MessageBox.user .who { color: $accent; }
     MessageBox .body { padding: 0 0 0 1; }
     MessageBox .error-note { color: $error; height: auto; padding: 0 0 0 1; }
-    MessageBox Markdown { margin: 0; padding: 0 0 0 1; }
     MessageBox.-selected { background: $boost; border-left: thick $accent; }
     """
 
@@ -49,13 +50,11 @@ class MessageBox(Vertical):
         super().__init__(classes=message.role, id=f"msg-{message.id}")
         self.message = message
         self.ai_name = ai_name
-        self.stream: MarkdownStream | None = None
-        self.streamed = ""  # what the stream has shown
 
     def compose(self):  # type: ignore[override]
         yield Static(self._who(), classes="who")
         if self.message.role == "assistant" and self.message.status == st.PARTIAL:
-            yield Markdown(self.message.content, classes="body")
+            yield StreamingAnswer(self.message.content, classes="body")
         else:
             yield _body(self.message)
         if self._error():
@@ -74,31 +73,20 @@ class MessageBox(Vertical):
         return f"⚠ {error}" if error and self.message.status == st.ERROR else ""
 
     async def append(self, text: str) -> None:
-        """Stream ``text`` onto the end of the answer (Markdown parsed incrementally)."""
-        markdown = self.query(Markdown).first(None)
-        if markdown is None:
-            return
-        if self.stream is None:
-            self.stream = Markdown.get_stream(markdown)
-        self.streamed += text
-        await self.stream.write(text)
+        """Stream ``text`` onto the end of the answer being generated."""
+        streaming = self.query_one_optional(StreamingAnswer)
+        if streaming is not None:
+            await streaming.append(text)
 
     async def finish(self, message: st.Message) -> None:
-        """The answer is done: show the final text, status and any error.
+        """The answer is done (or another version is shown): final text, status, error.
 
-        The streamed Markdown stays as it is unless the final text differs
-        (a trailing note, a regenerated version): no re-render of a long
-        answer at the end.
+        The whole answer is rendered once more as one piece, so the joins
+        between the streamed chunks leave no trace.
         """
-        if self.stream is not None:
-            await self.stream.stop()
-            self.stream = None
-        shown = self.streamed or self.message.content
         self.message = message
-        if message.content.rstrip() != shown.rstrip() or not self.query(Markdown):
-            await self.query_one(".body").remove()
-            await self.mount(_body(message), after=self.query_one(".who"))
-            self.streamed = ""
+        await self.query_one(".body").remove()
+        await self.mount(_body(message), after=self.query_one(".who"))
         self.query_one(".who", Static).update(self._who())
         for note in self.query(".error-note"):
             await note.remove()
@@ -106,13 +94,78 @@ class MessageBox(Vertical):
             await self.mount(Static(Text(self._error()), classes="error-note"))
 
 
+class StreamingAnswer(Vertical):
+    """An answer as it streams: finished chunks stay as rendered, only the tail is redrawn.
+
+    Re-rendering (and re-laying out) the whole answer on every repaint made
+    each frame slower as the answer grew, and typing lagged behind; here a
+    frame costs the same at the first line and at the thousandth.
+    """
+
+    DEFAULT_CSS = """
+    StreamingAnswer { height: auto; }
+    StreamingAnswer > .chunk { margin: 0 0 1 0; }
+    StreamingAnswer > .chunk.-in-code { margin: 0; }
+    """
+
+    def __init__(self, text: str, **kwargs: str) -> None:
+        super().__init__(**kwargs)
+        self.text = text
+        self.chunker = MarkdownChunker()
+
+    def compose(self):  # type: ignore[override]
+        yield from self._chunk_widgets(self.chunker.feed(self.text))
+        yield Static(_markdown(self.chunker.tail(self.text)), classes="tail")
+
+    async def append(self, text: str) -> None:
+        self.text += text
+        tail = self.query_one(".tail", Static)
+        new = self.chunker.feed(self.text)
+        if new:
+            await self.mount_all(self._chunk_widgets(new), before=tail)
+        tail.update(_markdown(self.chunker.tail(self.text)))
+
+    @staticmethod
+    def _chunk_widgets(chunks: list[Chunk]) -> list[Static]:
+        return [
+            Static(_markdown(chunk.source), classes="chunk -in-code" if chunk.in_code else "chunk")
+            for chunk in chunks
+        ]
+
+
+def _markdown(text: str) -> RenderedOnce:
+    """Model output as Markdown: Rich's renderer takes no console markup from it."""
+    return RenderedOnce(RichMarkdown(text, code_theme="monokai", hyperlinks=False))
+
+
+class RenderedOnce:
+    """A Rich renderable that is rendered once per width, however often it is asked.
+
+    Textual renders a widget's content twice per layout (once for its
+    height, once for its lines); for Markdown with highlighted code that
+    doubled the cost of every streaming frame.
+    """
+
+    def __init__(self, renderable: RichMarkdown) -> None:
+        self.renderable = renderable
+        self._width: int | None = None
+        self._segments: list[Segment] = []
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        if self._width != options.max_width:
+            self._segments = list(console.render(self.renderable, options))
+            self._width = options.max_width
+        yield from self._segments
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement.get(console, options, self.renderable)
+
+
 def _body(message: st.Message) -> Static:
     """A finished message: your text as typed, an answer as Markdown (never markup)."""
     if message.role == "user":
         return Static(Text(message.content), classes="body")
-    return Static(
-        RichMarkdown(message.content, code_theme="monokai", hyperlinks=False), classes="body"
-    )
+    return Static(_markdown(message.content), classes="body")
 
 
 class ChatView(VerticalScroll):
@@ -237,7 +290,7 @@ class ChatView(VerticalScroll):
         generation = self._generation
         try:
             first = max(self._first - PAGE, 0)
-            note = self.query(".earlier").first(None)  # always the first child
+            note = self.query_one_optional(".earlier")  # always the first child
             if note is None or not isinstance(note, Static):
                 return False
             anchor = self.children[1] if len(self.children) > 1 else None
@@ -265,7 +318,7 @@ class ChatView(VerticalScroll):
         self._paging = True
         try:
             last = min(self._last + PAGE, len(self._messages))
-            note = self.query(".later").first(None)  # always the last child
+            note = self.query_one_optional(".later")  # always the last child
             if note is None or not isinstance(note, Static):
                 return False
             await self.mount_all(self._widgets_for(self._messages[self._last : last]),
