@@ -121,12 +121,15 @@ async def test_history_is_there_after_a_restart(tmp_path: Path) -> None:
         assert "remember me" in screen and "You said: remember me" in screen
 
 
-LONG_ANSWER = "\n\n".join(
-    f"## Part {i}\n\nSome words about part {i}.\n\n```python\n"
-    + "\n".join(f"value_{i}_{j} = {j}" for j in range(20))
-    + "\n```"
-    for i in range(8)
-) + "\n\nThe very last line."
+LONG_ANSWER = (
+    "\n\n".join(
+        f"## Part {i}\n\nSome words about part {i}.\n\n```python\n"
+        + "\n".join(f"value_{i}_{j} = {j}" for j in range(20))
+        + "\n```"
+        for i in range(8)
+    )
+    + "\n\nThe very last line."
+)
 
 
 async def test_a_long_answer_streams_in_chunks_and_ends_as_one_rendering(
