@@ -261,14 +261,101 @@ async def test_long_chat_opens_at_the_end_and_pages_in_earlier_messages(tmp_path
             view.query(".memory-marker")
         )
         view.focus()
-        await pilot.press("home")
-        await wait_for(pilot, lambda: len(view.query(MessageBox)) == 2 * PAGE)
+        await pilot.press("home")  # straight to the first message
+        await wait_for(pilot, lambda: "message number 0 " in screen_text(app))
+        assert len(view.query(MessageBox)) == PAGE
+        await pilot.press("end")  # and straight back
+        await wait_for(pilot, lambda: "message number 1999" in screen_text(app))
+        assert len(view.query(MessageBox)) == PAGE
         # Jumping to a very old message (a search result) shows the page around it.
         await view.select_message(5)
         assert view.selected is not None and view.selected.message.content == "message number 4"
         assert len(view.query(MessageBox)) == PAGE
         await pilot.press("end")
-        await wait_for(pilot, lambda: len(view.query(MessageBox)) > PAGE)
+        await wait_for(pilot, lambda: "message number 1999" in screen_text(app))
+        assert view.at_end
+
+
+def long_chat(tmp_path: Path, count: int) -> int:
+    store = st.Store(tmp_path / "chats.db")
+    conv = store.create_conversation("assistant")
+    with store.db.conn:
+        store.db["messages"].insert_all(
+            {"conversation_id": conv.id, "role": "user" if i % 2 == 0 else "assistant",
+             "content": f"message number {i}", "status": "complete",
+             "created_at": "t", "updated_at": "t"}
+            for i in range(count)
+        )  # fmt: skip
+    store.close()
+    return conv.id
+
+
+async def test_page_up_alone_reaches_the_first_message_with_a_bounded_dom(
+    tmp_path: Path,
+) -> None:
+    from tui.widgets.chat_view import MAX_MOUNTED, MessageBox
+
+    long_chat(tmp_path, 250)  # more than MAX_MOUNTED + a page: both ends get unmounted
+    app = make_app(tmp_path)
+    app.animation_level = "none"  # page by page without waiting for the scroll animation
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        view = app.query_one(ChatView)
+        view.focus()
+        most = 0
+        for _ in range(400):
+            if view._first == 0 and view.scroll_y == 0:
+                break
+            await pilot.press("pageup")
+            most = max(most, len(view.query(MessageBox)))
+        await pilot.pause()
+        assert "message number 0 " in screen_text(app)
+        assert most <= MAX_MOUNTED
+        assert view.box(app.store.messages(app.conversation_id)[-1].id) is None
+        for _ in range(400):
+            if view.at_end and view.scroll_y >= view.max_scroll_y:
+                break
+            await pilot.press("pagedown")
+            most = max(most, len(view.query(MessageBox)))
+        await pilot.pause()
+        assert "message number 249" in screen_text(app)
+        assert most <= MAX_MOUNTED
+
+
+async def test_an_answer_unmounted_while_streaming_comes_back_whole(tmp_path: Path) -> None:
+    """Scrolled far up while an answer streams, then back: all of it, still streaming."""
+    from tui.widgets.chat_view import MessageBox
+
+    long_chat(tmp_path, 200)
+    words = [f"w{i}" for i in range(5000)]
+    app = make_app(tmp_path, FakeEngine(answer=lambda job: " ".join(words), delay=0.01))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        await type_text(pilot, "go")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "w20" in screen_text(app))
+        view = app.query_one(ChatView)
+        answer_id = app.runner.job_for(app.conversation_id).message_id
+        view.focus()
+        await pilot.press("home")
+        await wait_for(pilot, lambda: view.box(answer_id) is None)  # unmounted while it streams
+        await pilot.pause(0.3)
+        await pilot.press("end")
+        await wait_for(pilot, lambda: view.box(answer_id) is not None)
+        box = view.box(answer_id)
+        assert box is not None
+        shown = box.query_one("StreamingAnswer").text
+        assert shown.startswith("w0 w1 w2") and "w20 " in shown  # nothing missing
+        streaming = box.query_one("StreamingAnswer")
+        await wait_for(pilot, lambda: f"{shown.split()[-1]} w" in streaming.text)  # goes on
+        await pilot.press("escape")  # stop it
+        await wait_for(pilot, lambda: not app.runner.jobs)
+        await pilot.pause()
+        saved = app.store.get_message(answer_id)
+        assert saved.status == st.CANCELLED
+        box = view.box(answer_id)
+        assert isinstance(box, MessageBox) and box.message.content == saved.content
+        assert saved.content.split()[-1] in screen_text(app)
 
 
 async def test_crash_report_shows_no_local_variables(

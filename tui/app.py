@@ -162,6 +162,7 @@ class LlamaTUI(App[None]):
 
     async def on_mount(self) -> None:
         self.store.recover_interrupted()
+        self.query_one(ChatView).live_text = self._live_text
         status = self.query_one(StatusLine)
         if not self.has_backend:
             status.state = "error: no model"
@@ -182,6 +183,11 @@ class LlamaTUI(App[None]):
             await self.query_one(ChatView).show(0, [], self.personas.get(None).ai_name)
         self.query_one(PromptInput).focus()
         self._install_signal_handlers()
+
+    def _live_text(self, message_id: int) -> str | None:
+        """The streamed text of the answer ``message_id``, if it is being generated."""
+        job = next((j for j in self.runner.jobs.values() if j.message_id == message_id), None)
+        return job.text if job is not None else None
 
     def _start_engine(self) -> None:
         if self._engine_started:
@@ -254,12 +260,6 @@ class LlamaTUI(App[None]):
         self.refresh_chat_list()
         self._show_sampling()
         self._schedule_tidy()
-        # Keep the partial answer of a running job streaming into view.
-        job = self.runner.job_for(conversation_id)
-        if job is not None:
-            box = self.query_one(ChatView).box(job.message_id)
-            if box is not None:
-                await box.append(job.text[len(box.message.content) :])
 
     def action_new_chat(self) -> None:
         if len(self.screen_stack) > 1:
@@ -630,10 +630,7 @@ class LlamaTUI(App[None]):
                 return
             await self.open_conversation(chat_id)
         elif event.action == "version":
-            box = view.box(message.id)
-            updated = self.runner.cycle_version(message.id)
-            if box is not None:
-                await box.finish(updated)
+            await view.update_message(self.runner.cycle_version(message.id))
         elif event.action == "delete":
             if (
                 self.runner.job_for(chat_id)
@@ -731,9 +728,8 @@ class LlamaTUI(App[None]):
                 conversation = self.store.get_conversation(job.conversation_id)
                 await view.set_memory_start(conversation.context_start_id)
         elif isinstance(event, GenerationFinished | GenerationFailed):
-            box = view.box(job.message_id) if shown and job is not None else None
-            if box is not None and job is not None:
-                await box.finish(self.store.get_message(job.message_id))
+            if shown and job is not None:
+                await view.update_message(self.store.get_message(job.message_id))
             if isinstance(event, GenerationFinished):
                 status.speed = event.tokens_per_second
                 if shown:

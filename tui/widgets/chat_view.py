@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Callable
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.markdown import Markdown as RichMarkdown
@@ -12,6 +14,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Static
 
 from tui import store as st
@@ -20,6 +23,9 @@ from tui.markdown_chunks import Chunk, MarkdownChunker
 # Only the newest messages are mounted; earlier ones are mounted a page at a time
 # when the user scrolls to the top, so a chat of thousands opens at once.
 PAGE = 30
+# At most this many messages stay mounted: paging in at one end unmounts pages
+# at the other, so scrolling through a whole long chat keeps the DOM small.
+MAX_MOUNTED = 3 * PAGE
 
 _STATUS_NOTES = {
     st.PARTIAL: "…",
@@ -210,6 +216,9 @@ class ChatView(VerticalScroll):
         self._first = 0  # the mounted window is _messages[_first:_last]
         self._last = 0
         self._paging = False
+        # The text so far of an answer being generated (by message id), so that a
+        # page mounted while it streams shows all of it: set by the app.
+        self.live_text: Callable[[int], str | None] = lambda message_id: None
 
     async def show(
         self,
@@ -279,8 +288,58 @@ class ChatView(VerticalScroll):
                 forgotten = sum(1 for m in self._messages if m.id < marker_at)
                 if forgotten:
                     widgets.append(memory_marker(forgotten))
+            if message.status == st.PARTIAL:
+                live = self.live_text(message.id)
+                if live is not None:
+                    message = dataclasses.replace(message, content=live)
             widgets.append(MessageBox(message, self.ai_name))
         return widgets
+
+    async def _unmount_messages(self, boxes: list[MessageBox]) -> None:
+        """Unmount message boxes (and the memory marker just before any of them)."""
+        doomed: list[Widget] = []
+        for box in boxes:
+            index = self.children.index(box)
+            before = self.children[index - 1] if index else None
+            if before is not None and before.has_class("memory-marker"):
+                doomed.append(before)
+            doomed.append(box)
+            if box is self.selected:
+                self.selected = None
+        await self.remove_children(doomed)
+
+    async def _trim_later(self, incoming: int) -> None:
+        """Make room for ``incoming`` earlier messages: unmount the newest."""
+        excess = (self._last - self._first + incoming) - MAX_MOUNTED
+        if excess <= 0:
+            return
+        boxes = list(self.query(MessageBox))
+        await self._unmount_messages(boxes[-excess:])
+        self._last -= excess
+        note = self.query_one_optional(".later")
+        if isinstance(note, Static):
+            note.update(self._later_note())
+        else:
+            await self.mount(Static(self._later_note(), classes="hidden-note later"))
+        self.anchor(False)
+
+    async def _trim_earlier(self, incoming: int) -> None:
+        """Make room for ``incoming`` later messages: unmount the oldest, view kept still."""
+        excess = (self._last - self._first + incoming) - MAX_MOUNTED
+        if excess <= 0:
+            return
+        height_before = self.virtual_size.height
+        boxes = list(self.query(MessageBox))
+        await self._unmount_messages(boxes[:excess])
+        self._first += excess
+        note = self.query_one_optional(".earlier")
+        if isinstance(note, Static):
+            note.update(self._earlier_note())
+        else:
+            await self.mount(Static(self._earlier_note(), classes="hidden-note earlier"), before=0)
+        await self._wait_for_layout()
+        self.scroll_to(y=self.scroll_y - (height_before - self.virtual_size.height),
+                       animate=False, immediate=True)  # fmt: skip
 
     async def show_earlier(self) -> bool:
         """Mount the previous page above the shown messages, keeping the view still."""
@@ -293,6 +352,8 @@ class ChatView(VerticalScroll):
             note = self.query_one_optional(".earlier")  # always the first child
             if note is None or not isinstance(note, Static):
                 return False
+            await self._trim_later(self._first - first)
+            await self._wait_for_layout()
             anchor = self.children[1] if len(self.children) > 1 else None
             height_before = self.virtual_size.height
             await self.mount_all(self._widgets_for(self._messages[first : self._first]),
@@ -321,11 +382,15 @@ class ChatView(VerticalScroll):
             note = self.query_one_optional(".later")  # always the last child
             if note is None or not isinstance(note, Static):
                 return False
+            await self._trim_earlier(last - self._last)
             await self.mount_all(self._widgets_for(self._messages[self._last : last]),
                                  before=note)  # fmt: skip
             self._last = last
             if self.at_end:
                 await note.remove()
+                # Follow the newest text again once the user reaches the bottom.
+                self._anchored = True
+                self.release_anchor()
             else:
                 note.update(self._later_note())
         finally:
@@ -345,15 +410,26 @@ class ChatView(VerticalScroll):
         self._anchor_wanted = value
 
     def action_scroll_home(self) -> None:
-        """Home: to the top of the chat, paging in earlier messages on the way."""
+        """Home: to the first message, however long the chat (its first page is mounted)."""
         self.release_anchor()
-        super().action_scroll_home()
+        if self._first:
+            self.run_worker(self._jump(self._messages[0].id), group="jump", exclusive=True)
+        else:
+            super().action_scroll_home()
 
     def action_scroll_end(self) -> None:
-        """End: to the newest message, paging in later ones after a jump to an old one."""
-        if not self.at_end and self.scroll_y >= self.max_scroll_y:
-            self.run_worker(self.show_later(), group="paging", exclusive=True)
-        super().action_scroll_end()
+        """End: to the newest message (its page is mounted, if it was not)."""
+        if not self.at_end:
+            self.run_worker(self._jump(None), group="jump", exclusive=True)
+        else:
+            super().action_scroll_end()
+
+    async def _jump(self, around: int | None) -> None:
+        """Show the page around message ``around`` (the top), or the newest (the end)."""
+        await self.show(self.conversation_id or 0, self._messages, self.ai_name,
+                        self._context_start_id, around=around)  # fmt: skip
+        if around is not None:
+            self.scroll_home(animate=False, immediate=True)
 
     async def _wait_for_layout(self) -> None:
         done = asyncio.Event()
@@ -383,6 +459,16 @@ class ChatView(VerticalScroll):
         await self.mount(box)
         self.anchor()
         return box
+
+    async def update_message(self, message: st.Message) -> None:
+        """A message changed (an answer finished, another version picked): show it."""
+        for index, known in enumerate(self._messages):
+            if known.id == message.id:
+                self._messages[index] = message
+                break
+        box = self.box(message.id)
+        if box is not None:
+            await box.finish(message)
 
     def on_focus(self) -> None:
         self._ensure_selection()
