@@ -3,9 +3,10 @@
 Builds two chats (A and B) of about ``--history-tokens`` tokens each with
 SmolLM2 at n_ctx 2048, then alternates: A, A, B, B, A, A, ... The first turn
 after a switch is a *return* (the other chat's prompt is in the KV cache); the
-second is a *continuing* turn. The whole play runs twice through
-:class:`tui.engine.worker.ModelRunner`: with its state cache (the default),
-and with the cache turned off (every return re-reads the whole history).
+second is a *continuing* turn. The whole play runs three times through
+:class:`tui.engine.worker.ModelRunner`: with its state cache in files (what
+the app's engine does), in RAM, and turned off (every return re-reads the
+whole history).
 
 Target: returning to a cached long chat costs at most 1.5x a continuing turn.
 
@@ -17,8 +18,10 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -172,7 +175,13 @@ def main() -> None:
     builder.runner.close()
 
     results = {}
-    for label, kwargs in (("with state cache", {}), ("without", {"state_cache_entries": 0})):
+    state_dir = Path(tempfile.mkdtemp(prefix="bench-kv-states-"))
+    configurations: list[tuple[str, dict]] = [
+        ("with state cache (files)", {"state_dir": state_dir}),
+        ("with state cache", {}),
+        ("without", {"state_cache_entries": 0}),
+    ]
+    for label, kwargs in configurations:
         player = Player(path, args.n_ctx, **kwargs)
         results[label] = play(player, persona, chats, sampling, args.rounds)
         player.runner.close()
@@ -193,9 +202,11 @@ def main() -> None:
                     f"(cpu {d['cpu'] * 1000:7.1f})  prompt {d['prompt']:4d}  "
                     f"cached {d['cached']:4d}  restored {d['restored']}"
                 )
-    cached_returns = statistics.median(r[0] for r in results["with state cache"][0])
     uncached_returns = statistics.median(r[0] for r in results["without"][0])
-    print(f"returning: {uncached_returns / cached_returns:.1f}x faster with the state cache")
+    for label in ("with state cache (files)", "with state cache"):
+        cached_returns = statistics.median(r[0] for r in results[label][0])
+        print(f"returning: {uncached_returns / cached_returns:.1f}x faster {label}")
+    shutil.rmtree(state_dir, ignore_errors=True)
     print("target: return <= 1.5x continuing (with the state cache)")
 
 

@@ -64,8 +64,10 @@ def app_env(home: Path, **extra: str) -> dict[str, str]:
         LINES=str(ROWS),
         LLAMA_TUI_DATA_DIR=str(home / "data"),
         LLAMA_TUI_CONFIG_DIR=str(home / "config"),
+        LLAMA_TUI_CACHE_DIR=str(home / "cache"),
         XDG_DATA_HOME=str(home / "xdg-data"),
         XDG_CONFIG_HOME=str(home / "xdg-config"),
+        XDG_CACHE_HOME=str(home / "xdg-cache"),
     )
     env.pop("LLAMA_TUI_DB", None)
     env.update(extra)

@@ -15,9 +15,11 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     monkeypatch.setenv("LLAMA_TUI_DATA_DIR", str(home / "data"))
     monkeypatch.setenv("LLAMA_TUI_CONFIG_DIR", str(home / "config"))
+    monkeypatch.setenv("LLAMA_TUI_CACHE_DIR", str(home / "cache"))
     monkeypatch.delenv("LLAMA_TUI_DB", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "xdg-data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg-config"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "xdg-cache"))
     return home
 
 

@@ -44,6 +44,7 @@ def test_paths_follow_the_environment(isolated_dirs: Path) -> None:
     out = run("paths").stdout
     assert str(isolated_dirs / "data" / "chats.db") in out
     assert str(isolated_dirs / "config" / "config.toml") in out
+    assert str(isolated_dirs / "cache") in out
 
 
 def test_chats_list_on_a_corrupt_database_is_a_clear_error(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,26 @@ def test_llama_cpp_output_goes_to_the_log(engine, model_path: Path, tmp_path: Pa
     log = (tmp_path / "engine.log").read_text()
     assert "llama" in log  # llama.cpp's load messages are there, not on our terminal
     assert oct((tmp_path / "engine.log").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_long_chat_state_is_saved_to_the_cache_dir_not_kept_in_memory(
+    engine, model_path: Path, isolated_dirs: Path
+) -> None:
+    """The engine process keeps saved KV states in $LLAMA_TUI_CACHE_DIR, and removes them."""
+    eng, rec = engine
+    eng.load(LoadModel(str(model_path), n_ctx=1024))
+    assert isinstance(rec.until((ModelReady, ModelFailed))[-1], ModelReady)
+    long_question = "Summarise this: " + "the cat sat on the mat. " * 60  # > 256 tokens
+    eng.generate(job(1, long_question, max_tokens=8, seed=1, temperature=0))
+    assert isinstance(rec.until((GenerationFinished, GenerationFailed))[-1], GenerationFinished)
+    states = isolated_dirs / "cache" / "kv-states"
+    # The state is written after the answer is reported: give it a moment.
+    for _ in range(100):
+        files = list(states.glob("*/*.state"))
+        if files:
+            break
+        time.sleep(0.05)
+    assert files and files[0].stat().st_size > 1_000_000
+    assert files[0].stat().st_mode & 0o777 == 0o600
+    eng.close()
+    assert not list(states.glob("*/*.state"))  # removed when the engine exits

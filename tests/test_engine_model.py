@@ -312,11 +312,15 @@ def play(
 
 
 @pytest.mark.model
-def test_returning_to_a_chat_restores_its_kv_state(model_path: Path, personas: Any) -> None:
+@pytest.mark.parametrize("in_files", [False, True], ids=["ram", "files"])
+def test_returning_to_a_chat_restores_its_kv_state(
+    model_path: Path, personas: Any, tmp_path: Path, in_files: bool
+) -> None:
     p = personas["assistant"]
     sampling = {**GREEDY, "max_tokens": 12}
     straight = Harness(model_path)
-    switching = Harness(model_path)
+    state_dir = tmp_path / "kv-states" if in_files else None
+    switching = Harness(model_path, state_dir=state_dir)
     try:
         a1: list[Turn] = []
         play(straight, p, CHAT_A[:2], a1, sampling)
@@ -326,10 +330,15 @@ def test_returning_to_a_chat_restores_its_kv_state(model_path: Path, personas: A
         before = play(switching, p, CHAT_A[:2], a2, sampling)
         other = play(switching, p, CHAT_B, [], sampling)
         assert other.finished.stats["state_cache_entries"] >= 1  # chat A's state was kept
+        if state_dir is not None:  # kept in a file, not in the engine's memory
+            assert all(e.data is None for e in switching.runner.states.entries)
+            assert list(state_dir.glob("*/*.state"))
         back = play(switching, p, CHAT_A[2:], a2, sampling)
     finally:
         straight.runner.close()
         switching.runner.close()
+    if state_dir is not None:
+        assert not list(state_dir.iterdir())  # closing removed the files
     stats = back.finished.stats
     assert stats["restored"] is True
     assert back.started is not None
@@ -423,6 +432,51 @@ def test_state_cache_respects_the_byte_cap() -> None:
     for start in (100, 200, 300):
         assert cache.put(saved([start + i for i in range(30)], size=10))
     assert cache.nbytes <= 25 and len(cache) == 2
+
+
+def test_state_cache_in_files_round_trips_and_cleans_up(tmp_path: Path) -> None:
+    import ctypes
+    import os
+
+    from tui.engine.worker import StateCache
+
+    cache = StateCache(max_entries=2, max_bytes=1000, directory=tmp_path)
+    stale = tmp_path / "999999999"  # no such process
+    stale.mkdir()
+    (stale / "0.state").write_bytes(b"old")
+
+    def state(tokens: list[int], fill: int):
+        entry = saved(tokens, size=100)
+        entry.data = (ctypes.c_uint8 * 100)(*([fill] * 100))
+        return entry
+
+    a, b = state([1, 2, *range(10, 40)], 7), state([1, 2, *range(50, 80)], 8)
+    assert cache.put(a) and cache.put(b)
+    assert not stale.exists()  # a dead process's states are removed
+    assert a.data is None and a.path is not None and a.path.stat().st_mode & 0o777 == 0o600
+    assert bytes(cache.read(a)) == bytes([7] * 100)
+    a_path = a.path
+    c = state([1, 2, *range(90, 120)], 9)
+    assert cache.put(c)  # over max_entries: a (the oldest) goes, with its file
+    assert a not in cache.entries and not a_path.exists()
+    assert bytes(cache.read(c)) == bytes([9] * 100)
+    cache.close()
+    assert not list(tmp_path.rglob("*.state"))
+    assert not (tmp_path / str(os.getpid())).exists()
+
+
+def test_state_cache_stays_in_ram_when_its_directory_is_unwritable(tmp_path: Path) -> None:
+    import ctypes
+
+    from tui.engine.worker import StateCache
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the directory should be")
+    cache = StateCache(max_entries=2, max_bytes=1000, directory=blocker / "kv")
+    entry = saved([1, 2, 3], size=4)
+    entry.data = (ctypes.c_uint8 * 4)(1, 2, 3, 4)
+    assert cache.put(entry)
+    assert entry.path is None and bytes(cache.read(entry)) == b"\x01\x02\x03\x04"
 
 
 def test_load_reports_progress_and_can_be_cancelled(model_path: Path) -> None:

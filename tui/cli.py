@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"config:   {config.path}")
         print(f"personas: {paths.user_personas_dir()}")
         print(f"log:      {paths.log_path()}")
+        print(f"cache:    {paths.cache_dir()}")
         return 0
     if args.command == "personas":
         return persona_commands.run(args)

@@ -8,6 +8,7 @@ people with unusual setups never touch the default locations:
 - ``LLAMA_TUI_DATA_DIR``: the data directory
 - ``LLAMA_TUI_CONFIG_DIR``: the config directory
 - ``LLAMA_TUI_DB``: the database file (``--db`` on the command line wins)
+- ``LLAMA_TUI_CACHE_DIR``: throwaway files (the engine's saved KV states)
 """
 
 from __future__ import annotations
@@ -32,6 +33,14 @@ def config_dir() -> Path:
     if override:
         return Path(override).expanduser()
     return Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def cache_dir() -> Path:
+    """The directory for files that can be lost at any time (not created)."""
+    override = os.environ.get("LLAMA_TUI_CACHE_DIR")
+    if override:
+        return Path(override).expanduser()
+    return Path(platformdirs.user_cache_dir(APP_NAME))
 
 
 def default_db_path() -> Path:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import codecs
 import contextlib
 import ctypes
+import itertools
 import os
 import random
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -51,7 +53,7 @@ _HIDDEN_ATTRS = (1 << 3) | (1 << 4)  # CONTROL | USER_DEFINED markers like <star
 
 # KV-cache bookkeeping (see ModelRunner._prepare_kv).
 STATE_CACHE_ENTRIES = 4  # saved chat states (the live chat's own copy included)
-STATE_CACHE_BYTES = 512 << 20  # and never more than this much RAM for them
+STATE_CACHE_BYTES = 512 << 20  # and never more than this much disk (or RAM) for them
 SAVE_AFTER_TURN_TOKENS = 256  # chats this long are saved after each answer, while idle
 _SAME_CHAT_MARGIN = 16  # tokens past the persona block shared => the same chat
 _SAVE_MIN_LOST = 32  # a live KV state is saved only if at least this much would be lost
@@ -66,26 +68,43 @@ class SavedState:
     """One chat's KV cache, copied out of llama.cpp, and the tokens it holds."""
 
     tokens: np.ndarray  # np.intc, the tokens evaluated into this state
-    data: Any  # ctypes uint8 array from llama_state_get_data
+    data: Any  # ctypes uint8 array from llama_state_get_data; None once in a file
     size: int
     n_keep: int = 0  # the persona block: sharing more than this means the same chat
     chat: Any = None  # the chat id, when jobs carry one
+    path: Path | None = None  # the file holding ``data``, when the cache has a directory
 
 
 class StateCache:
-    """KV states of recently left chats, in RAM, least recently used out first.
+    """KV states of recently left chats, least recently used out first.
 
     Bounded by a number of entries and by bytes. Keyed by tokens: the entry
     sharing the longest prefix with a prompt is the one to restore, as in
     llama-cpp-python's ``LlamaRAMCache``, but without its copy of the
     ``scores`` array (n_batch x n_vocab floats, 100 MB for SmolLM2), which
     nothing here needs.
+
+    With a ``directory`` the states live in files there (one subdirectory
+    per engine process, removed by :meth:`close`; those of dead processes
+    are removed when the next one starts), so they cost the engine no
+    resident memory: a 4,000-token SmolLM2 chat is ~90 MB, and the kernel
+    can drop the files' pages under memory pressure. Reading one back takes
+    tens of milliseconds where reading the chat again takes seconds. If the
+    directory cannot be written, states stay in RAM.
     """
 
-    def __init__(self, max_entries: int = STATE_CACHE_ENTRIES, max_bytes: int = STATE_CACHE_BYTES):
+    def __init__(
+        self,
+        max_entries: int = STATE_CACHE_ENTRIES,
+        max_bytes: int = STATE_CACHE_BYTES,
+        directory: Path | None = None,
+    ):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.entries: list[SavedState] = []  # oldest first
+        self.root = directory
+        self._dir: Path | None = None  # this process's subdirectory, made on first use
+        self._names = itertools.count()
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -95,7 +114,66 @@ class StateCache:
         return sum(e.size for e in self.entries)
 
     def clear(self) -> None:
+        for entry in self.entries:
+            self._forget(entry)
         self.entries.clear()
+
+    def close(self) -> None:
+        """Remove every state and this process's directory."""
+        self.clear()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def read(self, entry: SavedState) -> Any:
+        """The state's bytes as a ctypes array (read from its file if it has one)."""
+        if entry.data is not None:
+            return entry.data
+        assert entry.path is not None
+        data = (ctypes.c_uint8 * entry.size)()
+        with open(entry.path, "rb") as file:
+            if file.readinto(data) != entry.size:  # type: ignore[arg-type]
+                raise OSError(f"{entry.path}: shorter than the saved state")
+        return data
+
+    def discard(self, entry: SavedState) -> None:
+        """Drop ``entry`` (e.g. a state llama.cpp refused to load)."""
+        if entry in self.entries:
+            self.entries.remove(entry)
+        self._forget(entry)
+
+    def _forget(self, entry: SavedState) -> None:
+        if entry.path is not None:
+            entry.path.unlink(missing_ok=True)
+            entry.path = None
+
+    def _spill(self, entry: SavedState) -> None:
+        """Move ``entry``'s bytes from RAM to a file (left in RAM if that fails)."""
+        if self.root is None or entry.data is None:
+            return
+        try:
+            if self._dir is None:
+                self._dir = self._make_dir(self.root)
+            path = self._dir / f"{next(self._names)}.state"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as file:
+                file.write(memoryview(entry.data)[: entry.size])
+        except OSError as exc:
+            print(f"saved KV states stay in RAM: {exc}", file=sys.stderr)
+            self.root = None
+            return
+        entry.path, entry.data = path, None
+
+    @staticmethod
+    def _make_dir(root: Path) -> Path:
+        """This process's directory under ``root``, after removing dead processes' ones."""
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for old in root.iterdir():
+            if old.name.isdigit() and not _process_alive(int(old.name)):
+                shutil.rmtree(old, ignore_errors=True)
+        mine = root / str(os.getpid())
+        mine.mkdir(mode=0o700, exist_ok=True)
+        return mine
 
     def best(self, prompt: np.ndarray) -> tuple[SavedState | None, int]:
         """The entry sharing the longest prefix with ``prompt``, and that length."""
@@ -126,17 +204,28 @@ class StateCache:
         """
         if entry.size > self.max_bytes or self.max_entries <= 0:
             return False
-        self.entries = [
-            e
-            for e in self.entries
-            if not _is_prefix(e.tokens, entry.tokens)
-            and _prefix_len(e.tokens, entry.tokens)
-            <= min(e.n_keep, entry.n_keep) + _SAME_CHAT_MARGIN
-        ]
+        for old in list(self.entries):
+            same_chat = _is_prefix(old.tokens, entry.tokens) or (
+                _prefix_len(old.tokens, entry.tokens)
+                > min(old.n_keep, entry.n_keep) + _SAME_CHAT_MARGIN
+            )
+            if same_chat:
+                self.discard(old)
+        self._spill(entry)
         self.entries.append(entry)
         while len(self.entries) > self.max_entries or self.nbytes > self.max_bytes:
-            self.entries.pop(0)
+            self.discard(self.entries[0])
         return True
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
 
 
 def _prefix_len(a: np.ndarray, b: np.ndarray) -> int:
@@ -172,6 +261,7 @@ class ModelRunner:
         *,
         state_cache_entries: int = STATE_CACHE_ENTRIES,
         state_cache_bytes: int = STATE_CACHE_BYTES,
+        state_dir: Path | None = None,
         verbose: bool = True,
         load_cancelled: Callable[[], bool] = lambda: False,
     ):
@@ -183,7 +273,7 @@ class ModelRunner:
         self.request: LoadModel | None = None
         self.info: ModelInfo | None = None
         self.builder: PromptBuilder | None = None
-        self.states = StateCache(state_cache_entries, state_cache_bytes)
+        self.states = StateCache(state_cache_entries, state_cache_bytes, state_dir)
         self.last_built: BuiltPrompt | None = None  # for tests and benchmarks
         self._hidden: set[int] = set()
         self._eog: set[int] = set()
@@ -309,8 +399,8 @@ class ModelRunner:
         return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
     def close(self) -> None:
-        """Free the model; saved KV states belong to it and go too."""
-        self.states.clear()
+        """Free the model; saved KV states belong to it and go too (files included)."""
+        self.states.close()
         if self.llm is not None:
             self.llm.close()
             self.llm = None
@@ -440,8 +530,14 @@ class ModelRunner:
         import llama_cpp
 
         llm = self.llm
-        if llama_cpp.llama_state_set_data(llm._ctx.ctx, entry.data, entry.size) != entry.size:
-            self.states.entries.remove(entry)
+        try:
+            data = self.states.read(entry)
+        except OSError as exc:  # the cache directory was cleaned under us
+            print(f"saved KV state unreadable: {exc}", file=sys.stderr)
+            self.states.discard(entry)
+            return False
+        if llama_cpp.llama_state_set_data(llm._ctx.ctx, data, entry.size) != entry.size:
+            self.states.discard(entry)
             llm.reset()
             return False
         n = len(entry.tokens)
@@ -642,7 +738,7 @@ class ModelRunner:
 
 
 def _state_cache_bytes(value: str | None) -> int:
-    """RAM for saved chat states: ``LLAMA_TUI_STATE_CACHE_MB`` (0 turns it off)."""
+    """Room for saved chat states: ``LLAMA_TUI_STATE_CACHE_MB`` (0 turns it off)."""
     try:
         return max(int(value), 0) << 20 if value else STATE_CACHE_BYTES
     except ValueError:
@@ -661,6 +757,7 @@ def main(argv: list[str] | None = None) -> None:
     import threading
     from multiprocessing.connection import Connection
 
+    from tui import paths
     from tui.engine.protocol import Cancel, CancelLoad
 
     argv = sys.argv[1:] if argv is None else argv
@@ -701,6 +798,7 @@ def main(argv: list[str] | None = None) -> None:
         lambda job_id: job_id <= cancelled_up_to,
         load_cancelled=load_cancel.is_set,
         state_cache_bytes=_state_cache_bytes(os.environ.get("LLAMA_TUI_STATE_CACHE_MB")),
+        state_dir=paths.cache_dir() / "kv-states",
     )
     while (command := work.get()) is not None:
         if isinstance(command, LoadModel):
