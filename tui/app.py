@@ -101,6 +101,7 @@ class LlamaTUI(App[None]):
         Binding("ctrl+q,f10", "quit", "Quit", priority=True),
     ]
     SIDEBAR_LIMIT = 500  # older chats are one search away
+    FIRST_SIDEBAR = 50  # listed for the first frame; the rest right after it
 
     def __init__(
         self,
@@ -171,7 +172,8 @@ class LlamaTUI(App[None]):
             status.model = self.endpoint.label if self.endpoint else display_name(self.runner.model)
             status.state = "connecting…" if self.endpoint else "loading model…"
         # The engine (a process that imports llama.cpp and loads the model) starts
-        # after the first frame, so it does not compete with it for the CPU.
+        # after the first frame, so it does not compete with it for the CPU; the
+        # chat list, short for that frame, is filled then too.
         self.call_after_refresh(self._start_engine)
         for problem in self.personas.problems:
             self.notify(str(problem), title="Persona file", severity="warning", timeout=15)
@@ -197,6 +199,7 @@ class LlamaTUI(App[None]):
         if self.has_backend:
             persona = self.personas.get(self.default_persona)
             self.runner.load(self.runner.model, persona.sampling_defaults().n_ctx)
+        self.refresh_chat_list()  # the first frame listed only the newest chats
         self._schedule_tidy()
 
     def _schedule_tidy(self) -> None:
@@ -236,7 +239,8 @@ class LlamaTUI(App[None]):
     # --- chats ------------------------------------------------------------------------
 
     def refresh_chat_list(self) -> None:
-        chats = self.store.list_conversations(self.SIDEBAR_LIMIT, archived=self.show_archived)
+        limit = self.SIDEBAR_LIMIT if self._engine_started else self.FIRST_SIDEBAR
+        chats = self.store.list_conversations(limit, archived=self.show_archived)
         chat_list = self.query_one(ChatList)
         chat_list.border_title = "Archived" if self.show_archived else "Chats"
         chat_list.show(chats, self.conversation_id)

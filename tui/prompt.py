@@ -21,10 +21,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-import jinja2
-import jinja2.ext
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-
 from tui.personas import Persona
 from tui.stops import transcript_stops
 
@@ -98,33 +94,44 @@ def _tojson(
     )
 
 
-class _IgnoreGenerationTags(jinja2.ext.Extension):
-    """Pass-through for Hugging Face's ``{% generation %}`` tag, as Transformers does."""
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    """Jinja's sandbox, made on first use: the UI process never renders a template
+    (the engine does), so it does not pay for importing Jinja at start-up.
 
-    tags = {"generation"}
+    The same environment as llama-cpp-python's Jinja2ChatFormatter (itself
+    aligned with Transformers), so a template renders here exactly as it does
+    there.
+    """
+    import jinja2
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    def parse(self, parser: Any) -> Any:
-        parser.stream.skip(1)
-        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+    class IgnoreGenerationTags(jinja2.ext.Extension):
+        """Pass-through for Hugging Face's ``{% generation %}`` tag, as Transformers does."""
 
+        tags = {"generation"}
 
-# The same environment as llama-cpp-python's Jinja2ChatFormatter (itself aligned
-# with Transformers), so a template renders here exactly as it does there.
-_ENV = ImmutableSandboxedEnvironment(
-    loader=jinja2.BaseLoader(),
-    trim_blocks=True,
-    lstrip_blocks=True,
-    autoescape=False,
-    extensions=[_IgnoreGenerationTags, jinja2.ext.loopcontrols],
-)
-_ENV.filters["tojson"] = _tojson
-_ENV.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
+        def parse(self, parser: Any) -> Any:
+            parser.stream.skip(1)
+            return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+    env = ImmutableSandboxedEnvironment(
+        loader=jinja2.BaseLoader(),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+        extensions=[IgnoreGenerationTags, jinja2.ext.loopcontrols],
+    )
+    env.filters["tojson"] = _tojson
+    env.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
+    return env
 
 
 @lru_cache(maxsize=8)
-def _compile(template: str) -> jinja2.Template:
+def _compile(template: str) -> Any:
     """Compiling a template costs more than rendering it; a build renders it often."""
-    return _ENV.from_string(template)
+    return _environment().from_string(template)
 
 
 def render_chat(

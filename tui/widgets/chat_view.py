@@ -243,8 +243,10 @@ class ChatView(VerticalScroll):
         self._context_start_id = context_start_id
         index = next((i for i, m in enumerate(messages) if m.id == around), None)
         if index is None:
+            # Enough to fill the pane (a message takes at least 3 rows), no more:
+            # every mounted answer is rendered before the chat first shows.
             self._last = len(messages)
-            self._first = max(self._last - PAGE, 0)
+            self._first = max(self._last - min(PAGE, self.app.size.height // 3 + 2), 0)
         else:
             self._first = max(index - PAGE // 2, 0)
             self._last = min(self._first + PAGE, len(messages))
