@@ -138,12 +138,15 @@ async def scroll_keys(app: LlamaTUI, pilot, first_text: str) -> dict[str, list[f
     view.focus()
     await pilot.pause()
     times: dict[str, list[float]] = {"pageup": [], "home": [], "end": [], "up": []}
-    for key, count in (("pageup", 400), ("end", 1), ("up", 30), ("home", 1), ("end", 1)):
+    for key, count in (("pageup", 400), ("end", 1), ("up", 30), ("end", 1), ("home", 1)):
         for _ in range(count):
             before = screen_text(app)
             t0 = time.perf_counter()
             app.simulate_key(key)  # as typed; pilot.press would also wait for the animation
-            changed = await until(lambda b=before: screen_text(app) != b, timeout=3)
+            if key == "home":  # until the chat's first message is on screen
+                changed = await until(lambda: first_text in screen_text(app), timeout=3)
+            else:
+                changed = await until(lambda b=before: screen_text(app) != b, timeout=3)
             if not changed:
                 break  # nothing moved: the top (or bottom) is reached
             times[key].append(time.perf_counter() - t0)
@@ -287,8 +290,8 @@ async def run(args) -> None:
                     f"  p95 {percentile(values, 95) * 1000:6.1f} ms"
                     f"  max {max(values) * 1000:6.1f} ms"
                 )
-        reached = "yes" if keys["reached_top"][0] else "NO (older messages are not mounted)"
-        print(f"   first message of the chat reachable by scrolling: {reached}")
+        reached = "yes" if keys["reached_top"][0] else "NO"
+        print(f"   first message of the chat on screen after Home: {reached}")
 
         print("-- streaming a 300-word Markdown answer at full speed (FakeEngine, no delay)")
         stream: dict[str, list[tuple[float, float, int]]] = {}
