@@ -241,3 +241,18 @@ async def test_real_model_answers_in_the_app(tmp_path: Path, model_path: Path) -
         assert answer.meta["completion_tokens"] > 0
         assert "ready" in screen_text(app)
         assert answer.content.split()[0] in screen_text(app)
+
+
+async def test_text_for_a_box_not_built_yet_is_kept_not_lost_or_fatal() -> None:
+    """A page mounted by a worker may get streamed text before it has composed itself."""
+    from dataclasses import replace
+
+    answer = st.Message(7, 1, "assistant", "Hello", st.PARTIAL)
+    box = MessageBox(answer, "Assistant")
+    await box.append(" world")  # no StreamingAnswer child yet
+    assert box.message.content == "Hello world"
+    streaming = StreamingAnswer("Hello")
+    await streaming.append(" there")  # no .tail child yet: no NoMatches
+    assert streaming.text == "Hello there"
+    await box.finish(replace(answer, content="Hello world!", status=st.COMPLETE))
+    assert box.message.status == st.COMPLETE

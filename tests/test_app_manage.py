@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -316,11 +317,16 @@ async def test_page_up_alone_reaches_the_first_message_with_a_bounded_dom(
         assert "message number 0 " in screen_text(app)
         assert most <= MAX_MOUNTED
         assert view.box(app.store.messages(app.conversation_id)[-1].id) is None
+        top_shown = 0
         for _ in range(400):
             if view.at_end and view.scroll_y >= view.max_scroll_y:
                 break
             await pilot.press("pagedown")
             most = max(most, len(view.query(MessageBox)))
+            await pilot.pause()
+            shown = [int(n) for n in re.findall(r"message number (\d+)", screen_text(app))]
+            assert shown and min(shown) >= top_shown  # never thrown back up by a page-in
+            top_shown = min(shown)
         await pilot.pause()
         assert "message number 249" in screen_text(app)
         assert most <= MAX_MOUNTED

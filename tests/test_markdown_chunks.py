@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 
 from tui.markdown_chunks import Chunk, MarkdownChunker
 
@@ -79,7 +80,7 @@ def test_every_chunk_renders_on_its_own() -> None:
                 assert chunk.source.startswith(("```python\n", "~~~~python\n"))
 
 
-def test_cuts_only_at_blank_lines_before_unindented_text_or_inside_long_code() -> None:
+def test_cuts_only_at_blank_lines_list_items_or_inside_long_code() -> None:
     for seed in range(40):
         text = sample_answer(seed)
         chunker = MarkdownChunker()
@@ -88,6 +89,8 @@ def test_cuts_only_at_blank_lines_before_unindented_text_or_inside_long_code() -
             cut = len(pieces(chunker.chunks[: index + 1]))
             if chunk.in_code:
                 assert text[cut - 1] == "\n"
+            elif chunk.joined:  # before a new item of a long list
+                assert text[cut - 1] == "\n" and re.match(r"(?:[-*+]|\d+[.)]) ", text[cut:])
             else:
                 assert text[cut - 2 : cut] == "\n\n"
                 assert text[cut] not in " \t\n"
@@ -136,3 +139,54 @@ def test_short_answers_are_all_tail() -> None:
     text = "Hello!\n\nHow can I help?"
     assert chunker.feed(text) == []
     assert chunker.tail(text) == text
+
+
+def fences(source: str) -> list[str]:
+    """The code blocks markdown-it (Rich's parser) finds in ``source``, as their text."""
+    from markdown_it import MarkdownIt
+
+    return [t.content for t in MarkdownIt().parse(source) if t.type == "fence"]
+
+
+def test_a_fence_after_a_list_marker_or_indented_is_closed_inside_the_item() -> None:
+    code = "\n".join(f"   x{i} = {i}" for i in range(30))
+    text = f"1. Install:\n   ```python\n{code}\n   ```\n2. Run it.\n\nDone here.\n" + "more\n" * 9
+    for opener in ("1. Install:\n   ```python", "- ```python"):
+        source = text.replace("1. Install:\n   ```python", opener)
+        chunker = MarkdownChunker()
+        stream(chunker, source, 3)
+        assert any(c.in_code for c in chunker.chunks), opener
+        pieces_ = [c.source for c in chunker.chunks] + [chunker.tail(source)]
+        for piece in pieces_:
+            blocks = fences(piece)
+            assert all(block.strip() for block in blocks), piece  # no stray empty block
+            assert not any("Done here." in block for block in blocks)  # prose stays prose
+
+
+def test_inline_triple_backticks_do_not_open_a_block() -> None:
+    text = "```x``` is inline code.\n\n" + "".join(f"Para {i}.\n\n" for i in range(20))
+    chunker = MarkdownChunker()
+    stream(chunker, text, 2)
+    assert not any(c.in_code for c in chunker.chunks)
+    assert all(c.source.count("```") in (0, 2) for c in chunker.chunks)
+
+
+def test_windows_line_endings_never_cut_before_a_continuation() -> None:
+    items = "".join(f"- item {i}\r\n\r\n\r\n  continuation {i}\r\n" for i in range(12))
+    chunker = MarkdownChunker()
+    stream(chunker, items, 4)
+    for chunk in chunker.chunks:
+        assert not chunk.source.lstrip("\r\n").startswith("  continuation")
+
+
+def test_a_long_tight_list_is_cut_between_items() -> None:
+    text = "".join(f"{i}. Item {i}\n   - detail {i}\n" for i in range(1, 60)) + "\nEnd.\n"
+    chunker = MarkdownChunker()
+    longest = 0
+    for end in range(1, len(text) + 1, 5):
+        chunker.feed(text[:end])
+        longest = max(longest, chunker.tail(text[:end]).count("\n"))
+    assert longest <= chunker.min_lines + 3
+    assert all(c.joined for c in chunker.chunks[:-1])
+    for chunk in chunker.chunks:  # every chunk starts at an item, numbered as in the list
+        assert re.match(r"\d+\. Item \d+", chunk.source)

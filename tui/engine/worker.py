@@ -86,7 +86,7 @@ class StateCache:
 
     With a ``directory`` the states live in files there (one subdirectory
     per engine process, removed by :meth:`close`; those of dead processes
-    are removed when the next one starts), so they cost the engine no
+    are removed when the next one first saves a state), so they cost the engine no
     resident memory: a 4,000-token SmolLM2 chat is ~90 MB, and the kernel
     can drop the files' pages under memory pressure. Reading one back takes
     tens of milliseconds where reading the chat again takes seconds. If the
@@ -144,35 +144,44 @@ class StateCache:
 
     def _forget(self, entry: SavedState) -> None:
         if entry.path is not None:
-            entry.path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # a cache file we cannot remove is no failure
+                entry.path.unlink(missing_ok=True)
             entry.path = None
 
     def _spill(self, entry: SavedState) -> None:
         """Move ``entry``'s bytes from RAM to a file (left in RAM if that fails)."""
         if self.root is None or entry.data is None:
             return
+        path: Path | None = None
         try:
             if self._dir is None:
                 self._dir = self._make_dir(self.root)
             path = self._dir / f"{next(self._names)}.state"
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as file:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            with os.fdopen(os.open(path, flags, 0o600), "wb") as file:
                 file.write(memoryview(entry.data)[: entry.size])
-        except OSError as exc:
+        except OSError as exc:  # e.g. a full disk: this and later states stay in RAM
             print(f"saved KV states stay in RAM: {exc}", file=sys.stderr)
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
             self.root = None
             return
         entry.path, entry.data = path, None
 
     @staticmethod
     def _make_dir(root: Path) -> Path:
-        """This process's directory under ``root``, after removing dead processes' ones."""
+        """This process's (empty) directory under ``root``, after removing dead processes' ones."""
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if root.stat().st_uid != os.getuid():
+            raise PermissionError(f"{root} belongs to another user")
         for old in root.iterdir():
-            if old.name.isdigit() and not _process_alive(int(old.name)):
+            name = old.name
+            if name.isascii() and name.isdigit() and not _process_alive(int(name)):
                 shutil.rmtree(old, ignore_errors=True)
         mine = root / str(os.getpid())
-        mine.mkdir(mode=0o700, exist_ok=True)
+        shutil.rmtree(mine, ignore_errors=True)  # a crashed process that had our pid
+        mine.mkdir(mode=0o700)
         return mine
 
     def best(self, prompt: np.ndarray) -> tuple[SavedState | None, int]:
@@ -221,10 +230,10 @@ class StateCache:
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     except PermissionError:
         return True  # someone else's process: alive
+    except (OSError, OverflowError):  # no such process (or no such pid at all)
+        return False
     return True
 
 

@@ -81,8 +81,11 @@ class MessageBox(Vertical):
     async def append(self, text: str) -> None:
         """Stream ``text`` onto the end of the answer being generated."""
         streaming = self.query_one_optional(StreamingAnswer)
-        if streaming is not None:
-            await streaming.append(text)
+        if streaming is None:  # just mounted, not built yet: compose will show it all
+            content = self.message.content + text
+            self.message = dataclasses.replace(self.message, content=content)
+            return
+        await streaming.append(text)
 
     async def finish(self, message: st.Message) -> None:
         """The answer is done (or another version is shown): final text, status, error.
@@ -91,9 +94,12 @@ class MessageBox(Vertical):
         between the streamed chunks leave no trace.
         """
         self.message = message
-        await self.query_one(".body").remove()
-        await self.mount(_body(message), after=self.query_one(".who"))
-        self.query_one(".who", Static).update(self._who())
+        body, who = self.query_one_optional(".body"), self.query_one_optional(".who")
+        if body is None or not isinstance(who, Static):
+            return  # just mounted, not built yet: compose will show the final message
+        await body.remove()
+        await self.mount(_body(message), after=who)
+        who.update(self._who())
         for note in self.query(".error-note"):
             await note.remove()
         if self._error():
@@ -111,7 +117,7 @@ class StreamingAnswer(Vertical):
     DEFAULT_CSS = """
     StreamingAnswer { height: auto; }
     StreamingAnswer > .chunk { margin: 0 0 1 0; }
-    StreamingAnswer > .chunk.-in-code { margin: 0; }
+    StreamingAnswer > .chunk.-joined { margin: 0; }
     """
 
     def __init__(self, text: str, **kwargs: str) -> None:
@@ -125,7 +131,9 @@ class StreamingAnswer(Vertical):
 
     async def append(self, text: str) -> None:
         self.text += text
-        tail = self.query_one(".tail", Static)
+        tail = self.query_one_optional(".tail")
+        if not isinstance(tail, Static):
+            return  # not built yet: compose starts from self.text, the next paint catches up
         new = self.chunker.feed(self.text)
         if new:
             await self.mount_all(self._chunk_widgets(new), before=tail)
@@ -134,7 +142,7 @@ class StreamingAnswer(Vertical):
     @staticmethod
     def _chunk_widgets(chunks: list[Chunk]) -> list[Static]:
         return [
-            Static(_markdown(chunk.source), classes="chunk -in-code" if chunk.in_code else "chunk")
+            Static(_markdown(chunk.source), classes="chunk -joined" if chunk.joined else "chunk")
             for chunk in chunks
         ]
 
@@ -216,6 +224,7 @@ class ChatView(VerticalScroll):
         self._first = 0  # the mounted window is _messages[_first:_last]
         self._last = 0
         self._paging = False
+        self._show_lock = asyncio.Lock()
         # The text so far of an answer being generated (by message id), so that a
         # page mounted while it streams shows all of it: set by the app.
         self.live_text: Callable[[int], str | None] = lambda message_id: None
@@ -232,7 +241,19 @@ class ChatView(VerticalScroll):
 
         By default the newest page, scrolled to the end; with ``around`` (a
         message id) the page around that message, e.g. for a search result.
+        One at a time: two overlapping rebuilds would mount the same messages.
         """
+        async with self._show_lock:
+            await self._show(conversation_id, messages, ai_name, context_start_id, around)
+
+    async def _show(
+        self,
+        conversation_id: int,
+        messages: list[st.Message],
+        ai_name: str,
+        context_start_id: int | None,
+        around: int | None,
+    ) -> None:
         self.workers.cancel_group(self, "paging")  # never page into a replaced chat
         self._paging = True  # scroll events during the first layout are not the user's
         self._generation += 1
@@ -330,7 +351,7 @@ class ChatView(VerticalScroll):
         excess = (self._last - self._first + incoming) - MAX_MOUNTED
         if excess <= 0:
             return
-        height_before = self.virtual_size.height
+        height_before, y_before = self.virtual_size.height, self.scroll_y
         boxes = list(self.query(MessageBox))
         await self._unmount_messages(boxes[:excess])
         self._first += excess
@@ -340,7 +361,8 @@ class ChatView(VerticalScroll):
         else:
             await self.mount(Static(self._earlier_note(), classes="hidden-note earlier"), before=0)
         await self._wait_for_layout()
-        self.scroll_to(y=self.scroll_y - (height_before - self.virtual_size.height),
+        # From the offset before: the layout may already have clamped scroll_y.
+        self.scroll_to(y=y_before - (height_before - self.virtual_size.height),
                        animate=False, immediate=True)  # fmt: skip
 
     async def show_earlier(self) -> bool:
@@ -371,7 +393,8 @@ class ChatView(VerticalScroll):
             self.scroll_to(y=self.scroll_y + self.virtual_size.height - height_before,
                            animate=False, immediate=True)  # fmt: skip
         finally:
-            self._paging = False
+            if generation == self._generation:  # else show() owns the flag now
+                self._paging = False
         return True
 
     async def show_later(self) -> bool:
@@ -379,6 +402,7 @@ class ChatView(VerticalScroll):
         if self.at_end or self._paging:
             return False
         self._paging = True
+        generation = self._generation
         try:
             last = min(self._last + PAGE, len(self._messages))
             note = self.query_one_optional(".later")  # always the last child
@@ -396,7 +420,8 @@ class ChatView(VerticalScroll):
             else:
                 note.update(self._later_note())
         finally:
-            self._paging = False
+            if generation == self._generation:  # else show() owns the flag now
+                self._paging = False
         return True
 
     @property
@@ -450,8 +475,9 @@ class ChatView(VerticalScroll):
     async def add(self, message: st.Message) -> MessageBox:
         for empty in self.query(".empty"):
             await empty.remove()
+        was_at_end = self.at_end
         self._messages.append(message)
-        if not self.at_end:  # looking at old messages: jump back to the newest
+        if not was_at_end:  # looking at old messages: jump back to the newest
             messages = self._messages
             await self.show(self.conversation_id or 0, messages, self.ai_name,
                             self._context_start_id)  # fmt: skip
