@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psutil  # noqa: E402
 from bench_startup import FLOOR_APP  # noqa: E402
 from bench_streaming import CASES, write_config  # noqa: E402
-from make_big_db import DEFAULT_DB, ensure_big_db  # noqa: E402
+from make_big_db import benchmark_db  # noqa: E402
 from ptyapp import ENTER, Term, app_env, llama_tui_command, machine  # noqa: E402
 
 MODEL_ALONE = """
@@ -149,12 +149,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     reps = 1 if args.quick else args.reps
-    if args.quick:
-        big_src = DEFAULT_DB.with_name("big-quick.db")
-        ensure_big_db(big_src, 1_000, 20_000, 500)
-    else:
-        big_src = DEFAULT_DB
-        ensure_big_db(big_src)
+    big_src = benchmark_db(args.quick)
     home = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     write_config(home, CASES["short"][1], None)
     env = app_env(home)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_big_db import DEFAULT_DB, ensure_big_db  # noqa: E402
+from make_big_db import benchmark_db  # noqa: E402
 from ptyapp import CTRL_Q, Term, app_env, llama_tui_command, machine, summary  # noqa: E402
 
 FLOOR_APP = """
@@ -97,14 +97,7 @@ def main() -> None:
     parser.add_argument("--profile", metavar="FILE", help="pyinstrument one big-db start")
     args = parser.parse_args()
     reps = 3 if args.quick else args.reps
-    if args.db:
-        big = args.db
-    elif args.quick:
-        big = DEFAULT_DB.with_name("big-quick.db")
-        ensure_big_db(big, 1_000, 20_000, 500)
-    else:
-        big = DEFAULT_DB
-        ensure_big_db(big)
+    big = args.db or benchmark_db(args.quick)
     home = Path(tempfile.mkdtemp(prefix="bench-startup-"))
     env = app_env(home)
     empty = home / "empty.db"

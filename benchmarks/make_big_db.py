@@ -192,6 +192,16 @@ def ensure_big_db(
     return json.loads(sidecar.read_text("utf-8"))
 
 
+def benchmark_db(quick: bool = False) -> Path:
+    """The big database the benchmarks use (built if needed); ``quick``: 1,000 chats."""
+    if quick:
+        path = DEFAULT_DB.with_name("big-quick.db")
+        ensure_big_db(path, 1_000, 20_000, 500)
+        return path
+    ensure_big_db(DEFAULT_DB)
+    return DEFAULT_DB
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--db", type=Path, default=DEFAULT_DB)

@@ -136,7 +136,8 @@ async def test_a_long_answer_streams_in_chunks_and_ends_as_one_rendering(
     tmp_path: Path,
 ) -> None:
     """Finished chunks are not redrawn while the tail streams; the end is one Markdown."""
-    engine = FakeEngine(answer=lambda job: LONG_ANSWER, delay=0.005)
+    # Slow enough that a loaded machine still sees the stream half way (8+ chunks).
+    engine = FakeEngine(answer=lambda job: LONG_ANSWER, delay=0.015)
     app = make_app(tmp_path, engine)
     async with app.run_test(size=SIZE) as pilot:
         await type_text(pilot, "go")
@@ -147,7 +148,7 @@ async def test_a_long_answer_streams_in_chunks_and_ends_as_one_rendering(
         assert streaming.chunker.tail(streaming.text).count("\n") <= 8 + 12 + 4
         await wait_for(pilot, lambda: len(app.query("StreamingAnswer > .chunk")) >= 8)
         assert app.query("StreamingAnswer > .chunk").first() is first_chunk  # not re-mounted
-        await wait_for(pilot, lambda: len(complete_answers(app)) == 1)
+        await wait_for(pilot, lambda: len(complete_answers(app)) == 1, timeout=30)
         await pilot.pause()
         assert not app.query(StreamingAnswer)
         (box,) = [b for b in app.query(MessageBox) if b.message.role == "assistant"]

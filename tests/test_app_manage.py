@@ -238,9 +238,8 @@ async def test_model_picker_lists_gguf_files_and_loads_the_choice(tmp_path: Path
         assert answer.model == str(other)
 
 
-async def test_long_chat_opens_at_the_end_and_pages_in_earlier_messages(tmp_path: Path) -> None:
-    from tui.widgets.chat_view import PAGE, MessageBox
-
+def long_chat(tmp_path: Path, count: int, context_start_id: int | None = None) -> int:
+    """A chat of ``count`` messages "message number 0".."message number count-1"."""
     store = st.Store(tmp_path / "chats.db")
     conv = store.create_conversation("assistant")
     with store.db.conn:
@@ -248,10 +247,18 @@ async def test_long_chat_opens_at_the_end_and_pages_in_earlier_messages(tmp_path
             {"conversation_id": conv.id, "role": "user" if i % 2 == 0 else "assistant",
              "content": f"message number {i}", "status": "complete",
              "created_at": "t", "updated_at": "t"}
-            for i in range(2000)
+            for i in range(count)
         )  # fmt: skip
-    store.update_conversation(conv.id, context_start_id=1995)
+    if context_start_id is not None:
+        store.update_conversation(conv.id, context_start_id=context_start_id)
     store.close()
+    return conv.id
+
+
+async def test_long_chat_opens_at_the_end_and_pages_in_earlier_messages(tmp_path: Path) -> None:
+    from tui.widgets.chat_view import PAGE, MessageBox
+
+    long_chat(tmp_path, 2000, context_start_id=1995)
     app = make_app(tmp_path)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
@@ -279,20 +286,6 @@ async def test_long_chat_opens_at_the_end_and_pages_in_earlier_messages(tmp_path
         await pilot.press("end")
         await wait_for(pilot, lambda: "message number 1999" in screen_text(app))
         assert view.at_end
-
-
-def long_chat(tmp_path: Path, count: int) -> int:
-    store = st.Store(tmp_path / "chats.db")
-    conv = store.create_conversation("assistant")
-    with store.db.conn:
-        store.db["messages"].insert_all(
-            {"conversation_id": conv.id, "role": "user" if i % 2 == 0 else "assistant",
-             "content": f"message number {i}", "status": "complete",
-             "created_at": "t", "updated_at": "t"}
-            for i in range(count)
-        )  # fmt: skip
-    store.close()
-    return conv.id
 
 
 async def test_page_up_alone_reaches_the_first_message_with_a_bounded_dom(

@@ -451,10 +451,14 @@ class ChatView(VerticalScroll):
         else:
             super().action_scroll_end()
 
-    async def _jump(self, around: int | None) -> None:
-        """Show the page around message ``around`` (the top), or the newest (the end)."""
+    async def _reshow(self, around: int | None = None) -> None:
+        """Re-show this chat: the page around message ``around``, or the newest."""
         await self.show(self.conversation_id or 0, self._messages, self.ai_name,
                         self._context_start_id, around=around)  # fmt: skip
+
+    async def _jump(self, around: int | None) -> None:
+        """Show the page around message ``around`` (the top), or the newest (the end)."""
+        await self._reshow(around)
         if around is not None:
             self.scroll_home(animate=False, immediate=True)
 
@@ -478,9 +482,7 @@ class ChatView(VerticalScroll):
         was_at_end = self.at_end
         self._messages.append(message)
         if not was_at_end:  # looking at old messages: jump back to the newest
-            messages = self._messages
-            await self.show(self.conversation_id or 0, messages, self.ai_name,
-                            self._context_start_id)  # fmt: skip
+            await self._reshow()
             return self.box(message.id) or MessageBox(message, self.ai_name)
         self._last = len(self._messages)
         box = MessageBox(message, self.ai_name)
@@ -536,8 +538,7 @@ class ChatView(VerticalScroll):
         """Select (and scroll to) a message, e.g. a search result, mounting pages as needed."""
         box = self.box(message_id)
         if box is None and any(m.id == message_id for m in self._messages):
-            await self.show(self.conversation_id or 0, self._messages, self.ai_name,
-                            self._context_start_id, around=message_id)  # fmt: skip
+            await self._reshow(around=message_id)
             await self._wait_for_layout()
             box = self.box(message_id)
         if box is not None:
