@@ -399,3 +399,21 @@ async def test_model_load_shows_progress_and_esc_cancels_it(tmp_path: Path) -> N
         await wait_for(pilot, lambda: "error: model" in screen_text(app))
         assert engine.load_was_cancelled
         assert any("cancelled" in str(n.message) for n in app._notifications)
+
+
+async def test_a_short_chat_follows_a_long_answer_after_a_selection(tmp_path: Path) -> None:
+    """Selecting a message releases the anchor; sending a new one must re-arm it
+    even while the chat is still shorter than the pane."""
+    long_chat(tmp_path, 2)
+    paragraphs = "\n\n".join(f"paragraph {i}" for i in range(60))
+    app = make_app(tmp_path, FakeEngine(answer=lambda job: paragraphs, delay=0.002))
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        view = app.query_one(ChatView)
+        view.focus()
+        await pilot.press("up")  # a selection: Textual's anchor is released
+        assert view.selected is not None
+        app.query_one(PromptInput).focus()
+        await say(pilot, app, "go")
+        await wait_for(pilot, lambda: "paragraph 59" in screen_text(app))
+        assert "paragraph 59" in screen_text(app)

@@ -436,6 +436,17 @@ class ChatView(VerticalScroll):
     def _anchored(self, value: bool) -> None:
         self._anchor_wanted = value
 
+    def anchor(self, anchor: bool = True) -> None:
+        """Follow the end (or stop), whatever an earlier ``release_anchor()`` said.
+
+        Textual clears its "released" flag only while the content is taller than
+        the pane, so a selection made before a rebuild (or in a short chat) would
+        otherwise keep the pane from following the end once the content grows.
+        """
+        super().anchor(anchor)
+        if anchor:
+            self._anchor_released = False
+
     def action_scroll_home(self) -> None:
         """Home: to the first message, however long the chat (its first page is mounted)."""
         self.release_anchor()
@@ -527,7 +538,10 @@ class ChatView(VerticalScroll):
         self.selected = box
         box.add_class("-selected")
         self.release_anchor()
-        self.scroll_to_widget(box, animate=False)
+        # Now, not after the next refresh: a deferred scroll would land after a
+        # rebuild that came in between (End right after a search jump) and throw
+        # the new page off its end. A box not laid out yet simply is not scrolled to.
+        self.scroll_to_widget(box, animate=False, immediate=True)
 
     def action_act(self, action: str) -> None:
         self._ensure_selection()
