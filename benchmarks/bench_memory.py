@@ -8,6 +8,11 @@ against baselines started the same way:
 - **model-alone**: a bare Python process that loads the same model with the
   same ``llama_cpp.Llama`` arguments and generates 300 tokens (the model's
   own size: weights, KV cache, compute buffers, llama-cpp-python's logits);
+- **model-alone · same context**: the same, but with as many tokens in its
+  context as the app's engine held after its answer (read off the status
+  line's ``ctx N/4096``). llama.cpp's KV cache is allocated whole but only
+  becomes resident as tokens fill it (about 23 KiB a token for SmolLM2), so a
+  long chat costs the model itself memory that a short prompt does not;
 - **textual-floor**: a minimal Textual app (Python + Textual, nothing else);
 - **app/empty-db** and **app/big-db** at "ready"; for big-db also after
   opening the 5,000-message chat and after one streamed 300-token answer.
@@ -24,6 +29,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import re
 import sqlite3
 import statistics
 import sys
@@ -37,7 +43,7 @@ import psutil  # noqa: E402
 from bench_startup import FLOOR_APP  # noqa: E402
 from bench_streaming import CASES, write_config  # noqa: E402
 from make_big_db import benchmark_db  # noqa: E402
-from ptyapp import ENTER, Term, app_env, llama_tui_command, machine  # noqa: E402
+from ptyapp import ENTER, Term, app_env, llama_tui_command, machine, status_line  # noqa: E402
 
 MODEL_ALONE = """
 import os, sys, time
@@ -47,8 +53,14 @@ os.dup2(devnull, 2)
 import llama_cpp
 from tui.models import default_model_path
 llm = llama_cpp.Llama(model_path=str(default_model_path()), n_ctx=4096, verbose=True)
-# As many tokens as the app's answer (300): llama-cpp-python's scores buffer fills as it goes
-for count, _token in enumerate(llm.generate(llm.tokenize(b"Tell me a story."), temp=0.0)):
+# A prompt of int(argv[1]) tokens (a short one by default), then as many tokens as the
+# app's answer (300): the KV cache and llama-cpp-python's scores fill as they go.
+context = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+prompt = llm.tokenize(b"Tell me a story.")
+if context > 300:
+    filler = llm.tokenize(b" The quick brown fox jumps over the lazy dog." * 600)
+    prompt = (prompt + filler)[: context - 300]
+for count, _token in enumerate(llm.generate(prompt, temp=0.0)):
     if count >= 300:
         break
 os.dup2(saved, 2)
@@ -92,8 +104,9 @@ def measure_floor(env: dict[str, str]) -> tuple[float, float]:
         term.close()
 
 
-def measure_model_alone(env: dict[str, str]) -> tuple[float, float]:
-    term = Term(sys.executable, ["-c", MODEL_ALONE], env=env, live=False)
+def measure_model_alone(env: dict[str, str], context: int = 0) -> tuple[float, float]:
+    """The model in a bare process, with ``context`` tokens in its KV cache (0: a short prompt)."""
+    term = Term(sys.executable, ["-c", MODEL_ALONE, str(context)], env=env, live=False)
     try:
         deadline = time.monotonic() + 120
         while b"MODEL-READY" not in b"".join(d for _, d in term.chunks):
@@ -138,6 +151,8 @@ def measure_app(home: Path, db: Path, env: dict[str, str], full: bool) -> dict[s
             time.sleep(0.2)
         time.sleep(1.5)
         out["after a 300-token answer"] = (*mem(ui), *mem(engine_of(ui)))
+        used = re.search(r"ctx (\d+)/", status_line(term))
+        out["context tokens"] = (float(used.group(1)) if used else 0.0,)
     finally:
         term.close()
     return out
@@ -171,14 +186,23 @@ def main() -> None:
         ]
         if rep % 2:
             steps.reverse()
+        context = 0
         for name, step in steps:
             for phase, values in step().items():
+                if phase == "context tokens":
+                    context = int(values[0])
+                    continue
                 rows.setdefault(f"{name} · {phase}", []).append(values)
                 print(
                     f"rep {rep + 1} {name:<14} {phase:<26} UI rss {values[0]:6.1f} uss "
                     f"{values[1]:6.1f} | engine rss {values[2]:6.1f} uss {values[3]:6.1f} MiB",
                     flush=True,
                 )
+        # After the app: the same number of tokens in a bare model's context.
+        values = (0.0, 0.0, *measure_model_alone(env, context))
+        rows.setdefault("model-alone · same context", []).append(values)
+        print(f"rep {rep + 1} model-alone    same context ({context} tokens)  "
+              f"engine rss {values[2]:6.1f} uss {values[3]:6.1f} MiB", flush=True)  # fmt: skip
 
     def med(key: str, index: int) -> float:
         return statistics.median(v[index] for v in rows[key])
@@ -191,6 +215,7 @@ def main() -> None:
         )
     floor = med("textual-floor · ready", 0)
     model = med("model-alone · ready", 2)
+    same_context = med("model-alone · same context", 2)
     for key in rows:
         if key.startswith("app/big-db"):
             ui_over = med(key, 0) - floor
@@ -200,6 +225,12 @@ def main() -> None:
                 f"   {key}: UI {med(key, 0):.0f} MiB ({ui_over:+.0f} over the Textual floor), "
                 f"engine {engine_over:+.0f} MiB over the model alone (target <= 150: {verdict})"
             )
+    after = "app/big-db · after a 300-token answer"
+    if after in rows:
+        print(
+            f"   {after}: engine {med(after, 2) - same_context:+.0f} MiB over the model alone "
+            f"with the same number of tokens in its context ({same_context:.0f} MiB)"
+        )
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,90 @@ def test_search_uses_few_tokenizer_calls() -> None:
     build, tokenize = builder()
     build.build(persona(), conversation(500), budget=400)
     assert tokenize.calls <= 16
+
+
+class CountingTokenizer(WordTokenizer):
+    """Also remembers how many characters it was given, in all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chars = 0
+
+    def __call__(self, text: str) -> list[int]:
+        self.chars += len(text)
+        return super().__call__(text)
+
+
+class SpyBuilder(PromptBuilder):
+    """Counts how often the window was found from the end of the chat."""
+
+    found_from_end = 0
+
+    def _overflowing_suffix(self, *args: Any) -> tuple[int, list[int]] | None:
+        found = super()._overflowing_suffix(*args)
+        SpyBuilder.found_from_end += found is not None
+        return found
+
+
+class FullReadBuilder(PromptBuilder):
+    """The builder as it was: always renders the whole history from ``start``."""
+
+    def _overflowing_suffix(self, *args: Any) -> None:
+        return None
+
+
+def random_history(rng: random.Random, turns: int) -> list[Turn]:
+    """Turns of very uneven length, some dense in tokens, some one long word."""
+    history = []
+    for i in range(turns):
+        role = "user" if i % 2 == 0 else "assistant"
+        kind = rng.random()
+        if kind < 0.2:
+            text = "x" * rng.randint(1, 400)  # one token, many characters
+        elif kind < 0.4:
+            text = " ".join("a" for _ in range(rng.randint(1, 200)))  # a token per 2 chars
+        else:
+            text = " ".join(f"w{rng.randint(0, 50)}" for _ in range(rng.randint(1, 60)))
+        history.append(Turn(role, text))
+    return history
+
+
+@pytest.mark.parametrize("template", [None, CHATML])
+def test_a_window_found_from_the_end_is_the_one_a_full_read_finds(template: str | None) -> None:
+    rng = random.Random(7)
+    SpyBuilder.found_from_end = 0
+    for _case in range(300):
+        history = random_history(rng, rng.choice([1, 3, 10, 40, 200, 600]) | 1)
+        budget = rng.randint(60, 2000)
+        start = rng.randint(0, len(history) - 1)
+        tokenize = WordTokenizer()
+        fmt = PromptFormat(chat_template=template)
+        results = []
+        for cls in (SpyBuilder, FullReadBuilder):
+            try:
+                results.append(cls(fmt, tokenize).build(persona(), history, budget, start))
+            except PromptTooLong as exc:
+                results.append(("too long", exc.needed, exc.budget))
+        assert results[0] == results[1], (len(history), budget, start)
+    assert SpyBuilder.found_from_end > 30  # the short cut was taken, not only the full read
+
+
+def test_a_huge_chat_is_not_read_whole() -> None:
+    """Thousands of messages and no stored window: only the end of the chat is tokenized."""
+    read = {}
+    for exchanges in (2500, 5000):
+        history = conversation(exchanges, words=40)
+        tokenize = CountingTokenizer()
+        built = PromptBuilder(PromptFormat(chat_template=None), tokenize).build(
+            persona(), history, budget=3000, start=0
+        )
+        read[exchanges] = tokenize.chars
+        assert tokenize.chars < sum(len(turn.content) for turn in history) // 5
+        assert 1300 < len(built.tokens) <= 1504  # down to half the room, as always
+        assert built == FullReadBuilder(PromptFormat(chat_template=None), tokenize).build(
+            persona(), history, budget=3000, start=0
+        )
+    assert read[5000] <= read[2500] * 1.1  # the work does not grow with the chat
 
 
 # --- the real model, in-process ---------------------------------------------------------

@@ -220,6 +220,11 @@ class PromptTooLong(Exception):
         self.needed, self.budget, self.persona_tokens = needed, budget, persona_tokens
 
 
+# Characters per token of English text, roughly, for the first guess at how far back a
+# window can reach (see PromptBuilder._overflowing_suffix; a wrong guess costs time only).
+CHARS_PER_TOKEN_GUESS = 4
+
+
 class PromptBuilder:
     """Renders persona + history for one model, and fits it into the window.
 
@@ -270,7 +275,11 @@ class PromptBuilder:
         """
         mode = choose_mode(persona.mode, self.fmt.chat_template)
         start = _user_turn_at_or_after(history, min(max(start, 0), len(history) - 1))
-        tokens = self._tokens(persona, history[start:], mode)
+        over = self._overflowing_suffix(persona, history, mode, start, budget)
+        if over is not None:  # the window begins at or after it: read no further back
+            start, tokens = over
+        else:
+            tokens = self._tokens(persona, history[start:], mode)
         head = self._tokens(persona, [], mode)
         n_keep = _common_prefix(head, tokens)
         if len(tokens) > budget:
@@ -285,6 +294,40 @@ class PromptBuilder:
 
     def _tokens(self, persona: PersonaPrompt, history: Sequence[Turn], mode: str) -> list[int]:
         return self.tokenize(self.render(persona, history, mode))
+
+    def _overflowing_suffix(
+        self,
+        persona: PersonaPrompt,
+        history: Sequence[Turn],
+        mode: str,
+        start: int,
+        budget: int,
+    ) -> tuple[int, list[int]] | None:
+        """A user turn after ``start`` from which the rest alone exceeds ``budget``, and its tokens.
+
+        Why: a chat of thousands of messages (imported, or whose window was
+        never stored) would otherwise be rendered and tokenized whole, several
+        times over, before the first answer: seconds. Everything before such a
+        turn is outside the window anyway (more turns never take fewer tokens),
+        so the search starts there and gives the same window. Suffixes of
+        ``CHARS_PER_TOKEN_GUESS`` characters per budget token are tried, doubling;
+        None when the doubling reaches ``start`` (the history is short, or
+        cheap in tokens): then the caller reads it all, as before.
+        """
+        wanted = budget * CHARS_PER_TOKEN_GUESS
+        while True:
+            chars, probe = 0, start
+            for index in range(len(history) - 1, start, -1):
+                chars += len(history[index].content)
+                if chars >= wanted and history[index].role == "user":
+                    probe = index
+                    break
+            if probe <= start:
+                return None
+            tokens = self._tokens(persona, history[probe:], mode)
+            if len(tokens) > budget:
+                return probe, tokens
+            wanted *= 2
 
     def _first_start_fitting(
         self,
