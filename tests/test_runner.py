@@ -136,8 +136,11 @@ def test_context_start_is_remembered_between_turns(runner: rn.ChatRunner) -> Non
     runner.handle(GenerationStarted(job_id, 100, 512, 4, "chat"))  # engine dropped 4 turns
     runner.handle(GenerationFinished(job_id, "answer d", "stop"))
     runner.send(conv.id, "e")
-    assert runner.engine.jobs[-1].start == 4
-    assert runner.engine.jobs[-1].history[4].content == "c"
+    job = runner.engine.jobs[-1]
+    # Only the remembered window is read and sent: the dropped turns stay in the store.
+    assert job.start == 0
+    assert [t.content for t in job.history] == ["c", "answer c", "d", "answer d", "e"]
+    assert len(runner.store.messages(conv.id)) == 10
 
 
 def test_greeting_becomes_first_message(tmp_path: Path, store: st.Store) -> None:

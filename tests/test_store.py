@@ -41,6 +41,16 @@ def test_conversation_and_messages_round_trip(store: st.Store) -> None:
     assert messages[0].created_at <= messages[1].created_at
 
 
+def test_messages_of_a_range(store: st.Store) -> None:
+    conv = store.create_conversation("bob", "m", {})
+    other = store.create_conversation("bob", "m", {})
+    ids = [store.add_message(conv.id, "user", f"m{i}").id for i in range(6)]
+    store.add_message(other.id, "user", "elsewhere")
+    assert [m.content for m in store.messages(conv.id, ids[2])] == ["m2", "m3", "m4", "m5"]
+    assert [m.content for m in store.messages(conv.id, ids[2], before_id=ids[4])] == ["m2", "m3"]
+    assert [m.content for m in store.messages(conv.id, before_id=ids[1])] == ["m0"]
+
+
 def test_title_comes_from_first_user_message_only(store: st.Store) -> None:
     conv = store.create_conversation("assistant")
     store.add_message(conv.id, "assistant", "Greetings!")

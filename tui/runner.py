@@ -179,8 +179,6 @@ class ChatRunner:
             conversation_id, "assistant", "", status=st.PARTIAL, model=self.model, meta=meta
         )
         history, ids = self.history(conversation, upto=answer.id)
-        remembered = conversation.context_start_id or 0
-        start = next((i for i, msg_id in enumerate(ids) if msg_id >= remembered), 0)
         job_id = next(self._ids)
         self.jobs[job_id] = ActiveJob(job_id, conversation_id, answer.id, ids, meta=meta)
         job = Generate(
@@ -192,24 +190,26 @@ class ChatRunner:
             ),
             history=history,
             sampling=self.sampling_of(conversation).to_dict(),
-            start=start,
+            start=0,  # the history begins with the remembered window, which never moves back
             chat_id=conversation_id,
         )
         self.engine.generate(job)
         return answer, job_id
 
     def history(self, conversation: st.Conversation, upto: int) -> tuple[list[Turn], list[int]]:
-        """The turns the model sees, before message ``upto``, and their message ids.
+        """The turns the model may see, before message ``upto``, and their message ids.
 
+        From the remembered window's start (``context_start_id``) on: the
+        window only ever moves forward, and a chat of thousands of messages
+        would otherwise be read and sent to the engine whole on every turn.
         Empty answers and error notes are left out; consecutive turns of the
         same role (after a failed answer) are merged, since many chat
         templates insist that roles alternate.
         """
         turns: list[Turn] = []
         ids: list[int] = []
-        for message in self.store.messages(conversation.id):
-            if message.id >= upto:
-                break
+        since = conversation.context_start_id or 0
+        for message in self.store.messages(conversation.id, since, before_id=upto):
             if message.role not in ("user", "assistant") or not message.content.strip():
                 continue
             content = message.content.removesuffix(CONTEXT_LIMIT_NOTE)

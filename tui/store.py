@@ -269,11 +269,15 @@ class Store:
     def get_message(self, msg_id: int) -> Message:
         return _message(self.db["messages"].get(msg_id))
 
-    def messages(self, conv_id: int) -> list[Message]:
-        """All messages of a chat, oldest first."""
-        rows = self.db.query(
-            "select * from messages where conversation_id = ? order by id", [conv_id]
-        )
+    def messages(
+        self, conv_id: int, since_id: int = 0, before_id: int | None = None
+    ) -> list[Message]:
+        """A chat's messages, oldest first: all, or those with ``since_id <= id < before_id``."""
+        where, params = "conversation_id = ? and id >= ?", [conv_id, since_id]
+        if before_id is not None:
+            where += " and id < ?"
+            params.append(before_id)
+        rows = self.db.query(f"select * from messages where {where} order by id", params)
         return [_message(r) for r in rows]
 
     @_writes
