@@ -9,10 +9,11 @@ against baselines started the same way:
   same ``llama_cpp.Llama`` arguments and generates 300 tokens (the model's
   own size: weights, KV cache, compute buffers, llama-cpp-python's logits);
 - **model-alone · same context**: the same, but with as many tokens in its
-  context as the app's engine held after its answer (read off the status
-  line's ``ctx N/4096``). llama.cpp's KV cache is allocated whole but only
-  becomes resident as tokens fill it (about 23 KiB a token for SmolLM2), so a
-  long chat costs the model itself memory that a short prompt does not;
+  context as the app's engine held after its answer (its prompt and answer
+  tokens, from the answer's record in the database). llama.cpp's KV cache is
+  allocated whole but only becomes resident as tokens fill it (about 23 KiB a
+  token for SmolLM2), so a long chat costs the model itself memory that a
+  short prompt does not;
 - **textual-floor**: a minimal Textual app (Python + Textual, nothing else);
 - **app/empty-db** and **app/big-db** at "ready"; for big-db also after
   opening the 5,000-message chat and after one streamed 300-token answer.
@@ -29,7 +30,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import re
+import json
 import sqlite3
 import statistics
 import sys
@@ -43,7 +44,7 @@ import psutil  # noqa: E402
 from bench_startup import FLOOR_APP  # noqa: E402
 from bench_streaming import CASES, write_config  # noqa: E402
 from make_big_db import benchmark_db  # noqa: E402
-from ptyapp import ENTER, Term, app_env, llama_tui_command, machine, status_line  # noqa: E402
+from ptyapp import ENTER, Term, app_env, llama_tui_command, machine  # noqa: E402
 
 MODEL_ALONE = """
 import os, sys, time
@@ -151,8 +152,13 @@ def measure_app(home: Path, db: Path, env: dict[str, str], full: bool) -> dict[s
             time.sleep(0.2)
         time.sleep(1.5)
         out["after a 300-token answer"] = (*mem(ui), *mem(engine_of(ui)))
-        used = re.search(r"ctx (\d+)/", status_line(term))
-        out["context tokens"] = (float(used.group(1)) if used else 0.0,)
+        with sqlite3.connect(db) as conn:
+            (meta,) = conn.execute(
+                "select meta from messages where role = 'assistant' order by id desc limit 1"
+            ).fetchone()
+        tokens = json.loads(meta or "{}")
+        used = tokens.get("prompt_tokens", 0) + tokens.get("completion_tokens", 0)
+        out["context tokens"] = (float(used),)
     finally:
         term.close()
     return out
