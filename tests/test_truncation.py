@@ -158,6 +158,15 @@ def test_search_uses_few_tokenizer_calls() -> None:
     assert tokenize.calls <= 16
 
 
+def test_an_ordinary_turn_costs_no_extra_tokenizer_call() -> None:
+    """The whole prompt and the persona block: no probing of the chat's end."""
+    build, tokenize = builder()
+    history = conversation(60)
+    built = build.build(persona(), history, budget=800)  # ~6 characters a token: fits
+    assert built.start == 0
+    assert tokenize.calls == 2
+
+
 class CountingTokenizer(WordTokenizer):
     """Also remembers how many characters it was given, in all."""
 

@@ -311,11 +311,13 @@ class PromptBuilder:
         turn is outside the window anyway (more turns never take fewer tokens),
         so the search starts there and gives the same window. Suffixes of
         ``CHARS_PER_TOKEN_GUESS`` characters per budget token are tried, doubling;
-        None when the doubling reaches ``start`` (the history is short, or
-        cheap in tokens): then the caller reads it all, as before.
+        None when the history from ``start`` is under twice the next try (an
+        ordinary turn: no extra tokenizer call, which is an HTTP request for a
+        remote engine): then the caller reads it all, as before.
         """
         wanted = budget * CHARS_PER_TOKEN_GUESS
-        while True:
+        total = sum(len(turn.content) for turn in history[start + 1 :])
+        while 2 * wanted <= total:
             chars, probe = 0, start
             for index in range(len(history) - 1, start, -1):
                 chars += len(history[index].content)
@@ -328,6 +330,7 @@ class PromptBuilder:
             if len(tokens) > budget:
                 return probe, tokens
             wanted *= 2
+        return None
 
     def _first_start_fitting(
         self,
