@@ -49,6 +49,8 @@ def test_messages_of_a_range(store: st.Store) -> None:
     assert [m.content for m in store.messages(conv.id, ids[2])] == ["m2", "m3", "m4", "m5"]
     assert [m.content for m in store.messages(conv.id, ids[2], before_id=ids[4])] == ["m2", "m3"]
     assert [m.content for m in store.messages(conv.id, before_id=ids[1])] == ["m0"]
+    assert [m.content for m in store.last_messages(conv.id, 2)] == ["m4", "m5"]
+    assert [m.content for m in store.last_messages(other.id, 5)] == ["elsewhere"]
 
 
 def test_title_comes_from_first_user_message_only(store: st.Store) -> None:

@@ -132,8 +132,8 @@ class ChatRunner:
         """
         if self.job_for(conversation_id):
             raise Busy("This chat is still answering: wait, or press Esc to stop it.")
-        messages = self.store.messages(conversation_id)
-        if not messages or messages[-1].role != "assistant" or len(messages) < 2:
+        messages = self.store.last_messages(conversation_id, 2)
+        if len(messages) < 2 or messages[-1].role != "assistant":
             raise ValueError("There is no answer to regenerate.")
         last = messages[-1]
         alternatives = [*last.meta.get("alternatives", []), _version(last)]

@@ -280,6 +280,14 @@ class Store:
         rows = self.db.query(f"select * from messages where {where} order by id", params)
         return [_message(r) for r in rows]
 
+    def last_messages(self, conv_id: int, count: int) -> list[Message]:
+        """A chat's newest ``count`` messages, oldest first (without reading the rest)."""
+        rows = self.db.query(
+            "select * from messages where conversation_id = ? order by id desc limit ?",
+            [conv_id, count],
+        )
+        return [_message(r) for r in rows][::-1]
+
     @_writes
     def delete_message(self, msg_id: int) -> None:
         with self.transaction():
