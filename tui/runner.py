@@ -158,11 +158,7 @@ class ChatRunner:
         """Replace a user message and everything after it, then answer again."""
         if self.job_for(conversation_id):
             raise Busy("This chat is still answering: wait, or press Esc to stop it.")
-        with self.store.transaction():
-            self.store.db.execute(
-                "delete from messages where conversation_id = ? and id >= ?",
-                [conversation_id, message_id],
-            )
+        self.store.delete_messages_from(conversation_id, message_id)
         conversation = self.store.get_conversation(conversation_id)
         if (conversation.context_start_id or 0) >= message_id:
             self.store.update_conversation(conversation_id, context_start_id=None)

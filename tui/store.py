@@ -293,6 +293,14 @@ class Store:
         with self.transaction():
             self.db.execute("delete from messages where id = ?", [msg_id])
 
+    @_writes
+    def delete_messages_from(self, conv_id: int, msg_id: int) -> None:
+        """Delete message ``msg_id`` of a chat and every later one (edit and resend)."""
+        with self.transaction():
+            self.db.execute(
+                "delete from messages where conversation_id = ? and id >= ?", [conv_id, msg_id]
+            )
+
     def recover_interrupted(self, stale_after: float = 30.0) -> int:
         """Mark answers left ``partial`` by a crashed or killed process as interrupted.
 

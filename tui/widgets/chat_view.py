@@ -331,6 +331,16 @@ class ChatView(VerticalScroll):
                 self.selected = None
         await self.remove_children(doomed)
 
+    async def _refresh_note(self, which: str) -> None:
+        """Update the "N earlier" or "N later" note (``which``), mounting it if absent."""
+        text = self._earlier_note() if which == "earlier" else self._later_note()
+        note = self.query_one_optional(f".{which}")
+        if isinstance(note, Static):
+            note.update(text)
+        else:
+            before = 0 if which == "earlier" else None  # the first child, or the last
+            await self.mount(Static(text, classes=f"hidden-note {which}"), before=before)
+
     async def _trim_later(self, incoming: int) -> None:
         """Make room for ``incoming`` earlier messages: unmount the newest."""
         excess = (self._last - self._first + incoming) - MAX_MOUNTED
@@ -339,11 +349,7 @@ class ChatView(VerticalScroll):
         boxes = list(self.query(MessageBox))
         await self._unmount_messages(boxes[-excess:])
         self._last -= excess
-        note = self.query_one_optional(".later")
-        if isinstance(note, Static):
-            note.update(self._later_note())
-        else:
-            await self.mount(Static(self._later_note(), classes="hidden-note later"))
+        await self._refresh_note("later")
         self.anchor(False)
 
     async def _trim_earlier(self, incoming: int) -> None:
@@ -355,11 +361,7 @@ class ChatView(VerticalScroll):
         boxes = list(self.query(MessageBox))
         await self._unmount_messages(boxes[:excess])
         self._first += excess
-        note = self.query_one_optional(".earlier")
-        if isinstance(note, Static):
-            note.update(self._earlier_note())
-        else:
-            await self.mount(Static(self._earlier_note(), classes="hidden-note earlier"), before=0)
+        await self._refresh_note("earlier")
         await self._wait_for_layout()
         # From the offset before: the layout may already have clamped scroll_y.
         self.scroll_to(y=y_before - (height_before - self.virtual_size.height),
