@@ -250,3 +250,16 @@ def test_each_migration_from_the_previous_schema(tmp_path: Path, old_version: in
     assert store.recover_interrupted() == 1  # no writer recorded, long untouched
     assert (tmp_path / f"v{old_version}.db.bak-v{old_version}").exists()
     store.close()
+
+
+def test_a_failed_delete_is_a_store_error(store: st.Store) -> None:
+    """Edit and resend deletes the rest of the chat: a refused write is reported, not raised raw."""
+    conv = store.create_conversation("bob", "m", {})
+    first = store.add_message(conv.id, "user", "one")
+    store.add_message(conv.id, "assistant", "two")
+    store.db.execute("pragma query_only = 1")
+    with pytest.raises(st.StoreError, match="Could not save"):
+        store.delete_messages_from(conv.id, first.id)
+    store.db.execute("pragma query_only = 0")
+    store.delete_messages_from(conv.id, first.id + 1)
+    assert [m.content for m in store.messages(conv.id)] == ["one"]
