@@ -11,12 +11,14 @@ draw, so the assertions look for the hostile payloads: each carries a marker
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -159,25 +161,34 @@ def _quit(term: Term) -> None:
     assert term.closed.wait(20), "the app did not quit"
 
 
+@contextlib.contextmanager
+def _watched(term: Term, where: str, *servers: ScriptedServer) -> Iterator[Term]:
+    """Close everything, then check every byte the app wrote (even if the test failed:
+    a leaked sequence is the first thing to report)."""
+    try:
+        yield term
+    finally:
+        term.close(quit_keys=None)
+        for server in servers:
+            server.close()
+        assert_clean(b"".join(data for _, data in term.chunks), where)
+
+
 def test_a_hostile_answer_reaches_the_screen_as_text_only(isolated_dirs: Path) -> None:
     server = ScriptedServer()
     server.routes[("GET", "/v1/models")] = JsonReply({"data": [{"id": "plain-model"}]})
     server.routes[("POST", "/v1/chat/completions")] = _stream_reply()
     term = Term(_llama_tui(), ["--endpoint", server.base_url], env=_env(isolated_dirs))
-    try:
+    with _watched(term, "streamed answer", server):
         term.wait_for("ready", timeout=60)
         term.send("hi")
         term.wait_for("hi", timeout=10)
         term.send("\r")
         term.wait_for("THE-END", timeout=60)
         screen = term.text()
-        assert "0<>1<>2<>" in screen and "<>13<>cut<>" in screen  # all text, no sequence
         assert term.child.isalive()
         _quit(term)
-    finally:
-        term.close(quit_keys=None)
-        server.close()
-    assert_clean(b"".join(data for _, data in term.chunks), "streamed answer")
+    assert "0<>1<>2<>" in screen and "<>13<>cut<>" in screen  # all text, no sequence
 
 
 def _persona(config: Path) -> None:
@@ -256,7 +267,7 @@ def _server_with_hostile_fields() -> ScriptedServer:
         {"data": [{"id": "Model\x1b]2;PWNMODELID\x07\x9d0;PWNC1\x9c [b]M"}]}
     )
     server.routes[("POST", "/v1/chat/completions")] = JsonReply(
-        {"error": {"message": "Err\x1b]52;c;UFdOQ0xJUA==\x07 [/bogus] [@click=app.quit]X"}},
+        {"error": {"message": "Err\x1b]52;c;UFdOQ0xJUA==\x07 body\x9b6n"}},
         500,
     )
     return server
@@ -275,7 +286,7 @@ def test_names_titles_and_errors_from_outside_reach_the_screen_as_text_only(
     server = _server_with_hostile_fields()
     env = dict(_env(isolated_dirs), COLUMNS="160", LINES="40")
     term = Term(_llama_tui(), ["--endpoint", server.base_url], env=env, cols=160, rows=40)
-    try:
+    with _watched(term, "names, titles and errors", server):
         term.wait_for("ready", timeout=60)
         screen = term.text()
         assert "Model [b]M @" in screen  # the model id, in the status line
@@ -286,7 +297,7 @@ def test_names_titles_and_errors_from_outside_reach_the_screen_as_text_only(
         term.wait_for("again", timeout=10)
         term.send("\r")
         term.wait_for("Generation failed", timeout=30)
-        term.wait_for("Err [/bogus]", timeout=10)
+        term.wait_for("Err body", timeout=10)
         term.send("\x1bOS")  # F4: the model picker
         term.wait_for("Gguf [/bogus]", timeout=30)
         assert "file.gguf" in term.text() or "file" in term.text()
@@ -294,24 +305,49 @@ def test_names_titles_and_errors_from_outside_reach_the_screen_as_text_only(
         time.sleep(0.5)
         assert term.child.isalive()
         _quit(term)
-    finally:
-        term.close(quit_keys=None)
-        server.close()
-    assert_clean(b"".join(data for _, data in term.chunks), "names, titles and errors")
 
 
 def test_a_hostile_model_file_name_in_the_status_line(isolated_dirs: Path) -> None:
     models = _hostile_model_dir(isolated_dirs)
     (path,) = models.glob("*.gguf")
     term = Term(_llama_tui(), ["--model", str(path)], env=_env(isolated_dirs))
-    try:
-        term.wait_for("file", timeout=60)  # the status line, before the load fails
-        term.wait_for("error: model", timeout=60)  # the load fails: its message names the file
+    with _watched(term, "model file name"):
+        term.wait_for("error: model", timeout=60)  # the load failed: its message names the file
+        assert "file" in term.text()  # the status line: the file name, cleaned
         assert term.child.isalive()
         _quit(term)
-    finally:
-        term.close(quit_keys=None)
-    assert_clean(b"".join(data for _, data in term.chunks), "model file name")
+
+
+def test_a_server_error_with_markup_is_text_not_an_action(isolated_dirs: Path) -> None:
+    """``[/bogus]`` in a server's error crashed the app; ``[@click=app.screenshot(…)]``
+    became a link whose click wrote a file of the server's choosing. Both are text now
+    (the click itself: test_server_errors_with_markup_are_shown_literally)."""
+    target = isolated_dirs / "pwned"
+    target.mkdir(parents=True)
+    click = f"[@click=app.screenshot('owned.svg','{target}')]CLICKME[/]"
+    server = ScriptedServer()
+    server.routes[("GET", "/v1/models")] = JsonReply({"data": [{"id": "m"}]})
+    replies = iter(["E1 [/bogus] still here", f"E2 {click}"])
+    server.routes[("POST", "/v1/chat/completions")] = lambda body: JsonReply(
+        {"error": {"message": next(replies)}}, 500
+    )
+    env = dict(_env(isolated_dirs), COLUMNS="160", LINES="40")
+    term = Term(_llama_tui(), ["--endpoint", server.base_url], env=env, cols=160, rows=40)
+    with _watched(term, "markup", server):
+        term.wait_for("ready", timeout=60)
+        term.send("one")
+        term.wait_for("one", timeout=10)
+        term.send("\r")
+        term.wait_for("still here", timeout=30)
+        assert "E1 [/bogus] still here" in term.text()
+        term.send("two")
+        term.wait_for("two", timeout=10)
+        term.send("\r")
+        term.wait_for("CLICKME", timeout=30)
+        assert "[@click=app.screenshot" in term.text()  # text: no link to click
+        time.sleep(0.5)
+        assert term.child.isalive(), "the app died"
+        _quit(term)
 
 
 # --- the command line -----------------------------------------------------------------------
@@ -340,20 +376,21 @@ def test_the_command_line_prints_outside_text_without_sequences(isolated_dirs: P
         outputs.append(_cli(isolated_dirs, "ask", "--endpoint", hostile.base_url, "hi"))
     finally:
         hostile.close()
-    assert b"THE-END" in outputs[-2].stdout
-    assert b"Err" in outputs[-1].stderr and outputs[-1].returncode == 1
-    assert b"Imported [/bogus] chat" in outputs[1].stdout
-    assert b"Gguf [/bogus]" in outputs[3].stdout
     for result in outputs:
         where = " ".join(map(str, result.args[1:3]))
         for stream in (result.stdout, result.stderr):
             assert_clean(stream, where)
             assert b"\x1b" not in stream, f"{where}: {stream[:300]!r}"
+    assert b"THE-END" in outputs[-2].stdout
+    assert b"Err body" in outputs[-1].stderr and outputs[-1].returncode == 1
+    assert b"Imported [/bogus] chat" in outputs[1].stdout
+    assert b"Gguf [/bogus]" in outputs[3].stdout
 
 
 # --- markup: outside text is never read as Textual markup ----------------------------------
 
 HOSTILE_MARKUP = "[/bogus] [@click=app.quit]Q[/]"
+CLICK_MARKUP = "[@click=app.quit]CLICKME[/]"
 
 
 async def test_a_persona_file_with_markup_keys_does_not_crash_the_start(tmp_path: Path) -> None:
@@ -406,23 +443,28 @@ async def test_a_persona_named_with_markup_can_be_chosen(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("kind", ["generation", "model"])
 async def test_server_errors_with_markup_are_shown_literally(tmp_path: Path, kind: str) -> None:
-    """A click on the notification must not run the action its text names."""
+    """A click on the notification must not run the action its text names; a stray
+    closing tag must not crash the app."""
     from tui.app import EngineMessage
     from tui.engine.protocol import ModelFailed
+
+    def event(message: str) -> GenerationFailed | ModelFailed:
+        return GenerationFailed(1, message) if kind == "generation" else ModelFailed("p", message)
 
     app = make_app(tmp_path)
     quits: list[bool] = []
     async with app.run_test(size=(120, 30), notifications=True) as pilot:
         await pilot.pause()
         app.action_quit = lambda: quits.append(True)  # type: ignore[method-assign]
-        message = f"E {HOSTILE_MARKUP}"
-        event = GenerationFailed(1, message) if kind == "generation" else ModelFailed("p", message)
-        app.post_message(EngineMessage(event))
-        await wait_for(pilot, lambda: "[@click=app.quit]Q[/]" in screen_text(app))
-        toast = next(iter(app.screen.query("Toast")), None) or next(iter(app.query("Toast")), None)
-        assert toast is not None
-        region = toast.region
-        await pilot.click(offset=(region.x + region.width // 2, region.y + region.height // 2))
-        await pilot.pause()
-        assert not quits
+        app.post_message(EngineMessage(event(f"E {CLICK_MARKUP}")))
+        await wait_for(pilot, lambda: "CLICKME" in screen_text(app))
+        assert CLICK_MARKUP in screen_text(app)
+        row, line = next(
+            (n, t) for n, t in enumerate(screen_text(app).splitlines()) if "CLICKME" in t
+        )
+        await pilot.click(offset=(line.index("CLICKME") + 2, row))
+        await pilot.pause(0.3)
+        assert not quits, "the click ran the action named in the server's text"
+        app.post_message(EngineMessage(event(f"E {HOSTILE_MARKUP}")))
+        await wait_for(pilot, lambda: HOSTILE_MARKUP in screen_text(app))
     assert app._exception is None
