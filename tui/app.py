@@ -24,6 +24,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, OptionList
@@ -141,6 +142,27 @@ class LlamaTUI(App[None]):
         self._paint_timer: Timer | None = None
         self._tidy_timer: Timer | None = None
         self._engine_started = False
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """A notification, always as plain text, whatever the caller asks.
+
+        Notifications carry text from outside (a server's error, a file's name,
+        a chat's title); read as markup, ``[/x]`` crashed the app and
+        ``[@click=...]`` ran an action of the sender's choosing.
+        """
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    def action_help_quit(self) -> None:
+        """Ctrl+C: how to quit (Textual's own note is markup, which notify never takes)."""
+        self.notify("Press Ctrl+Q (or F10) to quit.", title="Do you want to quit?")
 
     @property
     def has_backend(self) -> bool:

@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
 def models_command(args: argparse.Namespace, config: Config) -> int:
     from tui.gguf_info import GGUFError, read_gguf_info
     from tui.models import discover_models
+    from tui.sanitize import clean_text
 
     found = discover_models(config.model_dirs, extra=[args.model or "", config.model])
     if not found:
@@ -166,15 +167,17 @@ def models_command(args: argparse.Namespace, config: Config) -> int:
         return 1
     print(f"{'NAME':<34} {'QUANT':<7} {'SIZE':>9} {'CTX':>7} {'TEMPLATE':<8} {'SOURCE':<11} PATH")
     for path, source in found:
+        shown = clean_text(str(path))  # a file name is data: no escape sequences
         try:
             info = read_gguf_info(path)
         except GGUFError as exc:
-            print(f"{path.name:<34} {'?':<7} {'':>9} {'':>7} {'':<8} {source:<11} {path} ({exc})")
+            name, problem = clean_text(path.name), clean_text(str(exc))
+            print(f"{name:<34} {'?':<7} {'':>9} {'':>7} {'':<8} {source:<11} {shown} ({problem})")
             continue
         print(
             f"{info.name[:34]:<34} {info.quantization:<7} {info.size_label:>9} "
             f"{info.context_length:>7} {'yes' if info.has_chat_template else 'no':<8} "
-            f"{source:<11} {path}"
+            f"{source:<11} {shown}"
         )
     return 0
 

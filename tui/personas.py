@@ -21,6 +21,7 @@ import tomli_w
 
 from tui import paths
 from tui.sampling import SPEC, Sampling, out_of_range
+from tui.sanitize import clean_text
 
 MODES = ("auto", "chat", "transcript")
 DEFAULT_PERSONA = "assistant"
@@ -114,9 +115,12 @@ class PersonaProblem:
     reason: str
     line: int | None = None
 
+    def __post_init__(self) -> None:
+        self.reason = clean_text(self.reason)  # it may quote a key from the file
+
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line else str(self.path)
-        return f"{where}: {self.reason}"
+        return clean_text(f"{where}: {self.reason}")  # a file name or key may hold escapes
 
 
 class PersonaError(Exception):
@@ -138,14 +142,18 @@ def slugify(name: str) -> str:
 
 
 def parse_persona(data: dict[str, Any], persona_id: str, path: Path | None = None) -> Persona:
-    """Validate the TOML table of one persona; raises ValueError with a reason."""
-    persona = Persona(id=persona_id, name=persona_id, path=path)
+    """Validate the TOML table of one persona; raises ValueError with a reason.
+
+    A persona file may come from anywhere: its text is cleaned of escape
+    sequences here, where it enters (names reach the status line and lists).
+    """
+    persona = Persona(id=persona_id, name=clean_text(persona_id), path=path)
     for key in _TEXT_KEYS:
         if key in data:
             value = data[key]
             if not isinstance(value, str):
                 raise ValueError(f"'{key}' must be a string, not {type(value).__name__}")
-            setattr(persona, key, value)
+            setattr(persona, key, clean_text(value))
     if persona.mode not in MODES:
         raise ValueError(f"'mode' must be one of {', '.join(MODES)}, not {persona.mode!r}")
     stop = data.get("stop", [])
@@ -153,7 +161,7 @@ def parse_persona(data: dict[str, Any], persona_id: str, path: Path | None = Non
         stop = [stop]
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
         raise ValueError("'stop' must be a list of strings")
-    persona.stop = [s for s in stop if s]
+    persona.stop = [s for s in (clean_text(s) for s in stop) if s]
     persona.examples = _parse_examples(data.get("examples", []))
     persona.sampling = _parse_sampling(data.get("sampling", {}), persona.warnings)
     for key in data:
@@ -172,7 +180,7 @@ def _parse_examples(examples: Any) -> list[Example]:
             isinstance(item.get(k), str) for k in ("user", "ai")
         ):
             raise ValueError(f"example {number} needs string fields 'user' and 'ai'")
-        parsed.append(Example(user=item["user"], ai=item["ai"]))
+        parsed.append(Example(user=clean_text(item["user"]), ai=clean_text(item["ai"])))
     return parsed
 
 

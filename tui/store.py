@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tui import migrations, paths
+from tui.sanitize import clean_data, clean_text
 from tui.sqlite_utils_lite import sqlite_utils
 
 # Message status values.
@@ -198,7 +199,7 @@ class Store:
             " where messages_fts match ? order by rank limit ?",
             [match, limit],
         )
-        return [(_message(r), r["chat_title"] or "New chat") for r in rows]
+        return [(_message(r), clean_text(r["chat_title"] or "New chat")) for r in rows]
 
     @_writes
     def update_conversation(self, conv_id: int, **values: Any) -> None:
@@ -353,10 +354,16 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+# Rows are read through these two: what a database holds (written by an older
+# version, another program, an imported file) is data for the screen, so its
+# text (titles, messages, meta such as an error) is cleaned of escape sequences
+# here, where it enters.
+
+
 def _conversation(row: dict[str, Any]) -> Conversation:
     return Conversation(
         id=row["id"],
-        title=row["title"] or "New chat",
+        title=clean_data(row["title"] or "New chat"),
         persona=row["persona"],
         model=row["model"] or "",
         sampling=json.loads(row["sampling"] or "{}"),
@@ -373,12 +380,12 @@ def _message(row: dict[str, Any]) -> Message:
         id=row["id"],
         conversation_id=row["conversation_id"],
         role=row["role"],
-        content=row["content"],
+        content=clean_data(row["content"]),
         status=row["status"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         model=row["model"] or "",
-        meta=json.loads(row["meta"] or "{}"),
+        meta=clean_data(json.loads(row["meta"] or "{}")),
     )
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from tui.engine.protocol import (
+    CleanEvents,
     EventCallback,
     Generate,
     GenerationFinished,
@@ -52,7 +53,7 @@ class FakeEngine:
         self._loaded = threading.Event()  # jobs wait for the model, like the real engine
 
     def start(self, on_event: EventCallback) -> None:
-        self._on_event = on_event
+        self._on_event = CleanEvents(on_event)  # what it reports is data, made safe
 
     def load(self, request: LoadModel) -> None:
         self.loads.append(request)

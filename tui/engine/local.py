@@ -22,6 +22,7 @@ from typing import Any
 from tui.engine.protocol import (
     Cancel,
     CancelLoad,
+    CleanEvents,
     EventCallback,
     Generate,
     GenerationFailed,
@@ -79,7 +80,7 @@ class LocalEngine:
     # --- Engine interface ---------------------------------------------------------
 
     def start(self, on_event: EventCallback) -> None:
-        self._on_event = on_event
+        self._on_event = CleanEvents(on_event)  # what it reports is data, made safe
         with self._lock:
             self._spawn()
 

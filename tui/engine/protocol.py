@@ -8,11 +8,13 @@ dataclass so that it can cross a process boundary.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tui.prompt import PersonaPrompt, Turn
+from tui.sanitize import StreamCleaner, clean_data, clean_text
 
 
 @dataclass
@@ -124,6 +126,43 @@ EngineEvent = (
     | GenerationFailed
 )
 EventCallback = Callable[[EngineEvent], None]
+
+
+class CleanEvents:
+    """Wraps an :data:`EventCallback`: every string an engine reports is made safe first.
+
+    The one place where what a model or a server says enters llama-tui
+    (every engine's ``start`` wraps its callback in this): answer text,
+    error messages, model names and ids. Escape sequences and control
+    characters never get further, whichever screen or command line shows
+    them. Answer pieces go through one :class:`StreamCleaner` per job, so a
+    sequence cut between two pieces is removed whole.
+    """
+
+    def __init__(self, on_event: EventCallback) -> None:
+        self.on_event = on_event
+        self._streams: dict[int, StreamCleaner] = {}
+
+    def __call__(self, event: EngineEvent) -> None:
+        self.on_event(self.clean(event))
+
+    def clean(self, event: EngineEvent) -> EngineEvent:
+        if isinstance(event, TokenText):
+            stream = self._streams.setdefault(event.job_id, StreamCleaner())
+            return TokenText(event.job_id, stream.feed(event.text))
+        if isinstance(event, GenerationFinished | GenerationFailed):
+            self._streams.pop(event.job_id, None)  # their ``text`` is the whole answer
+        if isinstance(event, ModelReady):
+            info = dataclasses.replace(
+                event.info, path=clean_text(event.info.path), name=clean_text(event.info.name)
+            )
+            return ModelReady(info, event.seconds)
+        changes = {
+            f.name: clean_data(getattr(event, f.name))
+            for f in dataclasses.fields(event)
+            if isinstance(getattr(event, f.name), str | dict)
+        }
+        return dataclasses.replace(event, **changes)
 
 
 class Engine(Protocol):

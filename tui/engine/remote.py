@@ -45,6 +45,7 @@ import httpx
 
 from tui.endpoints import Endpoint
 from tui.engine.protocol import (
+    CleanEvents,
     EngineEvent,
     EventCallback,
     Generate,
@@ -255,7 +256,7 @@ class RemoteEngine:
     # --- Engine interface ---------------------------------------------------------------
 
     def start(self, on_event: EventCallback) -> None:
-        self._on_event = on_event
+        self._on_event = CleanEvents(on_event)  # what it reports is data, made safe
         self._thread = threading.Thread(target=self._run, name="remote-engine", daemon=True)
         self._thread.start()
 

@@ -15,6 +15,7 @@ from textual.widgets.option_list import Option
 
 from tui.gguf_info import GGUFError, read_gguf_info
 from tui.models import discover_models
+from tui.sanitize import clean_text
 
 
 class ModelPickerScreen(ModalScreen[str | None]):
@@ -74,8 +75,8 @@ def _option(path: Path, source: str, current: bool) -> Option:
     try:
         info = read_gguf_info(path)
     except GGUFError as exc:
-        line.append(f"{path.name}  ", style="bold")
-        line.append(f"unreadable: {exc}", style="red")
+        line.append(f"{clean_text(path.name)}  ", style="bold")
+        line.append(clean_text(f"unreadable: {exc}"), style="red")
         return Option(line, id=str(path), disabled=True)
     line.append(info.name[:40], style="bold")
     template = "chat template" if info.has_chat_template else "no template: transcript"
@@ -84,5 +85,5 @@ def _option(path: Path, source: str, current: bool) -> Option:
         f"{template} · {source}",
         style="dim",
     )
-    line.append(f"\n    {path}", style="dim italic")
+    line.append(f"\n    {clean_text(str(path))}", style="dim italic")
     return Option(line, id=str(path))
