@@ -28,7 +28,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, OptionList
 
-from tui import export
+from tui import export, paths
 from tui import store as st
 from tui.endpoints import Endpoint
 from tui.engine.batching import TokenBatcher, TokensReady
@@ -576,8 +576,7 @@ class LlamaTUI(App[None]):
                 )
             path = Path(target).expanduser()
             try:
-                path.write_text(text, "utf-8")
-                path.chmod(0o600)  # chats are private
+                paths.write_private(path, text)  # chats are private
             except OSError as exc:
                 self.notify(f"Cannot write {path}: {exc.strerror}", severity="error")
                 return
