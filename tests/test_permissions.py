@@ -147,3 +147,26 @@ def test_a_personas_dir_others_can_write_is_not_read(tmp_path: Path) -> None:
     assert any("can be written by every user" in str(p) for p in library.problems)
     folder.chmod(0o700)
     assert load_library(user_dir=folder).get("assistant").name == "Planted"
+
+
+async def test_the_tuis_chat_export_is_private(tmp_path: Path) -> None:
+    """Even over an existing 0644 file: the export is a copy of a private chat.
+
+    (Today's code already chmods after writing; this keeps it so with write_private.)
+    """
+    from tests.uihelpers import make_app, wait_for
+
+    target = tmp_path / "chat.md"
+    target.write_text("old")
+    target.chmod(0o644)
+    app = make_app(tmp_path)
+    chat = app.store.create_conversation("assistant")
+    app.store.add_message(chat.id, "user", "a private matter")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.conversation_id == chat.id)
+        app.action_export_chat("md")
+        await wait_for(pilot, lambda: bool(app.screen.query("Input")))
+        app.screen.query_one("Input").value = str(target)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "a private matter" in target.read_text())
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600

@@ -567,6 +567,9 @@ class PersonasScreen(Screen[str | None]):
             return
         if isinstance(item, PersonaProblem):
             path = item.path
+            if path.is_dir():  # the personas folder itself, not read (others can write it)
+                self.notify(item.reason, severity="warning", markup=False)
+                return
             if path.parent.resolve() != self.user_dir.resolve():
                 self.notify("Bundled files cannot be deleted.", severity="warning")
                 return
