@@ -182,7 +182,8 @@ class StateCache:
                 shutil.rmtree(old, ignore_errors=True)
         mine = root / str(os.getpid())
         shutil.rmtree(mine, ignore_errors=True)  # a crashed process that had our pid
-        mine.mkdir(mode=0o700)
+        mine.mkdir()
+        mine.chmod(0o700)  # whatever the umask
         return mine
 
     def best(self, prompt: np.ndarray) -> tuple[SavedState | None, int]:
