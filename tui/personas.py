@@ -313,8 +313,8 @@ def load_library(bundled_dir: Path | None = None, user_dir: Path | None = None) 
 def _others_can_write(directory: Path) -> str | None:
     """Why the user's personas are not read: another user could have planted them.
 
-    The directory itself is enough: a file or folder put there by another user
-    belongs to that user, which :func:`paths.others_can_write` refuses too.
+    The directory itself is enough: while only its owner can write to it, only
+    its owner can have put files in it.
     """
     unsafe = paths.others_can_write(directory)
     if unsafe is None:
