@@ -127,10 +127,11 @@ async def test_copy_edit_regenerate_and_versions(tmp_path: Path) -> None:
         await pilot.press("r")  # regenerate
         await wait_for(pilot, lambda: any(m.content == "second answer" for m in answers(app)))
         await pilot.pause()
-        assert "2 versions" in screen_text(app)
+        assert "version 2/2 (v)" in screen_text(app)  # which one is shown, of how many
         view.focus()
         await pilot.press("v")
         await wait_for(pilot, lambda: answers(app)[0].content.startswith("first answer"))
+        await wait_for(pilot, lambda: "version 1/2 (v)" in screen_text(app))
 
         await pilot.press("up")  # the user's message
         assert view.selected.message.role == "user"

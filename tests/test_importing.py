@@ -191,6 +191,20 @@ def test_modelfile_maps_parameters_system_and_messages() -> None:
         assert expected in warnings
 
 
+def test_a_bare_modelfile_is_named_from_its_content_not_its_folder(tmp_path: Path) -> None:
+    """``~/dl/Modelfile`` was named "Dl": the SYSTEM prompt or the model names it instead."""
+    (tmp_path / "dl").mkdir()
+    path = tmp_path / "dl" / "Modelfile"
+    path.write_text('FROM llama3.2:1b\nSYSTEM """You are Mario, a plumber from Brooklyn."""\n')
+    assert import_persona(path).persona.name == "Mario"
+    path.write_text('FROM llama3.2:1b\nSYSTEM """You are a helpful assistant."""\n')
+    assert import_persona(path).persona.name == "Llama3.2"
+    path.write_text("FROM ./models/mistral-7b-instruct.Q4_K_M.gguf\n")
+    assert import_persona(path).persona.name == "Mistral 7b instruct"
+    path.write_text('FROM ./tiny.gguf\nSYSTEM """Your name is Ada Lovelace. Be brief."""\n')
+    assert import_persona(path).persona.name == "Ada Lovelace"
+
+
 def test_modelfile_clamps_and_rejects_bad_values(tmp_path: Path) -> None:
     (tmp_path / "luigi").mkdir()
     path = tmp_path / "luigi" / "Modelfile"
@@ -205,7 +219,7 @@ def test_modelfile_clamps_and_rejects_bad_values(tmp_path: Path) -> None:
     assert persona.sampling == {"temperature": 2.0, "n_ctx": 256}
     assert persona.system == "one line\n\nand a system message"
     assert persona.model == str(tmp_path / "luigi" / "models" / "tiny.gguf")
-    assert persona.name == "Luigi"  # a bare "Modelfile" is named after its folder
+    assert persona.name == "Tiny"  # a bare "Modelfile": from FROM, never its folder
     warnings = "\n".join(result.warnings)
     assert "PARAMETER temperature 5 is outside 0..2; clamped to 2.0" in warnings
     assert "PARAMETER num_ctx 64 is outside 256..131072; clamped to 256" in warnings
@@ -667,6 +681,23 @@ def test_cli_import_saves_and_refuses_to_overwrite(dirs: Path) -> None:
     assert sorted(p.name for p in dirs.iterdir()) == ["luigi.toml", "mario.toml"]
     assert load_persona_file(dirs / "luigi.toml").name == "../../Luigi"
     assert "mario" in run_cli("personas", "list")[1]
+
+
+def test_cli_import_refuses_a_second_persona_with_the_same_name(dirs: Path, tmp_path: Path) -> None:
+    """Another file already shown as "Alice": refused, even with --force; --name works."""
+    dirs.mkdir(parents=True)
+    (dirs / "alice-2.toml").write_text('name = "Alice"\nsystem = "An older Alice."\n')
+    card = tmp_path / "alice.json"
+    card.write_text(json.dumps(v2("alice", description="A spy.")))
+    for extra in ([], ["--force"]):
+        code, out, err = run_cli("personas", "import", str(card), *extra)
+        assert (code, out) == (1, "")
+        assert "already have a persona named 'Alice' ('alice-2')" in err and "--name" in err
+    assert [p.name for p in dirs.iterdir()] == ["alice-2.toml"]
+    code, _out, _err = run_cli("personas", "import", str(card), "--name", "Alice the spy")
+    assert code == 0
+    names = [p.name for p in load_library(user_dir=dirs).personas.values()]
+    assert len(names) == len(set(names))
 
 
 def test_cli_import_over_a_bundled_persona_says_so(dirs: Path) -> None:

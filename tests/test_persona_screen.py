@@ -427,3 +427,61 @@ async def test_import_from_the_persona_screen(tmp_path: Path) -> None:
         assert "Mario" in text and "temperature = 0.9" in text
         messages = [str(n.message) for n in app._notifications]
         assert any("Imported" in m and "tfs_z" in m for m in messages)
+
+
+async def test_importing_a_second_alice_asks_for_another_name(
+    dirs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A second "Alice" was saved silently as alice-2.toml, shown as "Alice" too."""
+    import json
+
+    from tui.screens.text_prompt import TextPromptScreen
+
+    bundled, user = dirs
+    card = tmp_path / "alice.json"
+    card.write_text(json.dumps({"spec": "chara_card_v2", "data": {"name": "Alice"}}))
+    app = host(dirs)
+
+    def shown_names() -> list[str]:
+        return sorted(p.name for p in load_library(bundled, user).personas.values())
+
+    async def import_card() -> None:
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonasScreen))
+        await pilot.press("i")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextPromptScreen))
+        app.screen.query_one(Input).value = str(card)
+        await pilot.press("enter")
+
+    async with app.run_test(size=SIZE) as pilot:
+        await import_card()
+        await wait_for(pilot, lambda: "Alice" in shown_names())
+        await import_card()
+        await wait_for(pilot, lambda: "already have a persona named 'Alice'" in screen_text(app))
+        assert app.screen.query_one(Input).value == "Alice 2"
+        await pilot.press("escape")  # Esc: nothing is imported
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonasScreen))
+        assert len(list(user.glob("*.toml"))) == 1
+        await import_card()
+        await wait_for(pilot, lambda: "already have a persona named 'Alice'" in screen_text(app))
+        app.screen.query_one(Input).value = "alice"  # still taken: asked again
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "already have a persona named 'Alice'" in screen_text(app))
+        app.screen.query_one(Input).value = "Alice the spy"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(list(user.glob("*.toml"))) == 2)
+    names = shown_names()
+    assert "Alice" in names and "Alice the spy" in names
+    assert len({n.casefold() for n in names}) == len(names)
+
+
+async def test_the_editor_refuses_a_name_another_persona_has(dirs: tuple[Path, Path]) -> None:
+    app = host(dirs)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonasScreen))
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonaEditor))
+        app.screen.query_one("#name", Input).value = "bob"  # the bundled Bob
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: "Another persona is already named Bob" in screen_text(app))
+        assert isinstance(app.screen, PersonaEditor)
+        assert not list(dirs[1].glob("*.toml"))

@@ -191,6 +191,28 @@ def test_regenerate_keeps_earlier_answers_reachable(runner: rn.ChatRunner) -> No
     assert runner.cycle_version(second.id).content == "second joke"
 
 
+def test_versions_keep_their_numbers_as_they_cycle(runner: rn.ChatRunner) -> None:
+    """`3 versions (v)` never said which one was shown: each version keeps its number."""
+    conv = runner.new_conversation("assistant")
+    _u, answer, job_id = runner.send(conv.id, "a joke please")
+    finish(runner, job_id, "joke 1")
+    for text in ("joke 2", "joke 3"):
+        answer, job_id = runner.regenerate(conv.id)
+        finish(runner, job_id, text)
+    shown = runner.store.get_message(answer.id)
+    assert (shown.content, shown.meta["version"]) == ("joke 3", 3)
+    seen = []
+    for _ in range(4):
+        shown = runner.cycle_version(answer.id)
+        seen.append((shown.content, shown.meta["version"], len(shown.meta["alternatives"]) + 1))
+    assert seen == [("joke 1", 1, 3), ("joke 2", 2, 3), ("joke 3", 3, 3), ("joke 1", 1, 3)]
+    answer, job_id = runner.regenerate(conv.id)  # regenerated while joke 1 is shown
+    finish(runner, job_id, "joke 4")
+    newest = runner.store.get_message(answer.id)
+    assert newest.meta["version"] == 4
+    assert sorted(v["meta"]["version"] for v in newest.meta["alternatives"]) == [1, 2, 3]
+
+
 def test_regenerate_needs_an_answer(runner: rn.ChatRunner) -> None:
     conv = runner.new_conversation("assistant")
     with pytest.raises(ValueError, match="no answer"):

@@ -29,7 +29,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, OptionList
 
-from tui import export
+from tui import export, paths
 from tui import store as st
 from tui.endpoints import Endpoint
 from tui.engine.batching import TokenBatcher, TokensReady
@@ -134,6 +134,7 @@ class LlamaTUI(App[None]):
         self.model_ready = False
         self.show_archived = False
         self.editing_id: int | None = None  # user message being edited, if any
+        self._fresh_chat: int | None = None  # made with Ctrl+N, dropped if left unused
         self._deleted: list[dict] = []  # exports of deleted chats, for undo
         self._code_block_index: dict[int, int] = {}
         self._last_error = ""
@@ -177,7 +178,7 @@ class LlamaTUI(App[None]):
             with Vertical(id="chat-pane"):
                 yield ChatView(id="chat")
                 yield StatusLine(id="status")
-                yield PromptInput(id="prompt")
+                yield PromptInput(id="prompt", placeholder="ask something…")
             sampling = SamplingPanel(id="sampling")
             sampling.display = False
             yield sampling
@@ -269,6 +270,7 @@ class LlamaTUI(App[None]):
 
     async def open_conversation(self, conversation_id: int) -> None:
         conversation = self.store.get_conversation(conversation_id)
+        self._drop_unused_chat(keep=conversation_id)
         self.conversation_id = conversation_id
         persona = self.runner.persona_of(conversation)
         messages = self.store.messages(conversation_id)
@@ -283,9 +285,42 @@ class LlamaTUI(App[None]):
             status.n_ctx = last.meta["n_ctx"]
         else:
             status.used, status.n_ctx = 0, 0
+        # The speed of this chat's last answer; never another chat's.
+        speed = last.meta.get("tokens_per_second") if last else None
+        status.speed = float(speed) if isinstance(speed, int | float) else 0.0
         self.refresh_chat_list()
         self._show_sampling()
         self._schedule_tidy()
+
+    def _drop_unused_chat(self, keep: int | None = None) -> None:
+        """Delete the chat made with Ctrl+N if it is left without a message of yours.
+
+        Why: every Ctrl+N left an empty "New chat" in the list, and they piled
+        up. A chat you renamed or pinned is kept: you did something with it.
+        """
+        fresh = self._fresh_chat
+        if fresh is None or fresh == keep:
+            return
+        self._fresh_chat = None
+        try:
+            conversation = self.store.get_conversation(fresh)
+            renamed = conversation.title != "New chat"  # the store's name for no title
+            if renamed or conversation.pinned or self.runner.job_for(fresh):
+                return
+            if any(m.role == "user" for m in self.store.messages(fresh)):
+                return
+            self.store.delete_conversation(fresh)
+        except (KeyError, st.StoreError):
+            return  # already deleted, or the database refuses: nothing to tidy
+        if self.conversation_id == fresh:
+            self.conversation_id = None
+
+    def _start_new_chat(self, persona_id: str) -> None:
+        """Make a chat with ``persona_id`` and open it; the last unused new chat goes."""
+        conversation = self.runner.new_conversation(persona_id)
+        self._drop_unused_chat(keep=conversation.id)
+        self._fresh_chat = conversation.id
+        self.run_worker(self.open_conversation(conversation.id), exclusive=True)
 
     def action_new_chat(self) -> None:
         if len(self.screen_stack) > 1:
@@ -293,8 +328,7 @@ class LlamaTUI(App[None]):
 
         def create(persona_id: str | None) -> None:
             if persona_id:
-                conversation = self.runner.new_conversation(persona_id)
-                self.run_worker(self.open_conversation(conversation.id), exclusive=True)
+                self._start_new_chat(persona_id)
                 self.query_one(PromptInput).focus()
 
         self.push_screen(NewChatScreen(self.personas.sorted(), self.default_persona), create)
@@ -464,8 +498,7 @@ class LlamaTUI(App[None]):
 
         def chosen(persona_id: str | None) -> None:
             if persona_id:
-                conversation = self.runner.new_conversation(persona_id)
-                self.run_worker(self.open_conversation(conversation.id), exclusive=True)
+                self._start_new_chat(persona_id)
             self.query_one(PromptInput).focus()
 
         self.push_screen(PersonasScreen(self.personas_dir, selected=current), chosen)
@@ -598,8 +631,7 @@ class LlamaTUI(App[None]):
                 )
             path = Path(target).expanduser()
             try:
-                path.write_text(text, "utf-8")
-                path.chmod(0o600)  # chats are private
+                paths.write_private(path, text)  # chats are private
             except OSError as exc:
                 self.notify(f"Cannot write {path}: {exc.strerror}", severity="error")
                 return
@@ -757,8 +789,8 @@ class LlamaTUI(App[None]):
             if shown and job is not None:
                 await view.update_message(self.store.get_message(job.message_id))
             if isinstance(event, GenerationFinished):
-                status.speed = event.tokens_per_second
                 if shown:
+                    status.speed = event.tokens_per_second
                     status.used = event.prompt_tokens + event.completion_tokens
                 if event.reason == "context":
                     self.notify("The answer reached the context limit.", severity="warning")
@@ -801,4 +833,5 @@ class LlamaTUI(App[None]):
 
     def on_unmount(self) -> None:
         self.runner.flush_all()
+        self._drop_unused_chat()
         self.engine.close()

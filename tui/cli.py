@@ -240,8 +240,7 @@ def chats_command(args: argparse.Namespace, store: Store) -> int:
         text = export.dumps(conversation, messages) + "\n"
     if action == "export" and args.output:
         out = Path(args.output).expanduser()
-        out.write_text(text, "utf-8")
-        out.chmod(0o600)
+        paths.write_private(out, text)
         print(f"wrote {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)

@@ -49,6 +49,13 @@ def load_config(path: Path | None = None) -> Config:
     config = Config(path=path)
     if not path.is_file():
         return config
+    unsafe = paths.others_can_write(path.parent) or paths.others_can_write(path)
+    if unsafe:
+        config.problems.append(
+            f"{path}: not read, because {unsafe}: another user could have written it. "
+            f"Check the file, then run: chmod 700 {path.parent}; chmod 600 {path}"
+        )
+        return config
     try:
         data = tomllib.loads(path.read_text("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

@@ -129,9 +129,9 @@ def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         try:
             if args.format == "card" and target.suffix.lower() == ".png":
                 data, warnings = export_card_png(persona)
-                target.write_bytes(data)
+                paths.write_private(target, data)
             else:
-                target.write_text(text, encoding="utf-8")
+                paths.write_private(target, text)
         except OSError as exc:
             err.write(f"llama-tui: cannot write {target}: {exc.strerror}\n")
             return 1
@@ -152,6 +152,15 @@ def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 1
     persona, user_dir = result.persona, paths.user_personas_dir()
     target = user_dir / f"{persona.id}.toml"
+    twin = load_library().same_name(persona.name, other_than=persona.id)
+    if twin is not None:
+        err.write(
+            clean_text(
+                f"llama-tui: you already have a persona named {twin.name!r} ('{twin.id}'); "
+                "use --name to import this one under another name\n"
+            )
+        )
+        return 1
     if target.exists() and not args.force:
         err.write(
             f"llama-tui: you already have a persona '{persona.id}' ({target}); "

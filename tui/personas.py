@@ -271,6 +271,22 @@ class PersonaLibrary:
                 return self.personas[candidate]
         return Persona(id=DEFAULT_PERSONA, name="Assistant", system="You are a helpful assistant.")
 
+    def same_name(self, name: str, other_than: str = "") -> Persona | None:
+        """Another persona (not the id ``other_than``) shown as ``name`` (any case).
+
+        Why: personas are picked by name in every list; two with one name
+        cannot be told apart.
+        """
+        wanted = " ".join(name.split()).casefold()
+        return next(
+            (
+                p
+                for p in self.sorted()
+                if p.id != other_than and " ".join(p.name.split()).casefold() == wanted
+            ),
+            None,
+        )
+
     def sorted(self) -> list[Persona]:
         """The default persona first, then by name."""
         personas = self.personas.values()
@@ -287,6 +303,10 @@ def load_library(bundled_dir: Path | None = None, user_dir: Path | None = None) 
     ):
         if not directory.is_dir():
             continue
+        unsafe = None if bundled else _others_can_write(directory)
+        if unsafe:
+            problems.append(PersonaProblem(directory, unsafe))
+            continue
         for path in sorted(directory.glob("*.toml")):
             try:
                 persona = load_persona_file(path, bundled=bundled)
@@ -296,6 +316,21 @@ def load_library(bundled_dir: Path | None = None, user_dir: Path | None = None) 
             personas[persona.id] = persona
             problems.extend(PersonaProblem(path, w) for w in persona.warnings)
     return PersonaLibrary(personas, problems)
+
+
+def _others_can_write(directory: Path) -> str | None:
+    """Why the user's personas are not read: another user could have planted them.
+
+    The directory itself is enough: while only its owner can write to it, only
+    its owner can have put files in it.
+    """
+    unsafe = paths.others_can_write(directory)
+    if unsafe is None:
+        return None
+    return (
+        f"your personas were not loaded, because {unsafe}: another user could have "
+        f"written them. Check the files, then run: chmod 700 {directory}"
+    )
 
 
 def save_persona(persona: Persona, user_dir: Path | None = None) -> Path:
@@ -308,7 +343,7 @@ def save_persona(persona: Persona, user_dir: Path | None = None) -> Path:
     persona.id = slugify(persona.id or persona.name)
     path = directory / f"{persona.id}.toml"
     tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(persona.to_toml_dict(), multiline_strings=True), "utf-8")
+    paths.write_private(tmp, tomli_w.dumps(persona.to_toml_dict(), multiline_strings=True))
     tmp.replace(path)
     persona.path, persona.bundled = path, False
     return path

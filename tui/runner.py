@@ -136,9 +136,10 @@ class ChatRunner:
         if len(messages) < 2 or messages[-1].role != "assistant":
             raise ValueError("There is no answer to regenerate.")
         last = messages[-1]
-        alternatives = [*last.meta.get("alternatives", []), _version(last)]
+        alternatives = _numbered([*last.meta.get("alternatives", []), _version(last)])
         self.store.delete_message(last.id)
-        return self._answer(conversation_id, {"alternatives": alternatives})
+        meta = {"alternatives": alternatives, "version": len(alternatives) + 1}
+        return self._answer(conversation_id, meta)
 
     def cycle_version(self, message_id: int) -> st.Message:
         """Show the next stored version of a regenerated answer."""
@@ -297,7 +298,22 @@ def _started(conversation: st.Conversation) -> datetime:
         return datetime.now()
 
 
+def _numbered(versions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give each version its number (1 = the first answer), kept as it cycles.
+
+    Versions stored before they were numbered are numbered in stored order,
+    which is the order they were made in unless ``v`` cycled them.
+    """
+    if all(isinstance(v.get("meta", {}).get("version"), int) for v in versions):
+        return versions
+    return [
+        {**v, "meta": {**v.get("meta", {}), "version": number}}
+        for number, v in enumerate(versions, 1)
+    ]
+
+
 def _version(message: st.Message) -> dict[str, Any]:
     """One answer version, as kept in ``meta["alternatives"]``."""
     meta = {k: v for k, v in message.meta.items() if k != "alternatives"}
+    meta.setdefault("version", 1)  # the first answer was never numbered
     return {"content": message.content, "status": message.status, "meta": meta}

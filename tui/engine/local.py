@@ -19,6 +19,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from tui import paths
 from tui.engine.protocol import (
     Cancel,
     CancelLoad,
@@ -56,7 +57,7 @@ def relevant_log_lines(tail: str, limit: int = 6) -> str:
 def _open_log(path: Path) -> int:
     """An fd for the child's stdout/stderr: the log (0600, rotated at 5 MB)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        paths.ensure_private_dir(path.parent)
         if path.exists() and path.stat().st_size > LOG_LIMIT_BYTES:
             path.replace(path.with_name(path.name + ".1"))
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

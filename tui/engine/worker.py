@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from tui import paths
 from tui.engine.protocol import (
     Generate,
     GenerationFailed,
@@ -172,7 +173,7 @@ class StateCache:
     @staticmethod
     def _make_dir(root: Path) -> Path:
         """This process's (empty) directory under ``root``, after removing dead processes' ones."""
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        paths.ensure_private_dir(root)
         if root.stat().st_uid != os.getuid():
             raise PermissionError(f"{root} belongs to another user")
         for old in root.iterdir():
@@ -181,7 +182,8 @@ class StateCache:
                 shutil.rmtree(old, ignore_errors=True)
         mine = root / str(os.getpid())
         shutil.rmtree(mine, ignore_errors=True)  # a crashed process that had our pid
-        mine.mkdir(mode=0o700)
+        mine.mkdir()
+        mine.chmod(0o700)  # whatever the umask
         return mine
 
     def best(self, prompt: np.ndarray) -> tuple[SavedState | None, int]:
@@ -766,7 +768,6 @@ def main(argv: list[str] | None = None) -> None:
     import threading
     from multiprocessing.connection import Connection
 
-    from tui import paths
     from tui.engine.protocol import Cancel, CancelLoad
 
     argv = sys.argv[1:] if argv is None else argv

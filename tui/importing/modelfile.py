@@ -164,11 +164,13 @@ def parse_modelfile(text: str, source: Path | None = None) -> tuple[Persona, lis
     commands, meta, warnings = parse_commands(text, source)
     persona = Persona(id="", name="")
     messages: list[tuple[str, str]] = []
+    models: list[str] = []  # FROM values: a name when nothing else gives one
     systems: list[str] = []  # SYSTEM instructions: the last one wins, as in Ollama
     system_messages: list[str] = []  # MESSAGE system ...: kept, after it
     for command in commands:
         where = f"line {command.line}: "
         if command.name == "from":
+            models.append(command.args.strip())
             _set_model(persona, command.args, source, warnings, where)
         elif command.name == "parameter":
             _set_parameter(persona, command.args, warnings, where)
@@ -192,7 +194,7 @@ def parse_modelfile(text: str, source: Path | None = None) -> tuple[Persona, lis
     warnings.extend(dict.fromkeys(problems))
     _apply_meta(persona, meta, warnings)
     if not persona.name:
-        persona.name = _name_from_path(source)
+        persona.name = _guess_name(persona.system, models[-1:], source)
     if not persona.description:
         label = source.name if source else "a Modelfile"
         persona.description = f"Imported from {label} (Ollama Modelfile)."
@@ -238,12 +240,38 @@ def _apply_meta(persona: Persona, meta: dict[str, object], warnings: list[str]) 
         persona.mode = "auto"
 
 
-def _name_from_path(source: Path | None) -> str:
-    """``mario.Modelfile`` → ``Mario``; a bare ``Modelfile`` is named after its folder."""
-    if source is not None and source.name.lower() == "modelfile":
-        folder = source.resolve().parent.name
-        return pretty_stem(Path(folder)) if folder else "Modelfile"
-    return pretty_stem(source, "Modelfile")
+_CALLED = re.compile(
+    r"\b(?i:you are called|you are named|you are|you're|your name is)\s+"
+    r"((?:[A-Z][\w'’-]+)(?:\s+[A-Z][\w'’-]+){0,2})"
+)
+_NOT_NAMES = {"A", "An", "The", "Your", "My", "Our", "This", "That", "Not", "Now", "Here", "AI"}
+
+
+def _guess_name(system: str, models: list[str], source: Path | None) -> str:
+    """A name for a Modelfile that gives none: ``mario.Modelfile`` → ``Mario``.
+
+    A bare ``Modelfile`` says nothing in its file name (nor does its folder:
+    ``~/dl/Modelfile`` is not "Dl"), so the name comes from the content: who
+    the SYSTEM prompt says the model is ("You are Mario, …"), else the model
+    in FROM (``llama3.2:1b`` → ``Llama3.2``, ``./tiny.gguf`` → ``Tiny``).
+    """
+    if source is not None and source.name.lower() not in ("modelfile", "modelfile.txt"):
+        return pretty_stem(source, "Modelfile")
+    match = _CALLED.search(system)
+    if match:
+        words = match.group(1).split()
+        while words and words[0] in _NOT_NAMES:
+            words.pop(0)
+        if words:
+            return " ".join(words)
+    if models:
+        base = re.split(r"[/\\]", models[0].strip("\"' "))[-1].split(":")[0]
+        base = re.sub(r"\.gguf$", "", base, flags=re.IGNORECASE)
+        base = re.sub(r"[.-](?:I?Q\d\w*|B?F(?:16|32))$", "", base, flags=re.IGNORECASE)
+        words = re.sub(r"[-_]+", " ", base).strip()
+        if words:
+            return words[:1].upper() + words[1:]
+    return "Modelfile"
 
 
 def looks_like_modelfile(text: str) -> bool:

@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Collection, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 from textual import events, on
@@ -46,6 +47,9 @@ from tui.personas import (
 )
 from tui.sampling import SPEC, coerce, out_of_range
 from tui.screens.confirm import ConfirmScreen
+
+if TYPE_CHECKING:
+    from tui.importing import ImportResult  # imported when used: it is slow to load
 
 EXAMPLES_HELP = (
     'Each example is a line "User: …" then a line "AI: …"; the lines after either one '
@@ -466,13 +470,13 @@ class PersonasScreen(Screen[str | None]):
         return set(self.library.personas) | on_disk
 
     def action_new(self) -> None:
-        editor = PersonaEditor(None, self.user_dir, self._taken())
+        editor = PersonaEditor(None, self.user_dir, self._taken(), self.library)
         self.app.push_screen(editor, self._saved)
 
     def action_edit(self) -> None:
         persona = self._persona_or_say()
         if persona is not None:
-            editor = PersonaEditor(persona, self.user_dir, self._taken())
+            editor = PersonaEditor(persona, self.user_dir, self._taken(), self.library)
             self.app.push_screen(editor, self._saved)
 
     def _saved(self, persona: Persona | None) -> None:
@@ -486,6 +490,8 @@ class PersonasScreen(Screen[str | None]):
         if persona is None:
             return
         name = f"{persona.name} (copy)"
+        if self.library.same_name(name):
+            name = self._free_name(name)
         twin = dataclasses.replace(
             copy.deepcopy(persona),
             id=unique_id(name, self._taken()),
@@ -515,19 +521,45 @@ class PersonasScreen(Screen[str | None]):
             except PersonaImportError as exc:
                 self.notify(str(exc), title="Import failed", severity="error", markup=False)
                 return
-            persona = result.persona
-            persona.id = unique_id(persona.name, self._taken())
-            try:
-                save_persona(persona, self.user_dir)
-            except OSError as exc:
-                self.notify(f"Could not save: {exc}", severity="error", markup=False)
-                return
-            notes = "".join(f"\n• {w}" for w in result.warnings)
-            self.notify(f"Imported {persona.name} ({result.format}) to {persona.path}{notes}",
-                        timeout=15, markup=False)  # fmt: skip
-            self._changed(persona.id)
+            self._import_named(result, result.persona.name)
 
         self.app.push_screen(TextPromptScreen("Import a persona from (file path)"), chosen)
+
+    def _import_named(self, result: ImportResult, name: str) -> None:
+        """Save ``result`` as ``name``; ask for another name while one is taken."""
+        from tui.screens.text_prompt import TextPromptScreen
+
+        twin = self.library.same_name(name)
+        if twin is not None:
+
+            def renamed(new: str | None) -> None:
+                if new and new.strip():
+                    self._import_named(result, " ".join(new.split()))
+
+            question = (
+                f"You already have a persona named {twin.name!r}. Import this one as (Esc cancels):"
+            )
+            self.app.push_screen(TextPromptScreen(question, self._free_name(name)), renamed)
+            return
+        persona = result.persona
+        persona.name = name
+        persona.id = unique_id(name, self._taken())
+        try:
+            save_persona(persona, self.user_dir)
+        except OSError as exc:
+            self.notify(f"Could not save: {exc}", severity="error", markup=False)
+            return
+        notes = "".join(f"\n• {w}" for w in result.warnings)
+        self.notify(f"Imported {persona.name} ({result.format}) to {persona.path}{notes}",
+                    timeout=15, markup=False)  # fmt: skip
+        self._changed(persona.id)
+
+    def _free_name(self, name: str) -> str:
+        """``name 2``, ``name 3``…: the first that no persona is shown as."""
+        number = 2
+        while self.library.same_name(f"{name} {number}"):
+            number += 1
+        return f"{name} {number}"
 
     def action_delete(self) -> None:
         item = self.current()
@@ -535,6 +567,9 @@ class PersonasScreen(Screen[str | None]):
             return
         if isinstance(item, PersonaProblem):
             path = item.path
+            if path.is_dir():  # the personas folder itself, not read (others can write it)
+                self.notify(item.reason, severity="warning", markup=False)
+                return
             if path.parent.resolve() != self.user_dir.resolve():
                 self.notify("Bundled files cannot be deleted.", severity="warning")
                 return
@@ -609,11 +644,18 @@ class PersonaEditor(Screen[Persona | None]):
         Binding("escape", "cancel", "Cancel"),
     ]
 
-    def __init__(self, persona: Persona | None, user_dir: Path, taken: Collection[str]) -> None:
+    def __init__(
+        self,
+        persona: Persona | None,
+        user_dir: Path,
+        taken: Collection[str],
+        library: PersonaLibrary | None = None,
+    ) -> None:
         super().__init__()
         self.original = persona
         self.user_dir = user_dir
         self.taken = set(taken)
+        self.library = library  # to refuse a name another persona is shown as
         self._start: tuple[object, ...] = ()
 
     def _title(self) -> Text:
@@ -716,6 +758,10 @@ class PersonaEditor(Screen[Persona | None]):
             values[key] = values[key].strip()
             if not values[key]:
                 errors[key] = f"{key.replace('_', ' ').capitalize()} is required."
+        own_id = self.original.id if self.original else ""
+        twin = self.library.same_name(values["name"], own_id) if self.library else None
+        if twin is not None and values["name"]:
+            errors["name"] = f"Another persona is already named {twin.name} ({twin.id})."
         mode = self.query_one("#mode", Select).value
         if mode not in MODES:
             errors["mode"] = f"Mode must be one of {', '.join(MODES)}."

@@ -54,7 +54,8 @@ class SearchScreen(ModalScreen[tuple[int, int] | None]):
             line.append(f"  {_snippet(message.content, event.value)}")
             options.append(Option(line, id=f"{message.conversation_id}:{message.id}"))
         self.query_one(OptionList).set_options(options)
-        self.query_one(Label).update(f"{len(results)} results" if event.value.strip() else "")
+        count = f"{len(results)} result{'' if len(results) == 1 else 's'}"
+        self.query_one(Label).update(count if event.value.strip() else "")
 
     @on(Input.Submitted, "#query")
     def submit(self) -> None:

@@ -69,9 +69,12 @@ class MessageBox(Vertical):
     def _who(self) -> Text:
         name = "You" if self.message.role == "user" else self.ai_name
         notes = [_STATUS_NOTES.get(self.message.status, "")]
-        versions = len(self.message.meta.get("alternatives", []))
-        if versions:
-            notes.append(f"{versions + 1} versions (v)")
+        versions = self.message.meta.get("alternatives")
+        if versions and isinstance(versions, list):
+            shown = self.message.meta.get("version")
+            total = len(versions) + 1
+            where = f"version {shown}/{total}" if isinstance(shown, int) else f"{total} versions"
+            notes.append(f"{where} (v)")
         return Text(f"{name}  {' · '.join(n for n in notes if n)}".rstrip())
 
     def _error(self) -> str:
