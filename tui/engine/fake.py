@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from tui.engine.protocol import (
+    Engine,
     EventCallback,
     Generate,
     GenerationFinished,
@@ -29,7 +30,7 @@ def echo_answer(job: Generate) -> str:
     return f"You said: {job.history[-1].content}"
 
 
-class FakeEngine:
+class FakeEngine(Engine):
     """Streams ``answer(job)`` word by word with ``delay`` seconds between words."""
 
     def __init__(

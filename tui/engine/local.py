@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from tui.engine.protocol import (
+    CANCEL_ALL,
     Cancel,
     CancelLoad,
+    Engine,
     EventCallback,
     Generate,
     GenerationFailed,
@@ -63,7 +65,7 @@ def _open_log(path: Path) -> int:
         return os.open(os.devnull, os.O_WRONLY)
 
 
-class LocalEngine:
+class LocalEngine(Engine):
     """Runs ``python -m tui.engine.worker`` and relays its events."""
 
     def __init__(self, log_path: Path):
@@ -106,7 +108,7 @@ class LocalEngine:
         if proc is None or conn is None:
             return
         try:
-            conn.send(Cancel(2**62))
+            conn.send(Cancel(CANCEL_ALL))
             conn.send(None)
         except (OSError, ValueError):
             pass
