@@ -33,6 +33,7 @@ from tui.engine.protocol import (  # noqa: E402
     GenerationFinished,
     GenerationStarted,
     LoadModel,
+    ModelLoading,
     TokenText,
 )
 from tui.engine.worker import ModelRunner  # noqa: E402
@@ -54,6 +55,8 @@ class Player:
     def __init__(self, path: Path, n_ctx: int, **runner_kwargs: Any) -> None:
         self.events: list[Any] = []
         self.cpu_first: list[float] = []
+        self.path = str(path)
+        self.loads = 0
         self.runner = ModelRunner(self._send, lambda job_id: False, verbose=False, **runner_kwargs)
         if not self.runner.load(LoadModel(str(path), n_ctx=n_ctx)):
             sys.exit(f"could not load {path}: {self.events[-1]}")
@@ -61,6 +64,8 @@ class Player:
         self.cpu_ttft = 0.0  # process CPU seconds to the first token of the last turn
 
     def _send(self, event: Any) -> None:
+        if isinstance(event, ModelLoading) and event.progress == 0.0:
+            self.loads += 1
         if isinstance(event, TokenText) and not self.cpu_first:
             self.cpu_first.append(time.process_time())
         self.events.append(event)
@@ -137,6 +142,46 @@ def play(
     return returns, continuing, details
 
 
+def play_mixed_windows(
+    player: Player,
+    persona: PersonaPrompt,
+    chats: dict[str, list[Turn]],
+    windows: dict[str, int],
+    sampling: dict[str, Any],
+    rounds: int,
+    reload_per_window: bool,
+) -> tuple[list[float], list[float], int]:
+    """Alternate two chats whose n_ctx differ (a Bob chat and an Assistant chat, say).
+
+    With ``reload_per_window`` the model is reloaded whenever the window
+    changes, as the engine did before n_ctx became a prompt budget (the
+    baseline). Returns the TTFTs of returns and of continuing turns, and
+    how many times the model was loaded.
+    """
+    loads_before = player.loads
+    loaded = max(windows.values())
+    chats = {name: list(history) for name, history in chats.items()}
+    returns, continuing = [], []
+    for r in range(rounds + 1):
+        for name, history in chats.items():
+            for kind in ("return", "continue"):
+                if reload_per_window and windows[name] != loaded:
+                    started = time.monotonic()
+                    player.runner.close()
+                    player.runner.load(LoadModel(player.path, n_ctx=windows[name]))
+                    loaded = windows[name]
+                    reload_seconds = time.monotonic() - started
+                else:
+                    reload_seconds = 0.0
+                history.append(Turn("user", f"Round {r + 1}, {kind}: tell me one more thing."))
+                _begun, end = player.turn(persona, history, {**sampling, "n_ctx": windows[name]})
+                if r == 0:
+                    continue  # the first round only brings each chat into the runner
+                ttft = end.stats["ttft"] + reload_seconds
+                (returns if kind == "return" else continuing).append(ttft)
+    return returns, continuing, player.loads - loads_before
+
+
 def ms(values: list[float]) -> str:
     ordered = sorted(values)
     return (
@@ -208,6 +253,25 @@ def main() -> None:
         print(f"returning: {uncached_returns / cached_returns:.1f}x faster {label}")
     shutil.rmtree(state_dir, ignore_errors=True)
     print("target: return <= 1.5x continuing (with the state cache)")
+
+    # Chats of different windows: A at n_ctx - 512, B at n_ctx (Bob 512 / Assistant 4096
+    # in the app). Now: one load at the larger window, each chat's n_ctx its budget.
+    windows = {"A": args.n_ctx - 512, "B": args.n_ctx}
+    print(f"chats with different windows {windows}, states in files:")
+    for label, reload_per_window in (("now (one load)", False), ("before (reload)", True)):
+        state_dir = Path(tempfile.mkdtemp(prefix="bench-kv-states-"))
+        player = Player(path, args.n_ctx, state_dir=state_dir)
+        back, on, loads = play_mixed_windows(
+            player, persona, chats, windows, sampling, args.rounds, reload_per_window
+        )
+        player.runner.close()
+        shutil.rmtree(state_dir, ignore_errors=True)
+        ratio = statistics.median(back) / statistics.median(on)
+        print(f"  {label}: model loads after the first {loads}")
+        print(f"    switch to the other chat {ms(back)}")
+        print(f"    continuing turn          {ms(on)}")
+        print(f"    switch / continuing (medians): {ratio:.2f}x")
+    print("target: one load; a switch <= 1.5x a continuing turn")
 
 
 if __name__ == "__main__":

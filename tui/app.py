@@ -220,8 +220,7 @@ class LlamaTUI(App[None]):
         self._engine_started = True
         self.engine.start(self.batcher)
         if self.has_backend:
-            persona = self.personas.get(self.default_persona)
-            self.runner.load(self.runner.model, persona.sampling_defaults().n_ctx)
+            self.runner.load(self.runner.model)
         self.refresh_chat_list()  # the first frame listed only the newest chats
         self._schedule_tidy()
 
@@ -395,7 +394,7 @@ class LlamaTUI(App[None]):
         status = self.query_one(StatusLine)
         if self.conversation_id is not None and self.runner.cancel(self.conversation_id):
             status.state = "stopping…"
-        elif status.state.startswith("loading model") and hasattr(self.engine, "cancel_load"):
+        elif status.state.startswith("loading model"):
             self.engine.cancel_load()  # e.g. a big model picked by mistake
             status.state = "cancelling load…"
         elif self.editing_id is not None:
@@ -433,8 +432,7 @@ class LlamaTUI(App[None]):
             conversation = self.store.get_conversation(self.conversation_id)
             defaults = self.runner.persona_of(conversation).sampling_defaults()
             panel.show(self.runner.sampling_of(conversation), defaults)
-        supported = getattr(self.engine, "supported_settings", None)  # remote servers
-        panel.unsupported = frozenset(SPEC) - supported() if supported else frozenset()
+        panel.unsupported = frozenset(SPEC) - self.engine.supported_settings()
 
     @on(SamplingPanel.Changed)
     def sampling_changed(self, event: SamplingPanel.Changed) -> None:
@@ -475,13 +473,11 @@ class LlamaTUI(App[None]):
                 return
             self.model_path = Path(path)
             self.model_problem = ""
-            n_ctx = self.personas.get(self.default_persona).sampling_defaults().n_ctx
+            chats = []
             if self.conversation_id is not None:
                 self.store.update_conversation(self.conversation_id, model=path)
-                n_ctx = self.runner.sampling_of(
-                    self.store.get_conversation(self.conversation_id)
-                ).n_ctx
-            self.runner.load(path, n_ctx)
+                chats.append(self.store.get_conversation(self.conversation_id))
+            self.runner.load(path, self.runner.window(*chats))
             self.query_one(StatusLine).model = display_name(path)
 
         extra = [str(self.model_path)] if self.model_path else []

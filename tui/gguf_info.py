@@ -57,6 +57,24 @@ class GGUFInfo:
     metadata: dict[str, Any]
 
     @property
+    def kv_bytes_per_token(self) -> int:
+        """KV-cache bytes one token of context costs (f16 K and V), 0 if unknown.
+
+        Lets the engine cap a window at what memory allows before it loads.
+        """
+        arch, meta = self.architecture, self.metadata
+        try:
+            layers = int(meta[f"{arch}.block_count"])
+            embd = int(meta[f"{arch}.embedding_length"])
+            heads = int(meta[f"{arch}.attention.head_count"])
+            kv_heads = int(meta.get(f"{arch}.attention.head_count_kv") or heads)
+        except (KeyError, TypeError, ValueError):
+            return 0
+        if heads <= 0:
+            return 0
+        return 2 * 2 * layers * (embd // heads) * kv_heads
+
+    @property
     def size_label(self) -> str:
         size = float(self.size_bytes)
         for unit in ("B", "KB", "MB", "GB", "TB"):

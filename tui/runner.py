@@ -95,16 +95,29 @@ class ChatRunner:
             self.store.add_message(conversation.id, "assistant", persona.fill(persona.greeting))
         return conversation
 
-    def load(self, model: str, n_ctx: int) -> None:
+    def window(self, *conversations: st.Conversation) -> int:
+        """The context window to load: the largest any persona or these chats wants.
+
+        A chat's ``n_ctx`` is its prompt budget inside the loaded window, so
+        one load serves chats of every size and switching between them never
+        reloads the model (the engine caps the window at the model's training
+        context and at memory).
+        """
+        wanted = [p.sampling_defaults().n_ctx for p in self.personas.personas.values()]
+        wanted += [self.sampling_of(c).n_ctx for c in conversations]
+        return max(wanted, default=Sampling().n_ctx)
+
+    def load(self, model: str, n_ctx: int | None = None) -> None:
         """Ask the engine for ``model``; jobs sent afterwards wait for it."""
         self.model = model
-        self.engine.load(LoadModel(model, n_ctx, self.n_threads, self.n_gpu_layers))
+        window = n_ctx if n_ctx is not None else self.window()
+        self.engine.load(LoadModel(model, window, self.n_threads, self.n_gpu_layers))
 
     def _model_for(self, conversation: st.Conversation) -> None:
         """Each chat keeps its model: load it first if another one is loaded."""
         wanted = conversation.model
         if wanted and wanted != self.model and Path(wanted).is_file():
-            self.load(wanted, self.sampling_of(conversation).n_ctx)
+            self.load(wanted, self.window(conversation))
 
     # --- turns --------------------------------------------------------------------------
 

@@ -44,23 +44,26 @@ SPEC: dict[str, tuple[float | int, Range]] = {
 
 @dataclass(frozen=True)
 class Sampling:
-    """One complete set of sampling settings (immutable; use ``replace``)."""
+    """One complete set of sampling settings (immutable; use ``replace``).
 
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    typical_p: float = 1.0
-    repeat_penalty: float = 1.0
-    repeat_last_n: int = 64
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    mirostat_mode: int = 0
-    mirostat_tau: float = 5.0
-    mirostat_eta: float = 0.1
-    max_tokens: int = 1024
-    n_ctx: int = 4096
-    seed: int = -1
+    The defaults are :data:`SPEC`'s: written once, there.
+    """
+
+    temperature: float = SPEC["temperature"][0]
+    top_k: int = SPEC["top_k"][0]
+    top_p: float = SPEC["top_p"][0]
+    min_p: float = SPEC["min_p"][0]
+    typical_p: float = SPEC["typical_p"][0]
+    repeat_penalty: float = SPEC["repeat_penalty"][0]
+    repeat_last_n: int = SPEC["repeat_last_n"][0]
+    presence_penalty: float = SPEC["presence_penalty"][0]
+    frequency_penalty: float = SPEC["frequency_penalty"][0]
+    mirostat_mode: int = SPEC["mirostat_mode"][0]
+    mirostat_tau: float = SPEC["mirostat_tau"][0]
+    mirostat_eta: float = SPEC["mirostat_eta"][0]
+    max_tokens: int = SPEC["max_tokens"][0]
+    n_ctx: int = SPEC["n_ctx"][0]
+    seed: int = SPEC["seed"][0]
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None, base: Sampling | None = None) -> Sampling:

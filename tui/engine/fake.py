@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from tui.engine.protocol import (
     CleanEvents,
+    Engine,
     EventCallback,
     Generate,
     GenerationFinished,
@@ -30,7 +31,7 @@ def echo_answer(job: Generate) -> str:
     return f"You said: {job.history[-1].content}"
 
 
-class FakeEngine:
+class FakeEngine(Engine):
     """Streams ``answer(job)`` word by word with ``delay`` seconds between words."""
 
     def __init__(

@@ -21,9 +21,11 @@ from typing import Any
 
 from tui import paths
 from tui.engine.protocol import (
+    CANCEL_ALL,
     Cancel,
     CancelLoad,
     CleanEvents,
+    Engine,
     EventCallback,
     Generate,
     GenerationFailed,
@@ -65,7 +67,7 @@ def _open_log(path: Path) -> int:
         return os.open(os.devnull, os.O_WRONLY)
 
 
-class LocalEngine:
+class LocalEngine(Engine):
     """Runs ``python -m tui.engine.worker`` and relays its events."""
 
     def __init__(self, log_path: Path):
@@ -108,7 +110,7 @@ class LocalEngine:
         if proc is None or conn is None:
             return
         try:
-            conn.send(Cancel(2**62))
+            conn.send(Cancel(CANCEL_ALL))
             conn.send(None)
         except (OSError, ValueError):
             pass

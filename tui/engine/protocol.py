@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tui.prompt import PersonaPrompt, Turn
+from tui.sampling import SPEC
 from tui.sanitize import StreamCleaner, clean_data, clean_text
+
+CANCEL_ALL = 2**62
+"""A job id above every real one: ``Cancel(CANCEL_ALL)`` stops every job."""
 
 
 @dataclass
@@ -177,5 +181,12 @@ class Engine(Protocol):
 
     def cancel(self, job_id: int) -> None:
         """Stop job ``job_id`` soon (between tokens); it ends with reason 'cancelled'."""
+
+    def cancel_load(self) -> None:
+        """Abandon the model load in progress, where the engine can (it ends in ModelFailed)."""
+
+    def supported_settings(self) -> frozenset[str]:
+        """The sampling settings this backend honours (a server may ignore some)."""
+        return frozenset(SPEC)
 
     def close(self) -> None: ...

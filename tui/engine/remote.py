@@ -45,7 +45,9 @@ import httpx
 
 from tui.endpoints import Endpoint
 from tui.engine.protocol import (
+    CANCEL_ALL,
     CleanEvents,
+    Engine,
     EngineEvent,
     EventCallback,
     Generate,
@@ -226,7 +228,7 @@ class _Active:
 # --- the engine ----------------------------------------------------------------------
 
 
-class RemoteEngine:
+class RemoteEngine(Engine):
     """Talks to one :class:`Endpoint`; implements :class:`tui.engine.protocol.Engine`."""
 
     def __init__(self, endpoint: Endpoint):
@@ -276,7 +278,7 @@ class RemoteEngine:
 
     def close(self) -> None:
         self._closed = True
-        self.cancel(2**62)
+        self.cancel(CANCEL_ALL)
         self._work.put(None)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=3)

@@ -299,6 +299,12 @@ class ModelRunner:
     def load(self, request: LoadModel) -> bool:
         """Load the model; reports ModelReady or ModelFailed, never raises."""
         path = Path(request.path)
+        if self._holds(request):
+            # The same file with a window as large: a chat's n_ctx is its prompt budget
+            # inside the loaded window, so switching chats never reloads the model.
+            assert self.info is not None
+            self.send(ModelReady(self.info, 0.0))
+            return True
         self.send(ModelLoading(request.path, 0.0))
         started = time.monotonic()
         try:
@@ -308,9 +314,11 @@ class ModelRunner:
             from tui.gguf_info import GGUFError, read_gguf_info
 
             with contextlib.suppress(GGUFError):  # cap before loading, not after
-                n_ctx_train = read_gguf_info(path).context_length
-                if request.n_ctx > n_ctx_train > 0:
-                    request = LoadModel(**{**request.__dict__, "n_ctx": n_ctx_train})
+                header = read_gguf_info(path)
+                n_ctx = window_cap(request.n_ctx, header.context_length,
+                                   header.kv_bytes_per_token, available_memory())  # fmt: skip
+                if n_ctx != request.n_ctx:
+                    request = LoadModel(**{**request.__dict__, "n_ctx": n_ctx})
             self.close()
             self.llm = self._new_llama(llama_cpp, request)
             n_ctx_train = self.llm._model.n_ctx_train()
@@ -340,6 +348,19 @@ class ModelRunner:
         assert self.info is not None
         self.send(ModelReady(self.info, time.monotonic() - started))
         return True
+
+    def _holds(self, request: LoadModel) -> bool:
+        """True if the loaded model is ``request``'s file with at least its window."""
+        loaded = self.request
+        return (
+            self.llm is not None
+            and self.info is not None
+            and loaded is not None
+            and loaded.path == request.path
+            and loaded.n_threads == request.n_threads
+            and loaded.n_gpu_layers == request.n_gpu_layers
+            and self.info.n_ctx >= min(request.n_ctx, self.info.n_ctx_train or request.n_ctx)
+        )
 
     def _new_llama(self, llama_cpp: Any, request: LoadModel) -> Any:
         """``Llama(...)`` with llama.cpp's progress callback: progress events, and cancel.
@@ -612,14 +633,16 @@ class ModelRunner:
         except Exception:
             pass
 
-    def _ensure_context(self, n_ctx: int) -> None:
-        """Reload with another context size when a chat asks for one."""
-        assert self.request is not None and self.info is not None
-        wanted = min(n_ctx, self.info.n_ctx_train or n_ctx)
-        if wanted != self.info.n_ctx:
-            request = LoadModel(**{**self.request.__dict__, "n_ctx": wanted})
-            if not self.load(request):
-                raise RuntimeError("could not reload the model with the new context size")
+    def _ensure_window(self, n_ctx: int) -> None:
+        """Grow the loaded window when a chat wants more than it holds; never shrink it.
+
+        The window is loaded once at the largest any chat wants (the UI asks for
+        that); this covers a chat whose n_ctx was raised since.
+        """
+        assert self.request is not None
+        request = LoadModel(**{**self.request.__dict__, "n_ctx": n_ctx})
+        if not self._holds(request) and not self.load(request):
+            raise RuntimeError("could not reload the model with the larger context size")
 
     def _generate(self, job: Generate) -> None:
         self._partial = ""
@@ -628,8 +651,8 @@ class ModelRunner:
             self.send(GenerationFailed(job.job_id, "No model is loaded."))
             return
         sampling = Sampling.from_dict(job.sampling)
-        self._ensure_context(sampling.n_ctx)
-        n_ctx = self.llm.n_ctx()
+        self._ensure_window(sampling.n_ctx)
+        n_ctx = min(sampling.n_ctx, self.llm.n_ctx())  # the chat's budget in the loaded window
         reserve = sampling.max_tokens if sampling.max_tokens > 0 else n_ctx // 4
         reserve = max(min(reserve, n_ctx // 2), 1)
         try:
@@ -748,6 +771,37 @@ class ModelRunner:
         )
 
 
+MEMORY_SHARE_FOR_KV = 0.5  # a window's KV cache may fill at most this share of free memory
+
+
+def window_cap(wanted: int, n_ctx_train: int, kv_bytes_per_token: int, available: int) -> int:
+    """The window to load: ``wanted``, capped at the training context and at memory.
+
+    A context beyond the training length gives garbage; one whose KV cache
+    would not fit in memory when full ends the process later, mid-chat.
+    Unknown figures (0) cap nothing; the result is never under 512 tokens.
+    """
+    n_ctx = wanted
+    if n_ctx_train > 0:
+        n_ctx = min(n_ctx, n_ctx_train)
+    if kv_bytes_per_token > 0 and available > 0:
+        fits = int(available * MEMORY_SHARE_FOR_KV) // kv_bytes_per_token
+        n_ctx = min(n_ctx, max(fits // 256 * 256, 512))
+    return n_ctx
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (Linux ``MemAvailable``), 0 if unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 def _state_cache_bytes(value: str | None) -> int:
     """Room for saved chat states: ``LLAMA_TUI_STATE_CACHE_MB`` (0 turns it off)."""
     try:
@@ -768,7 +822,7 @@ def main(argv: list[str] | None = None) -> None:
     import threading
     from multiprocessing.connection import Connection
 
-    from tui.engine.protocol import Cancel, CancelLoad
+    from tui.engine.protocol import CANCEL_ALL, Cancel, CancelLoad
 
     argv = sys.argv[1:] if argv is None else argv
     conn = Connection(int(argv[0]))
@@ -799,7 +853,7 @@ def main(argv: list[str] | None = None) -> None:
                 load_cancel.clear()
             work.put(command)
             if command is None:  # the UI quit or died: stop the running answer too
-                cancelled_up_to = 2**62
+                cancelled_up_to = CANCEL_ALL
                 return
 
     threading.Thread(target=read_commands, name="commands", daemon=True).start()
