@@ -23,6 +23,8 @@ from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
@@ -53,6 +55,7 @@ from tui.screens.new_chat import NewChatScreen
 from tui.screens.personas import PersonasScreen
 from tui.screens.search import SearchScreen
 from tui.screens.text_prompt import TextPromptScreen
+from tui.terminal_input import TerminalDriver
 from tui.widgets.chat_list import ChatList
 from tui.widgets.chat_view import ChatView
 from tui.widgets.prompt_input import PromptInput
@@ -141,6 +144,13 @@ class LlamaTUI(App[None]):
         self._paint_timer: Timer | None = None
         self._tidy_timer: Timer | None = None
         self._engine_started = False
+        # Set once the message box has the focus: keys typed before wait for it.
+        self.input_ready = asyncio.Event()
+
+    def get_driver_class(self) -> type[Driver]:
+        """In a real terminal: pastes whole, and keys one at a time (tui.terminal_input)."""
+        driver = super().get_driver_class()
+        return TerminalDriver if driver is LinuxDriver else driver
 
     @property
     def has_backend(self) -> bool:
@@ -184,6 +194,7 @@ class LlamaTUI(App[None]):
             self.refresh_chat_list()
             await self.query_one(ChatView).show(0, [], self.personas.get(None).ai_name)
         self.query_one(PromptInput).focus()
+        self.call_later(self.input_ready.set)  # after the focus (queued by focus())
         self._install_signal_handlers()
 
     def _live_text(self, message_id: int) -> str | None:
