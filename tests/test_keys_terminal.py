@@ -216,3 +216,63 @@ def test_keys_typed_before_the_first_frame_without_enter_wait_in_the_box(
         wait_until(term, lambda: prompt_box(term) == "half a thought", "the early text")
     finally:
         term.child.close(force=True)
+
+
+# --- 4. one key, one meaning; F1 ------------------------------------------------------------
+
+
+def seeded_terminal(env: dict[str, str], db: Path, chats: int = 2) -> Terminal:
+    """llama-tui on a database with ``chats`` chats (the newest is opened)."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    store = Store(db)
+    for number in range(1, chats + 1):
+        chat = store.create_conversation("assistant", title=f"Chat number {number}")
+        store.add_message(chat.id, "user", f"question in chat {number}")
+        store.add_message(chat.id, "assistant", f"answer in chat {number}")
+    store.close()
+    term = Terminal([], env)
+    term.wait_for(f"answer in chat {chats}", timeout=60)
+    return term
+
+
+def test_f2_in_the_chat_list_opens_the_sampling_panel(env: dict[str, str], db: Path) -> None:
+    term = seeded_terminal(env, db)
+    try:
+        burst(term, SHIFT_TAB + SHIFT_TAB + F2)  # message box -> chat -> chat list; F2
+        term.wait_for("temperature", timeout=30)
+        assert "Rename chat" not in term.text()
+        burst(term, F2)  # closes it again
+        wait_until(term, lambda: "temperature" not in term.text(), "the panel closing")
+        assert "Rename chat" not in term.text()
+    finally:
+        term.child.close(force=True)
+
+
+def test_ctrl_pgup_switches_chat_from_every_area(env: dict[str, str], db: Path) -> None:
+    """Ctrl+PgUp/PgDn switch chats wherever the focus is (Textual's scrolling widgets also
+    bind them, to sideways paging)."""
+    term = seeded_terminal(env, db)
+    try:
+        for focus_move in (b"", SHIFT_TAB, SHIFT_TAB):
+            burst(term, focus_move + b"\x1b[6;5~")  # Ctrl+PgDn: the next (older) chat
+            term.wait_for("answer in chat 1", timeout=30)
+            burst(term, b"\x1b[5;5~")  # Ctrl+PgUp: back
+            term.wait_for("answer in chat 2", timeout=30)
+    finally:
+        term.child.close(force=True)
+
+
+def test_f1_lists_the_keys_of_the_focused_area_first(term: Terminal) -> None:
+    burst(term, b"\x1bOP")  # F1 with the message box focused
+    term.wait_for("Message box", timeout=30)
+    screen = term.text()
+    lines = screen.splitlines()
+
+    def row(text: str) -> int:
+        return next(i for i, line in enumerate(lines) if text in line)
+
+    assert row("Message box") < row("Send") < row("Everywhere") < row("Sampling")
+    assert row("New line") < row("Everywhere")
+    assert "Cursor left" not in screen or row("Cursor left") > row("Everywhere")
+    burst(term, b"\x1bOP")
+    wait_until(term, lambda: "Everywhere" not in term.text(), "the list closing")

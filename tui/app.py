@@ -58,6 +58,7 @@ from tui.screens.text_prompt import TextPromptScreen
 from tui.terminal_input import TerminalDriver
 from tui.widgets.chat_list import ChatList
 from tui.widgets.chat_view import ChatView
+from tui.widgets.keys_help import KeysHelp, find_keys_help
 from tui.widgets.prompt_input import PromptInput
 from tui.widgets.sampling_panel import SamplingPanel
 from tui.widgets.status_line import StatusLine
@@ -487,10 +488,12 @@ class LlamaTUI(App[None]):
     # --- chat management ------------------------------------------------------------------
 
     def action_help(self) -> None:
-        if self.screen.query("HelpPanel"):
-            self.action_hide_help_panel()
+        """F1: the keys of the focused area (llama-tui's own first), or close that list."""
+        panel = find_keys_help(self.screen)
+        if panel is not None:
+            panel.remove()
         else:
-            self.action_show_help_panel()
+            self.screen.mount(KeysHelp())
 
     def action_search(self) -> None:
         async def jump(result: tuple[int, int] | None) -> None:

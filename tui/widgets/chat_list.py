@@ -12,6 +12,7 @@ from tui.store import Conversation
 
 
 class ChatList(OptionList):
+    HELP_AREA = "Chat list"
     DEFAULT_CSS = """
     ChatList {
         width: 24;
@@ -23,7 +24,7 @@ class ChatList(OptionList):
     """
 
     BINDINGS = [
-        Binding("r,f2", "act('rename')", "Rename"),
+        Binding("r", "act('rename')", "Rename"),
         Binding("d,delete", "act('delete')", "Delete"),
         Binding("p", "act('pin')", "Pin"),
         Binding("a", "act('archive')", "Archive"),

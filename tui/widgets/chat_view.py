@@ -185,6 +185,8 @@ def _body(message: st.Message) -> Static:
 class ChatView(VerticalScroll):
     """Focus it (Tab, or click) to pick a message with ↑/↓ and act on it."""
 
+    HELP_AREA = "Chat"
+
     BINDINGS = [
         Binding("up,k", "select(-1)", "Prev message", show=False),
         Binding("down,j", "select(1)", "Next message", show=False),

@@ -174,6 +174,8 @@ class SettingRow(Vertical):
 class SamplingPanel(Vertical):
     """The sampling settings of one chat, over the defaults of its persona."""
 
+    HELP_AREA = "Sampling panel"
+
     DEFAULT_CSS = """
     SamplingPanel {
         width: 36;
