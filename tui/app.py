@@ -68,6 +68,14 @@ TIDY_DELAY = 1.0  # seconds of quiet before a full garbage collection (see _tidy
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
 
 
+def _quote(message: st.Message, ai_name: str, width: int = 100) -> str:
+    """Who wrote ``message`` and how it starts, on one line: what a dialog asks about."""
+    text = " ".join(message.content.split())
+    start = text if len(text) <= width else text[: width - 1] + "…"
+    who = "You" if message.role == "user" else ai_name
+    return f"{who}: “{start}”"
+
+
 def _progress_bar(progress: float, width: int = 8) -> str:
     """`` ▰▰▰▱▱▱▱▱ 40% (Esc cancels)`` for the status line; nothing before any progress."""
     if progress <= 0:
@@ -369,15 +377,20 @@ class LlamaTUI(App[None]):
         """F2: open the panel on the current chat (and focus it), or close it."""
         panel = self.query_one(SamplingPanel)
         if panel.display and panel.has_focus_within:
-            panel.display = False
-            self.query_one(ChatList).display = True
-            self.query_one(PromptInput).focus()
+            self._close_sampling()
             return
         panel.display = True
         if self.size.width < 100:  # two side panels would leave too little chat
             self.query_one(ChatList).display = False
         self._show_sampling()
         panel.focus_setting()
+
+    @on(SamplingPanel.CloseRequested)
+    def _close_sampling(self) -> None:
+        """Hide the panel (F2 again, or Esc in it); the message box gets the focus."""
+        self.query_one(SamplingPanel).display = False
+        self.query_one(ChatList).display = True
+        self.query_one(PromptInput).focus()
 
     def _show_sampling(self) -> None:
         """Give the panel the current chat's values over its persona's defaults."""
@@ -662,7 +675,8 @@ class LlamaTUI(App[None]):
                     self.store.delete_message(message.id)
                     await self.open_conversation(chat_id)
 
-            self.push_screen(ConfirmScreen("Delete this message?", yes="Delete", no="Keep"), delete)
+            question = f"Delete this message?\n\n{_quote(message, view.ai_name)}"
+            self.push_screen(ConfirmScreen(question, yes="Delete", no="Keep"), delete)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Every action in the command palette (Ctrl+P)."""

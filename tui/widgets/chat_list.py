@@ -67,6 +67,10 @@ class ChatList(OptionList):
             if conversation.id == selected:
                 self.highlighted = index
                 break
+        else:
+            # E.g. the archived list, which never holds the open chat: keys act on a
+            # row at once (not only after an arrow key).
+            self.highlighted = 0 if conversations else None
 
     def conversation_id_at(self, index: int) -> int | None:
         option = self.get_option_at_index(index)
