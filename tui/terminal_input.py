@@ -45,8 +45,8 @@ PASTE_END = "\x1b[201~"
 ALT_ENTER = "\x1b\r"
 # A paste whose end marker never comes (a broken link) ends after this long without a byte.
 PASTE_IDLE = 1.0
-# Settling after a key: at most this many passes over the screen's message queues,
-# and at most this long, so that a widget that is never idle cannot stop the keyboard.
+# Settling after a key: at most this many passes, and at most this long, so that a
+# widget that never settles cannot stop the keyboard.
 SETTLE_ROUNDS = 24
 SETTLE_TIMEOUT = 2.0
 
@@ -216,40 +216,66 @@ async def deliver(app: App[Any], message: Message) -> None:
     ready: asyncio.Event | None = getattr(app, "input_ready", None)
     if ready is not None:
         await ready.wait()
+    workers_before = set(app.workers)
+    screen_before = _screen(app)
     app.post_message(message)
     with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(settle(app), SETTLE_TIMEOUT)
+        await asyncio.wait_for(settle(app, screen_before, workers_before), SETTLE_TIMEOUT)
 
 
-async def settle(app: App[Any]) -> None:
-    """Wait until the app and its current screen have handled everything queued.
+async def settle(app: App[Any], screen_before: object, workers_before: set[object]) -> None:
+    """Wait until the app has finished with the input event just posted.
 
-    A key travels from the app to the focused widget and bubbles back up,
-    queue by queue; a focus change it causes is queued on the app, a dialog
-    it opens mounts its widgets later. Each round waits until every node has
-    processed what was queued when the round began; it ends when a round
-    finds every queue empty and no async worker (e.g. a page being mounted)
-    still running.
+    A key goes from the app to the focused widget and bubbles back up, queue
+    by queue: one barrier per node of that chain, in order, follows it (each
+    is posted after the node before has passed the key on). What it set off
+    comes next: a focus change is queued on the app, a dialog it opened mounts
+    its widgets, a page may be mounted by a worker. Passes go on until one
+    ends with the same screen and focus it began with and no new async worker
+    running. Cheap for a key that changes nothing: a handful of callbacks.
     """
-    for _round in range(SETTLE_ROUNDS):
-        nodes = _nodes(app)
-        if not nodes:
+    await _barrier([app])  # the app has handled the key or passed it to the focus
+    screen = _screen(app)
+    if screen is None:
+        return
+    target = app.focused or screen
+    for node in target.ancestors_with_self:  # the focus up to the screen and the app
+        await _barrier([node])
+    stable = 0
+    for _pass in range(SETTLE_ROUNDS):
+        screen, focused = _screen(app), app.focused
+        if screen is None:
             return
+        changed_screen = screen is not screen_before
+        if changed_screen:  # a dialog opened or closed: all of it mounts, then focuses
+            nodes: list[MessagePump] = [app, *screen.walk_children(with_self=True)]
+        else:
+            nodes = [*(focused or screen).ancestors_with_self]
         await _barrier(nodes)
-        workers = [w for w in app.workers if not w._thread_worker and not w.is_finished]
+        workers = [
+            w
+            for w in app.workers
+            if w not in workers_before and not w._thread_worker and not w.is_finished
+        ]
         if workers:
+            stable = 0
             await app.workers.wait_for_complete(workers)
             continue
-        if all(node.message_queue_size == 0 for node in _nodes(app)):
+        if _screen(app) is not screen or app.focused is not focused:
+            stable = 0
+            continue
+        stable += 1
+        # A new screen's on_mount queues its focus on the app after this pass's
+        # barrier there: one more quiet pass makes sure it has been applied.
+        if stable >= (2 if changed_screen else 1):
             return
 
 
-def _nodes(app: App[Any]) -> list[MessagePump]:
+def _screen(app: App[Any]) -> Any:
     try:
-        screen = app.screen
+        return app.screen
     except Exception:  # no screen yet, or closing
-        return []
-    return [app, *screen.walk_children(with_self=True)]
+        return None
 
 
 async def _barrier(nodes: list[MessagePump]) -> None:

@@ -202,7 +202,7 @@ class SamplingPanel(Vertical):
         Binding("r,delete", "reset", "Reset"),
         Binding("R", "reset_all", "Reset all"),
         Binding("P", "save_defaults", "Save to persona"),
-        Binding("escape", "close", "Close"),
+        Binding("escape", "close", "Close", show=False),  # listed by F1
     ]
 
     unsupported: reactive[frozenset[str]] = reactive(frozenset(), init=False)
