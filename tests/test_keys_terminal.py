@@ -276,3 +276,14 @@ def test_f1_lists_the_keys_of_the_focused_area_first(term: Terminal) -> None:
     assert "Cursor left" not in screen or row("Cursor left") > row("Everywhere")
     burst(term, b"\x1bOP")
     wait_until(term, lambda: "Everywhere" not in term.text(), "the list closing")
+
+
+def test_a_dialog_opened_and_answered_in_one_burst(env: dict[str, str], db: Path) -> None:
+    """Focus move, the key that opens the dialog, and the keys for the dialog: one write."""
+    term = seeded_terminal(env, db, chats=1)
+    try:
+        burst(term, SHIFT_TAB + b"d" + LEFT + b"\r")
+        gone = "select content from messages"
+        wait_until(term, lambda: rows(db, gone) == [("question in chat 1",)], "the deletion")
+    finally:
+        term.child.close(force=True)
