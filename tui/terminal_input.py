@@ -123,16 +123,15 @@ class TerminalParser(XTermParser):
     def _read_paste(self) -> Generator[Read1, str, str]:
         """The pasted text up to the end marker, cleaned: it is data, never keys."""
         buffer: list[str] = []
-        tail = ""
+        marker = len(PASTE_END)
         while True:
             try:
                 character = yield self.read1(PASTE_IDLE)
             except ParseTimeout:
                 break
             buffer.append(character)
-            tail = (tail + character)[-len(PASTE_END) :]
-            if tail == PASTE_END:
-                del buffer[-len(PASTE_END) :]
+            if character == "~" and "".join(buffer[-marker:]) == PASTE_END:
+                del buffer[-marker:]
                 break
         return clean_text("".join(buffer).replace("\x00", ""))
 
