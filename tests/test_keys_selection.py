@@ -26,6 +26,11 @@ def selected(app) -> MessageBox | None:
     return app.query_one(ChatView).selected
 
 
+def selected_id(app) -> int | None:
+    box = selected(app)
+    return box.message.id if box is not None else None
+
+
 def selected_is_shown(app) -> bool:
     """The selected box is marked and its text is on the screen."""
     box = selected(app)
@@ -41,16 +46,16 @@ async def test_home_end_and_pages_move_the_selection_with_the_view(tmp_path: Pat
         view = app.query_one(ChatView)
         view.focus()
         await wait_for(pilot, lambda: selected(app) is not None)
-        assert selected(app).message.id == messages[-1].id
+        assert selected_id(app) == messages[-1].id
 
         await pilot.press("home")
-        await wait_for(pilot, lambda: selected(app).message.id == messages[0].id)
+        await wait_for(pilot, lambda: selected_id(app) == messages[0].id)
         await wait_for(pilot, lambda: selected_is_shown(app))
         await pilot.press("c")
         await wait_for(pilot, lambda: app.clipboard == messages[0].content)
 
         await pilot.press("end")
-        await wait_for(pilot, lambda: selected(app).message.id == messages[-1].id)
+        await wait_for(pilot, lambda: selected_id(app) == messages[-1].id)
         await wait_for(pilot, lambda: selected_is_shown(app))
 
         for key in ("pageup", "pageup", "pageup", "pagedown"):
@@ -60,7 +65,10 @@ async def test_home_end_and_pages_move_the_selection_with_the_view(tmp_path: Pat
             now = selected(app).message.id
             assert now < before if key == "pageup" else now > before
         await pilot.press("c")
-        await wait_for(pilot, lambda: app.clipboard == selected(app).message.content)
+        await wait_for(
+            pilot,
+            lambda: selected(app) is not None and app.clipboard == selected(app).message.content,
+        )
 
 
 async def test_scrolling_away_brings_the_selection_along(tmp_path: Path) -> None:
@@ -81,7 +89,7 @@ async def test_delete_asks_with_the_start_of_the_message(tmp_path: Path) -> None
     async with app.run_test(size=SIZE) as pilot:
         app.query_one(ChatView).focus()
         await pilot.press("home")
-        await wait_for(pilot, lambda: selected(app).message.id == messages[0].id)
+        await wait_for(pilot, lambda: selected_id(app) == messages[0].id)
         await pilot.press("d")
         await wait_for(pilot, lambda: "Delete this message?" in screen_text(app))
         assert "message number 00 from user" in screen_text(app)
