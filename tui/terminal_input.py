@@ -196,7 +196,7 @@ class TerminalDriver(LinuxDriver):
                 return
             except concurrent.futures.TimeoutError:
                 continue
-            except Exception:  # the app is closing: nothing left to deliver to
+            except (Exception, concurrent.futures.CancelledError):  # the app is closing
                 return
         future.cancel()
 
