@@ -152,10 +152,10 @@ async def test_help_and_palette_list_the_actions(tmp_path: Path) -> None:
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.press("f1")
         await pilot.pause()
-        assert app.screen.query("HelpPanel")
+        assert app.screen.query("KeysHelp")
         await pilot.press("f1")
         await pilot.pause()
-        assert not app.screen.query("HelpPanel")
+        assert not app.screen.query("KeysHelp")
         titles = [c.title for c in app.get_system_commands(app.screen)]
         for expected in ("New chat", "Search chats", "Delete chat", "Export chat as JSON"):
             assert expected in titles

@@ -23,6 +23,8 @@ from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
@@ -54,8 +56,10 @@ from tui.screens.new_chat import NewChatScreen
 from tui.screens.personas import PersonasScreen
 from tui.screens.search import SearchScreen
 from tui.screens.text_prompt import TextPromptScreen
+from tui.terminal_input import TerminalDriver
 from tui.widgets.chat_list import ChatList
 from tui.widgets.chat_view import ChatView
+from tui.widgets.keys_help import KeysHelp, find_keys_help
 from tui.widgets.prompt_input import PromptInput
 from tui.widgets.sampling_panel import SamplingPanel
 from tui.widgets.status_line import StatusLine
@@ -63,6 +67,14 @@ from tui.widgets.status_line import StatusLine
 PAINT_INTERVAL = 1 / 30  # seconds between repaints of a streaming answer
 TIDY_DELAY = 1.0  # seconds of quiet before a full garbage collection (see _tidy_memory)
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
+
+
+def _quote(message: st.Message, ai_name: str, width: int = 100) -> str:
+    """Who wrote ``message`` and how it starts, on one line: what a dialog asks about."""
+    text = " ".join(message.content.split())
+    start = text if len(text) <= width else text[: width - 1] + "…"
+    who = "You" if message.role == "user" else ai_name
+    return f"{who}: “{start}”"
 
 
 def _progress_bar(progress: float, width: int = 8) -> str:
@@ -143,6 +155,13 @@ class LlamaTUI(App[None]):
         self._paint_timer: Timer | None = None
         self._tidy_timer: Timer | None = None
         self._engine_started = False
+        # Set once the message box has the focus: keys typed before wait for it.
+        self.input_ready = asyncio.Event()
+
+    def get_driver_class(self) -> type[Driver]:
+        """In a real terminal: pastes whole, and keys one at a time (tui.terminal_input)."""
+        driver = super().get_driver_class()
+        return TerminalDriver if driver is LinuxDriver else driver
 
     def notify(
         self,
@@ -207,6 +226,7 @@ class LlamaTUI(App[None]):
             self.refresh_chat_list()
             await self.query_one(ChatView).show(0, [], self.personas.get(None).ai_name)
         self.query_one(PromptInput).focus()
+        self.call_later(self.input_ready.set)  # after the focus (queued by focus())
         self._install_signal_handlers()
 
     def _live_text(self, message_id: int) -> str | None:
@@ -412,15 +432,20 @@ class LlamaTUI(App[None]):
         """F2: open the panel on the current chat (and focus it), or close it."""
         panel = self.query_one(SamplingPanel)
         if panel.display and panel.has_focus_within:
-            panel.display = False
-            self.query_one(ChatList).display = True
-            self.query_one(PromptInput).focus()
+            self._close_sampling()
             return
         panel.display = True
         if self.size.width < 100:  # two side panels would leave too little chat
             self.query_one(ChatList).display = False
         self._show_sampling()
         panel.focus_setting()
+
+    @on(SamplingPanel.CloseRequested)
+    def _close_sampling(self) -> None:
+        """Hide the panel (F2 again, or Esc in it); the message box gets the focus."""
+        self.query_one(SamplingPanel).display = False
+        self.query_one(ChatList).display = True
+        self.query_one(PromptInput).focus()
 
     def _show_sampling(self) -> None:
         """Give the panel the current chat's values over its persona's defaults."""
@@ -527,10 +552,12 @@ class LlamaTUI(App[None]):
     # --- chat management ------------------------------------------------------------------
 
     def action_help(self) -> None:
-        if self.screen.query("HelpPanel"):
-            self.action_hide_help_panel()
+        """F1: the keys of the focused area (llama-tui's own first), or close that list."""
+        panel = find_keys_help(self.screen)
+        if panel is not None:
+            panel.remove()
         else:
-            self.action_show_help_panel()
+            self.screen.mount(KeysHelp())
 
     def action_search(self) -> None:
         async def jump(result: tuple[int, int] | None) -> None:
@@ -698,7 +725,8 @@ class LlamaTUI(App[None]):
                     self.store.delete_message(message.id)
                     await self.open_conversation(chat_id)
 
-            self.push_screen(ConfirmScreen("Delete this message?", yes="Delete", no="Keep"), delete)
+            question = f"Delete this message?\n\n{_quote(message, view.ai_name)}"
+            self.push_screen(ConfirmScreen(question, yes="Delete", no="Keep"), delete)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Every action in the command palette (Ctrl+P)."""

@@ -12,6 +12,7 @@ from tui.store import Conversation
 
 
 class ChatList(OptionList):
+    HELP_AREA = "Chat list"
     DEFAULT_CSS = """
     ChatList {
         width: 24;
@@ -23,7 +24,7 @@ class ChatList(OptionList):
     """
 
     BINDINGS = [
-        Binding("r,f2", "act('rename')", "Rename"),
+        Binding("r", "act('rename')", "Rename"),
         Binding("d,delete", "act('delete')", "Delete"),
         Binding("p", "act('pin')", "Pin"),
         Binding("a", "act('archive')", "Archive"),
@@ -66,6 +67,10 @@ class ChatList(OptionList):
             if conversation.id == selected:
                 self.highlighted = index
                 break
+        else:
+            # E.g. the archived list, which never holds the open chat: keys act on a
+            # row at once (not only after an arrow key).
+            self.highlighted = 0 if conversations else None
 
     def conversation_id_at(self, index: int) -> int | None:
         option = self.get_option_at_index(index)

@@ -188,6 +188,8 @@ def _body(message: st.Message) -> Static:
 class ChatView(VerticalScroll):
     """Focus it (Tab, or click) to pick a message with ↑/↓ and act on it."""
 
+    HELP_AREA = "Chat"
+
     BINDINGS = [
         Binding("up,k", "select(-1)", "Prev message", show=False),
         Binding("down,j", "select(1)", "Next message", show=False),
@@ -453,19 +455,57 @@ class ChatView(VerticalScroll):
             self._anchor_released = False
 
     def action_scroll_home(self) -> None:
-        """Home: to the first message, however long the chat (its first page is mounted)."""
+        """Home: to the first message, however long the chat, and select it."""
         self.release_anchor()
         if self._first:
             self.run_worker(self._jump(self._messages[0].id), group="jump", exclusive=True)
         else:
-            super().action_scroll_home()
+            self.scroll_home(animate=False, immediate=True)
+            self._select_end(last=False)
 
     def action_scroll_end(self) -> None:
-        """End: to the newest message (its page is mounted, if it was not)."""
+        """End: to the newest message (its page is mounted, if it was not), selected."""
         if not self.at_end:
             self.run_worker(self._jump(None), group="jump", exclusive=True)
         else:
-            super().action_scroll_end()
+            self._select_end(last=True)
+            self.scroll_end(animate=False, immediate=True)
+            self.anchor()  # follow the newest text again
+
+    def _select_end(self, last: bool) -> None:
+        """Select the first or the newest mounted message (when the view has the focus)."""
+        boxes = list(self.query(MessageBox))
+        if boxes and self.has_focus:
+            self._select(boxes[-1] if last else boxes[0], scroll=False)
+
+    def action_page_up(self) -> None:
+        self._page(-1)
+
+    def action_page_down(self) -> None:
+        self._page(1)
+
+    def _page(self, direction: int) -> None:
+        """PgUp/PgDn: scroll a page, the selection moves with it (same place in the view).
+
+        At either end of the chat the selection goes to the first or newest message.
+        """
+        height = self.scrollable_content_region.height
+        box = self.selected if self.selected is not None and self.selected.is_attached else None
+        offset = 0
+        if box is not None:
+            offset = min(max(box.virtual_region.y - round(self.scroll_y), 0), height - 1)
+        before = self.scroll_y
+        if direction < 0:
+            self.release_anchor()  # else the next layout pulls the view back to the end
+        self.scroll_to(y=before + direction * height, animate=False, immediate=True)
+        if not self.has_focus:
+            return
+        if self.scroll_y == before:  # already at that end
+            self._select_end(last=direction > 0)
+            return
+        target = self._box_at(round(self.scroll_y) + offset)
+        if target is not None:
+            self._select(target, scroll=False)
 
     async def _reshow(self, around: int | None = None) -> None:
         """Re-show this chat: the page around message ``around``, or the newest."""
@@ -473,10 +513,12 @@ class ChatView(VerticalScroll):
                         self._context_start_id, around=around)  # fmt: skip
 
     async def _jump(self, around: int | None) -> None:
-        """Show the page around message ``around`` (the top), or the newest (the end)."""
+        """Show the page around message ``around`` (the top), or the newest (the end);
+        the message it jumped to is the selected one."""
         await self._reshow(around)
         if around is not None:
             self.scroll_home(animate=False, immediate=True)
+        self._select_end(last=around is None)
 
     async def _wait_for_layout(self) -> None:
         done = asyncio.Event()
@@ -487,6 +529,7 @@ class ChatView(VerticalScroll):
         super().watch_scroll_y(old_value, new_value)
         if self._paging or not self._messages:
             return
+        self._keep_selection_visible()
         if new_value <= 0 and self._first:
             self.run_worker(self.show_earlier(), group="paging", exclusive=True)
         elif new_value >= self.max_scroll_y and not self.at_end and old_value < new_value:
@@ -520,11 +563,41 @@ class ChatView(VerticalScroll):
         self._ensure_selection()
 
     def _ensure_selection(self) -> None:
-        """After focus or a re-render, the newest message is the selected one."""
+        """After focus or a re-render: a selected message, marked, and on screen
+        (the newest one if none was selected)."""
         if self.selected is None or not self.selected.is_attached:
             boxes = list(self.query(MessageBox))
             if boxes:
                 self._select(boxes[-1])
+            return
+        self.selected.add_class("-selected")  # blur took the mark away
+        self._keep_selection_visible()
+
+    def _is_visible(self, box: MessageBox) -> bool:
+        region = box.virtual_region
+        top, height = self.scroll_y, self.scrollable_content_region.height
+        return region.height > 0 and region.y < top + height and region.bottom > top
+
+    def _box_at(self, y: int) -> MessageBox | None:
+        """The message box at virtual row ``y`` (or the nearest one below, then above)."""
+        boxes = list(self.query(MessageBox))
+        for box in boxes:
+            if box.virtual_region.bottom > y:
+                return box
+        return boxes[-1] if boxes else None
+
+    def _keep_selection_visible(self) -> None:
+        """The view moved (wheel, scroll bar, a page): the selection comes along.
+
+        What ``c`` copies or ``d`` deletes is always a message the user can see.
+        """
+        box = self.selected
+        if box is None or not self.has_focus or not box.is_attached or self._is_visible(box):
+            return
+        visible = [b for b in self.query(MessageBox) if self._is_visible(b)]
+        if visible:
+            below = box.virtual_region.y >= self.scroll_y
+            self._select(visible[-1] if below else visible[0], scroll=False)
 
     def on_blur(self) -> None:
         if self.selected is not None:
@@ -537,11 +610,13 @@ class ChatView(VerticalScroll):
         index = boxes.index(self.selected) if self.selected in boxes else len(boxes)
         self._select(boxes[min(max(index + step, 0), len(boxes) - 1)])
 
-    def _select(self, box: MessageBox) -> None:
+    def _select(self, box: MessageBox, scroll: bool = True) -> None:
         if self.selected is not None:
             self.selected.remove_class("-selected")
         self.selected = box
         box.add_class("-selected")
+        if not scroll:
+            return
         self.release_anchor()
         # Now, not after the next refresh: a deferred scroll would land after a
         # rebuild that came in between (End right after a search jump) and throw
@@ -549,7 +624,7 @@ class ChatView(VerticalScroll):
         self.scroll_to_widget(box, animate=False, immediate=True)
 
     def action_act(self, action: str) -> None:
-        self._ensure_selection()
+        self._ensure_selection()  # on screen: never a message scrolled out of sight
         if self.selected is not None and self.selected.is_attached:
             self.post_message(self.Action(action, self.selected.message.id))
 

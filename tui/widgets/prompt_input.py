@@ -27,7 +27,13 @@ class PromptInput(TextArea):
     PromptInput:focus { border: round $primary; }
     """
 
-    BINDINGS = [Binding("ctrl+j", "newline", "New line", show=False)]
+    HELP_AREA = "Message box"
+    # Enter and the new-line keys are handled in _on_key (before TextArea's own
+    # handling); the bindings name them for F1 and the command palette.
+    BINDINGS = [
+        Binding("enter", "submit", "Send", show=False),
+        Binding("ctrl+j,alt+enter", "newline", "New line", show=False),
+    ]
 
     class Submitted(Message):
         def __init__(self, text: str) -> None:
@@ -41,8 +47,7 @@ class PromptInput(TextArea):
         if event.key == "enter":
             event.stop()
             event.prevent_default()
-            if self.text.strip():
-                self.post_message(self.Submitted(self.text))
+            self.action_submit()
             return
         if event.key in NEWLINE_KEYS:
             event.stop()
@@ -50,6 +55,10 @@ class PromptInput(TextArea):
             self.action_newline()
             return
         await super()._on_key(event)
+
+    def action_submit(self) -> None:
+        if self.text.strip():
+            self.post_message(self.Submitted(self.text))
 
     def action_newline(self) -> None:
         self.insert("\n")

@@ -9,8 +9,9 @@ keeps only the values that differ from its persona's defaults).
 Keys on a focused row: left/right, page-up/page-down, home/end, a typed
 number then Enter (see :mod:`tui.widgets.slider`); up/down move between
 rows; ``r`` or Delete resets the row to the persona's default, ``R`` resets
-them all, ``P`` saves the values as the persona's defaults. On the seed
-row, space switches between a random and a fixed seed.
+them all, ``P`` saves the values as the persona's defaults; Esc closes the
+panel (the first Esc cancels a number being typed). On the seed row, space
+switches between a random and a fixed seed.
 """
 
 from __future__ import annotations
@@ -174,6 +175,8 @@ class SettingRow(Vertical):
 class SamplingPanel(Vertical):
     """The sampling settings of one chat, over the defaults of its persona."""
 
+    HELP_AREA = "Sampling panel"
+
     DEFAULT_CSS = """
     SamplingPanel {
         width: 36;
@@ -199,6 +202,7 @@ class SamplingPanel(Vertical):
         Binding("r,delete", "reset", "Reset"),
         Binding("R", "reset_all", "Reset all"),
         Binding("P", "save_defaults", "Save to persona"),
+        Binding("escape", "close", "Close", show=False),  # listed by F1
     ]
 
     unsupported: reactive[frozenset[str]] = reactive(frozenset(), init=False)
@@ -216,6 +220,9 @@ class SamplingPanel(Vertical):
         @property
         def control(self) -> SamplingPanel:
             return self.panel
+
+    class CloseRequested(Message):
+        """The user asked to close the panel (Esc)."""
 
     class SaveAsPersonaDefaults(Message):
         """The user asked to make ``values`` the persona's defaults."""
@@ -373,6 +380,9 @@ class SamplingPanel(Vertical):
         for row in self._rows():
             row.slider.typing = ""
         self._set(self._defaults.to_dict())
+
+    def action_close(self) -> None:
+        self.post_message(self.CloseRequested())
 
     def action_save_defaults(self) -> None:
         self.post_message(self.SaveAsPersonaDefaults(self, self._values))
