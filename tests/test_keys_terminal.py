@@ -75,12 +75,16 @@ def user_messages(db: Path) -> list[str]:
     return [r[0] for r in rows(db, "select content from messages where role='user' order by id")]
 
 
+PLACEHOLDER = "ask something…"  # what an empty message box shows
+
+
 def prompt_box(term: Terminal) -> str:
     """The text inside the message box (bordered, at column 24 above the footer)."""
     lines = term.screen.display
     top = max(i for i, line in enumerate(lines) if line[24] == "╭")
     bottom = next(i for i in range(top + 1, len(lines)) if lines[i][24] == "╰")
-    return "\n".join(line[26:-1].rstrip() for line in lines[top + 1 : bottom]).strip(" ")
+    text = "\n".join(line[26:-1].rstrip() for line in lines[top + 1 : bottom]).strip(" ")
+    return "" if text == PLACEHOLDER else text
 
 
 def box_lines(term: Terminal) -> list[str]:
@@ -89,7 +93,8 @@ def box_lines(term: Terminal) -> list[str]:
     lines = term.screen.display
     top = max(i for i, line in enumerate(lines) if line[24] == "╭")
     bottom = next(i for i in range(top + 1, len(lines)) if lines[i][24] == "╰")
-    return [line[26:36].rstrip() for line in lines[top + 1 : bottom]]
+    rows = [line[26:-1].rstrip() for line in lines[top + 1 : bottom]]
+    return ["" if row.startswith(PLACEHOLDER) else row[:10].rstrip() for row in rows]
 
 
 # --- 1. bracketed paste ---------------------------------------------------------------------
