@@ -1,0 +1,289 @@
+"""Hostile data (issue 13, items 4-6 and 10): imports, deleted chats, foreign databases.
+
+Data the app accepts must never break it later; a chat deleted while it
+streams stops its answer and nothing else; another program's SQLite file is
+refused untouched; every CLI failure is one line and a non-zero status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.uihelpers import SIZE, make_app, screen_text, wait_for
+from tui import export
+from tui import runner as rn
+from tui import store as st
+from tui.engine.fake import FakeEngine
+from tui.personas import load_library
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None):
+    """``python -m tui ARGS`` with this checkout's package (and the isolated dirs)."""
+    environ = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "tui", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+        input=stdin,
+    )
+
+
+def assert_one_line_failure(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode != 0, result
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def an_export(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "format": "llama-tui-chat",
+        "version": 1,
+        "conversation": {"title": "hi", "persona": "assistant", "sampling": {"temperature": 0.5}},
+        "messages": [
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": "hi!", "meta": {"prompt_tokens": 3}},
+        ],
+    }
+    for path, value in changes.items():
+        *parents, last = path.split(".")
+        holder: Any = data
+        for part in parents:
+            holder = holder[int(part)] if part.isdigit() else holder[part]
+        holder[int(last) if last.isdigit() else last] = value
+    return data
+
+
+# --- item 4: imports are validated; bad stored values degrade ------------------------
+
+BAD_IMPORTS = [
+    ("conversation.sampling", [1, 2], "conversation.sampling"),
+    ("conversation.sampling", "hot", "conversation.sampling"),
+    ("conversation.sampling", float("nan"), "conversation.sampling"),
+    ("conversation.sampling", {"temperature": "warm"}, "sampling.temperature"),
+    ("conversation.sampling", {"top_k": float("inf")}, "sampling.top_k"),
+    ("conversation.title", {"a": 1}, "conversation.title"),
+    ("messages.1.meta", [1], "meta"),
+    ("messages.1.meta", {"prompt_tokens": "12"}, "meta.prompt_tokens"),
+    ("messages.1.meta", {"alternatives": "x"}, "meta.alternatives"),
+    ("messages.1.meta", {"alternatives": [{"content": 5}]}, "meta.alternatives"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "named"), BAD_IMPORTS)
+def test_import_rejects_wrong_types_naming_the_field(
+    tmp_path: Path, path: str, value: Any, named: str
+) -> None:
+    db = tmp_path / "chats.db"
+    source = tmp_path / "chat.json"
+    source.write_text(json.dumps(an_export(**{path: value})))
+    result = cli("--db", str(db), "chats", "import", str(source))
+    assert_one_line_failure(result)
+    assert named in result.stderr
+    assert "imported" not in result.stdout
+    assert cli("--db", str(db), "chats", "list").stdout == ""  # nothing was written
+
+
+def test_a_valid_import_still_works(tmp_path: Path) -> None:
+    db = tmp_path / "chats.db"
+    source = tmp_path / "chat.json"
+    source.write_text(json.dumps(an_export()))
+    result = cli("--db", str(db), "chats", "import", str(source))
+    assert result.returncode == 0, result.stderr
+    assert "imported as chat 1: hi" in result.stdout
+
+
+def test_a_nesting_bomb_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    source = tmp_path / "bomb.json"
+    source.write_text("[" * 200_000 + "]" * 200_000)
+    result = cli("--db", str(tmp_path / "chats.db"), "chats", "import", str(source))
+    assert_one_line_failure(result)
+    assert "nested too deeply" in result.stderr
+
+
+def damage(db: Path, conv_sql: str, msg_sql: str) -> None:
+    """Write bad values straight into the database, as an old import could have."""
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute(conv_sql)
+        conn.execute(msg_sql)
+    conn.close()
+
+
+BAD_ROWS = [
+    ("update conversations set sampling = '[1]'", "update messages set meta = '[]'"),
+    ("update conversations set sampling = 'NaN'", "update messages set meta = '{'"),
+    (
+        """update conversations set sampling = '{"temperature": "warm", "top_k": []}'""",
+        """update messages set meta = '{"prompt_tokens": "12", "n_ctx": "x",
+           "completion_tokens": 1, "alternatives": "x"}'""",
+    ),
+]
+
+
+@pytest.mark.parametrize(("conv_sql", "msg_sql"), BAD_ROWS)
+async def test_a_chat_with_bad_stored_values_opens_with_a_warning(
+    tmp_path: Path, conv_sql: str, msg_sql: str
+) -> None:
+    store = st.Store(tmp_path / "chats.db")
+    conv = store.create_conversation("assistant", sampling={"temperature": 0.5})
+    store.add_message(conv.id, "user", "question")
+    store.add_message(conv.id, "assistant", "answer", meta={"n_ctx": 100})
+    store.close()
+    damage(tmp_path / "chats.db", conv_sql, msg_sql)
+
+    app = make_app(tmp_path, FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: "answer" in screen_text(app))
+        await wait_for(pilot, lambda: any(n.title == "Damaged chat" for n in app._notifications))
+        assert app.conversation_id == conv.id
+        # the chat still works: its settings are the persona's defaults
+        runner = app.runner
+        assert runner.sampling_of(app.store.get_conversation(conv.id)).temperature >= 0
+
+
+def test_cycling_versions_with_bad_alternatives_does_not_crash(tmp_path: Path) -> None:
+    store = st.Store(tmp_path / "chats.db")
+    runner = rn.ChatRunner(store, ManualEngine(), load_library(), "m.gguf")
+    conv = store.create_conversation("assistant")
+    store.add_message(conv.id, "user", "q")
+    answer = store.add_message(conv.id, "assistant", "a")
+    for bad in ("x", [1], [{"content": 1}], [{"content": "b", "meta": "m"}]):
+        conn = sqlite3.connect(store.path)
+        with conn:
+            conn.execute(
+                "update messages set meta = ? where id = ?",
+                [json.dumps({"alternatives": bad}), answer.id],
+            )
+        conn.close()
+        assert runner.cycle_version(answer.id).content == "a"
+        assert runner.regenerate(conv.id)  # the bad versions are left out, not a crash
+        runner.jobs.clear()
+        answer = store.add_message(conv.id, "assistant", "a")
+
+
+def test_export_then_import_of_a_damaged_chat_round_trips(tmp_path: Path) -> None:
+    store = st.Store(tmp_path / "chats.db")
+    conv = store.create_conversation("assistant")
+    store.add_message(conv.id, "user", "q")
+    damage(tmp_path / "chats.db", "update conversations set sampling = '[1]'", "select 1")
+    conv = store.get_conversation(conv.id)
+    assert conv.problem == "sampling" and conv.sampling == {}
+    copy = export.import_json(store, json.loads(export.dumps(conv, store.messages(conv.id))))
+    assert copy.sampling == {} and copy.problem == ""
+
+
+# --- item 5: a chat deleted while it streams ------------------------------------------
+
+
+class ManualEngine:
+    def __init__(self) -> None:
+        self.jobs: list = []
+        self.cancelled: list[int] = []
+
+    def start(self, on_event) -> None: ...
+    def load(self, request) -> None: ...
+    def close(self) -> None: ...
+
+    def generate(self, job) -> None:
+        self.jobs.append(job)
+
+    def cancel(self, job_id: int) -> None:
+        self.cancelled.append(job_id)
+
+
+def test_runner_stops_the_job_of_a_chat_deleted_elsewhere(tmp_path: Path) -> None:
+    from tui.engine.protocol import GenerationFinished, GenerationStarted, TokenText
+
+    store = st.Store(tmp_path / "chats.db")
+    engine = ManualEngine()
+    runner = rn.ChatRunner(store, engine, load_library(), "m.gguf")
+    conv = runner.new_conversation("assistant")
+    _user, _answer, job_id = runner.send(conv.id, "hello")
+    runner.handle(GenerationStarted(job_id, 5, 100, 0, "chat"))
+    other = st.Store(store.path)  # `llama-tui chats delete` in another process
+    other.delete_conversation(conv.id)
+    runner.handle(TokenText(job_id, "some text"))
+    job = runner.jobs[job_id]
+    job.flushed_at = 0  # the next piece is saved
+    gone = runner.handle(TokenText(job_id, " more"))
+    assert gone is not None and gone.gone
+    assert job_id not in runner.jobs and engine.cancelled == [job_id]
+    assert runner.handle(GenerationFinished(job_id, "x", "cancelled")) is None
+
+
+async def test_deleting_a_streaming_chat_keeps_the_app(tmp_path: Path) -> None:
+    """Its own Delete, and `chats delete` from another process, while an answer streams."""
+    words = " ".join(f"w{i}" for i in range(400))
+    app = make_app(tmp_path, FakeEngine(answer=lambda job: words, delay=0.01))
+    async with app.run_test(size=SIZE) as pilot:
+        for round_ in ("own", "other"):
+            app.query_one("PromptInput").insert(f"go {round_}")
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: "w5" in screen_text(app), timeout=30)
+            chat = app.conversation_id
+            if round_ == "own":
+                app.action_delete_chat(chat)
+                await pilot.pause()
+                await pilot.press("y")  # Delete
+            else:
+                other = st.Store(app.store.path)
+                other.delete_conversation(chat)
+                other.close()
+                await wait_for(
+                    pilot, lambda: any("was deleted" in str(n.message) for n in app._notifications)
+                )
+            await wait_for(pilot, lambda: not app.runner.jobs, timeout=30)
+            assert app.is_running and app.conversation_id != chat
+            with pytest.raises(KeyError):
+                app.store.get_conversation(chat)
+        # and the app still answers
+        app.query_one("PromptInput").insert("still here")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "w399" in screen_text(app), timeout=60)
+
+
+# --- item 6: another program's database -------------------------------------------------
+
+
+def foreign_db(path: Path, table: str) -> bytes:
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(f"create table {table} (id integer primary key, name text)")
+        conn.execute(f"insert into {table} (name) values ('alice')")
+    conn.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("table", ["users", "messages"])
+def test_another_programs_database_is_refused_untouched(tmp_path: Path, table: str) -> None:
+    db = tmp_path / "other.db"
+    before = foreign_db(db, table)
+    for args in (["chats", "list"], ["ask", "hi"]):
+        result = cli("--db", str(db), *args)
+        assert_one_line_failure(result)
+        assert "not a llama-tui chat database" in result.stderr
+        assert "left untouched" in result.stderr
+    assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]  # no -wal, no backup
+    with pytest.raises(st.StoreError):
+        st.Store(db)
+    assert db.read_bytes() == before
+
+
+def test_an_empty_file_and_our_own_database_are_accepted(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    st.Store(empty).close()
+    st.Store(empty).close()  # and again, now that it is ours
