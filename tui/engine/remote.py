@@ -644,7 +644,7 @@ class RemoteEngine:
                     raise RemoteError(self._status_message(response.status_code, body, "answer"))
                 if "text/event-stream" not in response.headers.get("content-type", ""):
                     # A server that ignored stream=true: one JSON answer.
-                    data = _json_or_error(_read_limited(response, min(10**7, progress.byte_cap)))
+                    data = _json_or_error(_read_limited(response, 10**7))
                     piece, finish = _choice_text(data)
                     usage = data.get("usage") or {}
                     progress.first_at = time.monotonic()
