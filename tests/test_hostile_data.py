@@ -287,3 +287,54 @@ def test_an_empty_file_and_our_own_database_are_accepted(tmp_path: Path) -> None
     empty.touch()
     st.Store(empty).close()
     st.Store(empty).close()  # and again, now that it is ours
+
+
+# --- item 8: persona files that never end, templates that never finish ------------------
+
+
+def test_fifo_and_dev_zero_personas_do_not_hang(isolated_dirs: Path) -> None:
+    personas = isolated_dirs / "config" / "personas"
+    personas.mkdir(parents=True)
+    os.mkfifo(personas / "fifo.toml")
+    (personas / "zero.toml").symlink_to("/dev/zero")
+    (personas / "huge.toml").write_text('name = "Huge"\nsystem = """' + "x" * 2_000_000 + '"""\n')
+    (personas / "fine.toml").write_text('name = "Fine"\nsystem = "You are fine."\n')
+    result = cli("personas", "list")  # hung for ever before (the test's timeout is 60 s)
+    assert result.returncode == 0, result.stderr
+    assert "fine" in result.stdout and "assistant" in result.stdout
+    for name in ("fifo.toml", "zero.toml"):
+        assert f"{name}" in result.stderr and "not a regular file" in result.stderr
+    assert "huge.toml" in result.stderr and "larger than" in result.stderr
+
+
+ENDLESS = (
+    "{% for a in range(100000) %}{% for b in range(100000) %}{% for c in range(100000) %}"
+    "{% endfor %}{% endfor %}{% endfor %}{{ messages[0].content }}"
+)
+HUGE = "{% for i in range(100000) %}{{ messages[0].content }}{% endfor %}"
+REPEAT = "{{ 'x' * 10000000000 }}"
+
+
+@pytest.mark.parametrize(
+    ("template", "said"),
+    [(ENDLESS, "did not finish"), (HUGE, "more than"), (REPEAT, "too long")],
+)
+def test_a_chat_template_is_bounded_in_time_and_size(template: str, said: str) -> None:
+    """Rendered as the engine does, on a process's main thread; the test waits 60 s at most."""
+    script = (
+        "import sys\n"
+        "from tui import prompt\n"
+        "prompt.RENDER_SECONDS = 1.0\n"
+        "try:\n"
+        "    prompt.render_chat(sys.argv[1], [prompt.Turn('user', 'y' * 1000)])\n"
+        "except prompt.TemplateError as exc:\n"
+        "    print(exc)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, template],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert said in result.stdout, (result.stdout[:300], result.stderr[-500:])
