@@ -338,3 +338,122 @@ def test_a_chat_template_is_bounded_in_time_and_size(template: str, said: str) -
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert said in result.stdout, (result.stdout[:300], result.stderr[-500:])
+
+
+# --- item 10: honest messages and exit codes --------------------------------------------
+
+PY = f"PYTHONPATH={ROOT} {sys.executable} -m tui"
+
+
+def in_namespace(script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` as root of a private mount namespace (for a full or read-only disk)."""
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("unshare -rm (user and mount namespaces) is not available here")
+    return subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_a_full_disk_says_so(tmp_path: Path) -> None:
+    d = tmp_path / "small"
+    d.mkdir()
+    result = in_namespace(
+        f"mount -t tmpfs -o size=512k tmpfs {d} || exit 99\n"
+        f"{PY} --db {d}/chats.db chats list || exit 98\n"
+        f"dd if=/dev/zero of={d}/fill bs=4k 2>/dev/null\n"
+        f"{PY} --db {d}/chats.db chats list; echo rc=$? >&2\n"
+        f"{PY} --db {d}/new.db chats list; echo rc=$? >&2\n"
+    )
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 4, result.stderr
+    for line, rc in zip(lines[0::2], lines[1::2], strict=True):
+        assert "is full" in line and "Free some space" in line, line
+        assert "Move it aside" not in line and rc == "rc=1"
+
+
+def test_a_read_only_disk_says_so(tmp_path: Path) -> None:
+    d = tmp_path / "ro"
+    d.mkdir()
+    result = in_namespace(
+        f"mount -t tmpfs -o size=4m tmpfs {d} || exit 99\n"
+        f"{PY} --db {d}/chats.db chats list || exit 98\n"
+        f"mount -o remount,ro {d} || exit 97\n"
+        f"{PY} --db {d}/chats.db ask --endpoint http://127.0.0.1:9/v1 hi; echo rc=$? >&2\n"
+        f"{PY} --db {d}/new.db chats list; echo rc=$? >&2\n"
+    )
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 4, result.stderr
+    for line, rc in zip(lines[0::2], lines[1::2], strict=True):
+        assert "read-only" in line and "Move it aside" not in line, line
+        assert rc == "rc=1"
+
+
+def test_an_immutable_directory_says_so(tmp_path: Path) -> None:
+    d = tmp_path / "immutable"
+    d.mkdir()
+    if subprocess.run(["chattr", "+i", str(d)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        result = cli("--db", str(d / "chats.db"), "chats", "list")
+    finally:
+        subprocess.run(["chattr", "-i", str(d)], check=True)
+    assert_one_line_failure(result)
+    assert "not writable" in result.stderr and "Move it aside" not in result.stderr
+
+
+def test_a_page_corrupted_database_is_one_line(tmp_path: Path) -> None:
+    db = tmp_path / "chats.db"
+    store = st.Store(db)
+    for n in range(40):
+        conv = store.create_conversation("assistant", title=f"chat {n}")
+        store.add_message(conv.id, "user", "words " * 400)
+    store.db.execute("pragma wal_checkpoint(truncate)")
+    store.close()
+    data = bytearray(db.read_bytes())
+    page = 4096
+    for start in range(2 * page, len(data), page):  # every page but the first
+        data[start : start + 64] = b"\xa5" * 64
+    db.write_bytes(bytes(data))
+    for args in (
+        ["chats", "list"],
+        ["chats", "show", "3"],
+        ["ask", "--endpoint", "http://127.0.0.1:9/v1", "hi"],
+    ):
+        result = cli("--db", str(db), *args)
+        assert_one_line_failure(result)
+        assert "malformed" in result.stderr or "not a database" in result.stderr
+
+
+def test_a_failed_migration_is_one_line(tmp_path: Path) -> None:
+    """A version-1 database that already has a `pinned` column: migration 2 fails."""
+    db = tmp_path / "chats.db"
+    store = st.Store(tmp_path / "model.db")
+    store.close()
+    conn = sqlite3.connect(tmp_path / "model.db")
+    conn.execute("vacuum into ?", [str(db)])
+    conn.close()
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("drop table messages_fts")
+        conn.execute("pragma user_version = 1")
+    conn.close()
+    result = cli("--db", str(db), "chats", "list")
+    assert_one_line_failure(result)
+    assert "Could not update" in result.stderr and "bak-v1" in result.stderr
+
+
+def test_a_crash_exits_non_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tui import cli as cli_module
+    from tui.app import LlamaTUI
+
+    async def crash(self) -> None:  # noqa: ANN001
+        raise RuntimeError("boom")
+
+    real_run = LlamaTUI.run
+    monkeypatch.setattr(LlamaTUI, "on_mount", crash)
+    monkeypatch.setattr(LlamaTUI, "run", lambda self: real_run(self, headless=True))
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + b"\0" * 64)
+    monkeypatch.setattr(cli_module, "choose_backend", lambda *a: (model, None, ""))
+    assert cli_module.main(["--db", str(tmp_path / "chats.db")]) == 1

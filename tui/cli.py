@@ -378,7 +378,7 @@ def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
     if config.theme:
         app.theme = config.theme
     app.run()
-    return 0
+    return app.return_code or 0  # a crash (a traceback on screen) exits with 1
 
 
 if __name__ == "__main__":
