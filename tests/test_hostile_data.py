@@ -312,7 +312,7 @@ ENDLESS = (
     "{% endfor %}{% endfor %}{% endfor %}{{ messages[0].content }}"
 )
 HUGE = "{% for i in range(100000) %}{{ messages[0].content }}{% endfor %}"
-REPEAT = "{{ 'x' * 10000000000 }}"
+REPEAT = "{{ 'x' * 100000000 }}"  # 100 MB
 
 
 @pytest.mark.parametrize(
