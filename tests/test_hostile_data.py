@@ -457,3 +457,28 @@ def test_a_crash_exits_non_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     model.write_bytes(b"GGUF" + b"\0" * 64)
     monkeypatch.setattr(cli_module, "choose_backend", lambda *a: (model, None, ""))
     assert cli_module.main(["--db", str(tmp_path / "chats.db")]) == 1
+
+
+# --- item 9: huge messages are shown in part -------------------------------------------
+
+
+async def test_a_huge_message_is_shown_in_part(tmp_path: Path) -> None:
+    """A 2 MB answer and a 1 MB message of yours: the start is shown, the rest offered."""
+    store = st.Store(tmp_path / "chats.db")
+    conv = store.create_conversation("assistant")
+    mine = "".join(f"line {i} of mine\n" for i in range(70_000))
+    answer = "# Big\n\n" + "".join(f"paragraph {i} of the answer.\n\n" for i in range(80_000))
+    store.add_message(conv.id, "user", mine)
+    store.add_message(conv.id, "assistant", answer)
+    store.close()
+    app = make_app(tmp_path, FakeEngine())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(app.query(".hidden-note")) == 2, timeout=30)
+        bodies = list(app.query("Static.body"))
+        assert len(bodies) == 2
+        for widget in bodies:  # laid out: a few hundred lines, not 150,000
+            assert widget.virtual_size.height < 5_000, widget.virtual_size
+        notes = [str(n.render()) for n in app.query(".hidden-note")]
+        assert all("more characters not shown" in n and "press c" in n for n in notes)
+    full = st.Store(tmp_path / "chats.db").messages(conv.id)
+    assert [m.content for m in full] == [mine, answer]  # the store keeps every character
