@@ -140,3 +140,47 @@ def test_a_stalled_models_list_reports_the_real_timeout(
     engine.load(LoadModel("test"))
     message = events.until(ModelFailed)[-1].message
     assert "sent nothing for 0.5 s" in message and "30 s" not in message
+
+
+def test_quit_is_prompt_while_a_server_floods(server: ScriptedServer, tmp_path) -> None:  # noqa: F811
+    """In a real terminal: a server streams without end; Ctrl+Q mid-answer and after the cut.
+
+    Before, 20 MB froze the UI and quitting took a minute; the wait here is generous
+    (10 s) so that only a hang fails it, not a slow machine.
+    """
+    import contextlib
+    import os
+    import sys
+    import time
+    from pathlib import Path
+
+    import pexpect
+    import pyte
+
+    server.routes[("POST", "/v1/chat/completions")] = FloodReply(chat_chunk("flood "), 10**9)
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "TERM": "xterm-256color"}
+    for when in ("mid-answer", "after the cut"):
+        screen = pyte.Screen(100, 30)
+        stream = pyte.ByteStream(screen)
+        args = ["-m", "tui", "--endpoint", server.base_url, "--db", str(tmp_path / "c.db")]
+        child = pexpect.spawn(sys.executable, args, env=env, dimensions=(30, 100), timeout=5)
+
+        def pump_until(needle: str, timeout: float = 30, screen=screen, stream=stream, child=child):
+            end = time.monotonic() + timeout
+            while needle not in "\n".join(screen.display):
+                shown = "\n".join(screen.display)
+                assert time.monotonic() < end, f"{needle!r} never appeared:\n{shown}"
+                with contextlib.suppress(pexpect.TIMEOUT):
+                    stream.feed(child.read_nonblocking(1 << 20, timeout=0.05))
+
+        try:
+            pump_until("ready")
+            child.send("hi\r")
+            pump_until("flood flood")
+            if when == "after the cut":
+                pump_until("cut off")
+            child.send("\x11")  # Ctrl+Q
+            child.expect(pexpect.EOF, timeout=10)
+        finally:
+            child.close(force=True)
