@@ -296,6 +296,14 @@ class LlamaTUI(App[None]):
         await self.query_one(ChatView).show(
             conversation_id, messages, persona.ai_name, conversation.context_start_id
         )
+        damaged = sorted({p for m in (conversation, *messages) for p in m.problem.split(", ") if p})
+        if damaged:
+            self.notify(
+                f"Chat {conversation_id} has stored values that cannot be used "
+                f"({', '.join(damaged[:6])}): defaults stand in for them.",
+                title="Damaged chat",
+                severity="warning",
+            )
         status = self.query_one(StatusLine)
         status.persona = persona.name
         last = next((m for m in reversed(messages) if m.meta.get("n_ctx")), None)
@@ -796,6 +804,9 @@ class LlamaTUI(App[None]):
         status = self.query_one_optional(StatusLine)
         if status is None:
             return  # quitting: the widgets are gone (what the event carried is saved)
+        if job is not None and job.gone:
+            await self._answer_gone(job.conversation_id)
+            return
         view = self.query_one(ChatView)
         shown = job is not None and job.conversation_id == self.conversation_id
         if isinstance(event, TokenText):
@@ -807,8 +818,9 @@ class LlamaTUI(App[None]):
             status.state = "generating"
             if shown and job:
                 status.used, status.n_ctx = event.prompt_tokens, event.n_ctx
-                conversation = self.store.get_conversation(job.conversation_id)
-                await view.set_memory_start(conversation.context_start_id)
+                with contextlib.suppress(KeyError):  # deleted meanwhile: the next save says so
+                    conversation = self.store.get_conversation(job.conversation_id)
+                    await view.set_memory_start(conversation.context_start_id)
         elif isinstance(event, GenerationFinished | GenerationFailed):
             if shown and job is not None:
                 await view.update_message(self.store.get_message(job.message_id))
@@ -818,6 +830,12 @@ class LlamaTUI(App[None]):
                     status.used = event.prompt_tokens + event.completion_tokens
                 if event.reason == "context":
                     self.notify("The answer reached the context limit.", severity="warning")
+                elif event.reason == "capped":
+                    self.notify(
+                        "The server sent more than the answer's token limit allows: "
+                        "the text that came is kept, the rest was not read.",
+                        severity="warning",
+                    )
             else:
                 self.notify(event.message, title="Generation failed", severity="error")
             status.state = "generating" if self.runner.jobs else "ready"
@@ -836,6 +854,24 @@ class LlamaTUI(App[None]):
             status.state = "error: model"
             detail = f"{event.message}\n{event.log_tail}" if event.log_tail else event.message
             self.notify(detail, title="Model failed", severity="error", timeout=30)
+
+    async def _answer_gone(self, conversation_id: int) -> None:
+        """A chat was deleted while it answered (here, or by another process): carry on."""
+        status = self.query_one(StatusLine)
+        status.state = "generating" if self.runner.jobs else "ready"
+        if conversation_id == self.conversation_id:
+            self.notify(
+                "This chat was deleted while it answered (by another llama-tui or "
+                "`llama-tui chats delete`): the answer was stopped.",
+                severity="warning",
+            )
+            self.conversation_id = None
+            remaining = self.store.list_conversations(1, self.show_archived)
+            if remaining:
+                await self.open_conversation(remaining[0].id)
+            else:
+                await self.query_one(ChatView).show(0, [], self.personas.get(None).ai_name)
+        self.refresh_chat_list()
 
     def _fatal_error(self) -> None:
         """A crash report without local variables: they may hold an API key or chat text."""

@@ -7,9 +7,9 @@ here imports Textual unless the TUI is started.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import queue
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from tui.endpoints import Endpoint
 from tui.engine.protocol import Engine
 from tui.models import INSTALL_HINT, ModelFileError, check_model_file, default_model_path
 from tui.personas import load_library
-from tui.store import Store, StoreError
+from tui.store import Store, StoreError, describe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,6 +123,35 @@ def make_engine(endpoint: Endpoint | None) -> Engine:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; any failure is one line on stderr and a non-zero status."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 141  # `llama-tui chats show 1 | head`: the reader left
+    except (StoreError, sqlite3.Error) as exc:
+        print(f"llama-tui: {_one_line(describe(exc))}", file=sys.stderr)
+        return 1
+    except (OSError, RecursionError, MemoryError, ValueError) as exc:
+        print(f"llama-tui: {_one_line(_os_message(exc))}", file=sys.stderr)
+        return 1
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _os_message(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror}{where}"
+    if isinstance(exc, RecursionError):
+        return "the input is nested too deeply to be read"
+    return str(exc) or type(exc).__name__
+
+
+def _main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = load_config()
     db_path = Path(args.db).expanduser() if args.db else paths.default_db_path()
@@ -214,9 +243,9 @@ def chats_command(args: argparse.Namespace, store: Store) -> int:
         return 0
     if action == "import":
         try:
-            data = json.loads(Path(args.file).read_text("utf-8"))
+            data = export.loads(Path(args.file).read_text("utf-8"))
             conversation = export.import_json(store, data)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, export.ChatImportError) as exc:
+        except (OSError, UnicodeDecodeError, export.ChatImportError) as exc:
             print(f"llama-tui: cannot import {args.file}: {exc}", file=sys.stderr)
             return 1
         print(f"imported as chat {conversation.id}: {conversation.title}")
@@ -249,7 +278,13 @@ def chats_command(args: argparse.Namespace, store: Store) -> int:
 
 def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
     """One turn without the TUI, stored like a TUI turn; exit status 1 on failure."""
-    from tui.engine.protocol import GenerationFailed, LoadModel, ModelFailed, TokenText
+    from tui.engine.protocol import (
+        GenerationFailed,
+        GenerationFinished,
+        LoadModel,
+        ModelFailed,
+        TokenText,
+    )
     from tui.runner import ChatRunner
     from tui.sanitize import clean_text
 
@@ -297,6 +332,12 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
             if isinstance(event, TokenText):
                 sys.stdout.write(clean_text(event.text))
                 sys.stdout.flush()
+            elif isinstance(event, GenerationFinished) and event.reason == "capped":
+                print(
+                    "\nllama-tui: the server sent more than the token limit allows; "
+                    "the answer was cut off there",
+                    file=sys.stderr,
+                )
             elif isinstance(event, ModelFailed | GenerationFailed):
                 status = 1 if isinstance(event, GenerationFailed) else status
                 if event.message not in reported:  # a failed load also fails the job
@@ -339,7 +380,7 @@ def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
     if config.theme:
         app.theme = config.theme
     app.run()
-    return 0
+    return app.return_code or 0  # a crash (a traceback on screen) exits with 1
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ enter the database, so they cannot leak through an export.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from tui import store as st
@@ -81,13 +82,9 @@ def import_json(store: st.Store, data: Any) -> st.Conversation:
     conv, messages = data.get("conversation"), data.get("messages")
     if not isinstance(conv, dict) or not isinstance(messages, list):
         raise ChatImportError("the export has no conversation or no message list")
+    _check_conversation(conv)
     for number, message in enumerate(messages, 1):
-        if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-            raise ChatImportError(f"message {number} has no valid role")
-        if not isinstance(message.get("content"), str):
-            raise ChatImportError(f"message {number} has no text content")
-        if message.get("status", st.COMPLETE) not in st.STATUSES:
-            raise ChatImportError(f"message {number} has an unknown status")
+        _check_message(message, f"message {number}")
 
     with store.transaction():
         conv_id = (
@@ -97,7 +94,7 @@ def import_json(store: st.Store, data: Any) -> st.Conversation:
                     "title": str(conv.get("title", "")),
                     "persona": str(conv.get("persona", "assistant")),
                     "model": str(conv.get("model", "")),
-                    "sampling": json.dumps(conv.get("sampling") or {}),
+                    "sampling": json.dumps(conv.get("sampling") or {}, allow_nan=False),
                     "created_at": str(conv.get("created_at") or st.now()),
                     "updated_at": str(conv.get("updated_at") or st.now()),
                     "pinned": int(bool(conv.get("pinned"))),
@@ -119,7 +116,7 @@ def import_json(store: st.Store, data: Any) -> st.Conversation:
                         "created_at": str(message.get("created_at") or st.now()),
                         "updated_at": str(message.get("updated_at") or st.now()),
                         "model": str(message.get("model", "")),
-                        "meta": json.dumps(message.get("meta") or {}),
+                        "meta": json.dumps(message.get("meta") or {}, allow_nan=False),
                     }
                 )
                 .last_pk
@@ -128,3 +125,72 @@ def import_json(store: st.Store, data: Any) -> st.Conversation:
         if isinstance(start, int) and 0 <= start < len(ids):
             store.db["conversations"].update(conv_id, {"context_start_id": ids[start]})
     return store.get_conversation(conv_id)
+
+
+MAX_DEPTH = 32  # nesting of meta values: an export never comes near it
+
+
+def _check_conversation(conv: dict[str, Any]) -> None:
+    """Every field the app reads must have its type: reject the file, naming the field."""
+    for name in ("title", "persona", "model", "created_at", "updated_at"):
+        if conv.get(name) is not None and not isinstance(conv[name], str):
+            raise ChatImportError(f"conversation.{name} must be text")
+    for name in ("pinned", "archived"):
+        if conv.get(name) is not None and not isinstance(conv[name], bool | int):
+            raise ChatImportError(f"conversation.{name} must be true or false")
+    start = conv.get("context_start_index")
+    if start is not None and (isinstance(start, bool) or not isinstance(start, int)):
+        raise ChatImportError("conversation.context_start_index must be a whole number")
+    sampling = conv.get("sampling")
+    if sampling is None:
+        return
+    if not isinstance(sampling, dict):
+        raise ChatImportError("conversation.sampling must be an object of settings")
+    _good, bad = st.clean_sampling(sampling)
+    if bad:
+        raise ChatImportError(f"conversation.sampling.{bad[0]} must be a number")
+    _check_depth(sampling, "conversation.sampling")
+
+
+def _check_message(message: Any, where: str) -> None:
+    if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+        raise ChatImportError(f"{where} has no valid role")
+    if not isinstance(message.get("content"), str):
+        raise ChatImportError(f"{where} has no text content")
+    if message.get("status", st.COMPLETE) not in st.STATUSES:
+        raise ChatImportError(f"{where} has an unknown status")
+    for name in ("created_at", "updated_at", "model"):
+        if message.get(name) is not None and not isinstance(message[name], str):
+            raise ChatImportError(f"{where}: {name} must be text")
+    meta = message.get("meta")
+    if meta is None:
+        return
+    if not isinstance(meta, dict):
+        raise ChatImportError(f"{where}: meta must be an object")
+    bad = st.meta_problems(meta)
+    if bad:
+        raise ChatImportError(f"{where}: meta.{bad[0]} has the wrong type")
+    _check_depth(meta, f"{where}: meta")
+
+
+def _check_depth(value: Any, where: str, depth: int = 0) -> None:
+    """Refuse deeply nested values: they cost memory and recursion for nothing."""
+    if depth > MAX_DEPTH:
+        raise ChatImportError(f"{where} is nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ChatImportError(f"{where} holds a number that is not finite (NaN or infinity)")
+    children = (
+        value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    )
+    for child in children:
+        _check_depth(child, where, depth + 1)
+
+
+def loads(text: str) -> Any:
+    """Parse an export's JSON; a nesting bomb is a :class:`ChatImportError`, not a crash."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ChatImportError("the file is nested too deeply to be a chat export") from None
+    except json.JSONDecodeError as exc:
+        raise ChatImportError(f"not valid JSON ({exc})") from None

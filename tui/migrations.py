@@ -90,30 +90,67 @@ def migrate(db: sqlite_utils.Database, path: Path) -> int:
     """Bring ``db`` to :data:`SCHEMA_VERSION`; returns the version it had."""
     from tui.store import StoreError  # circular at import time only
 
-    try:
-        current = version(db)
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(
-            f"{path} is not a usable llama-tui database ({exc}). Move it aside "
-            "or choose another file with --db PATH."
-        ) from exc
+    current = version(db)  # an unreadable file: Store explains the sqlite3 error
     if current > SCHEMA_VERSION:
         raise StoreError(
             f"{path} was written by a newer llama-tui (schema {current}; this version "
             f"knows {SCHEMA_VERSION}). Upgrade llama-tui, or use another file with --db PATH. "
             "The database was not modified."
         )
+    _refuse_foreign(db, path, current)
     if current == SCHEMA_VERSION:
         return current
     if current > 0 and str(path) != ":memory:":
-        backup = path.with_name(f"{path.name}.bak-v{current}")
+        backup = path.with_name(f"{path.name}.{BACKUP_SUFFIX}{current}")
         target = sqlite3.connect(str(backup))
         with target:
             db.conn.backup(target)
         target.close()
         backup.chmod(0o600)
     for number in range(current, SCHEMA_VERSION):
-        with db.conn:
-            MIGRATIONS[number](db)
-            db.execute(f"pragma user_version = {number + 1}")
+        try:
+            with db.conn:
+                MIGRATIONS[number](db)
+                db.execute(f"pragma user_version = {number + 1}")
+        except sqlite3.Error as exc:
+            from tui.store import open_problem
+
+            backup = (
+                f" A copy from before is at {path}.{BACKUP_SUFFIX}{current}." if current else ""
+            )
+            raise StoreError(
+                f"Could not update {path} to schema {number + 1}. {open_problem(path, exc)}{backup}"
+            ) from exc
     return current
+
+
+BACKUP_SUFFIX = "bak-v"
+OUR_TABLES = frozenset({"conversations", "messages"})
+
+
+def _tables(db: sqlite_utils.Database) -> set[str]:
+    rows = db.execute(
+        "select name from sqlite_master where type in ('table', 'view')"
+        " and name not like 'sqlite_%'"
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def _refuse_foreign(db: sqlite_utils.Database, path: Path, current: int) -> None:
+    """Refuse, untouched, a database that another application made.
+
+    Ours is either empty (new) or has our tables; anything else (a ``users``
+    table, a ``messages`` table of some other schema at version 0) belongs to
+    someone else, and migrating it would add tables and switch it to WAL.
+    """
+    from tui.store import StoreError
+
+    tables = _tables(db)
+    if (current == 0 and not tables) or (current > 0 and tables >= OUR_TABLES):
+        return
+    names = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+    raise StoreError(
+        f"{path} is not a llama-tui chat database (it holds the tables {names or 'none'}"
+        f" at schema version {current}), so it was left untouched. "
+        "Choose another file with --db PATH or LLAMA_TUI_DB."
+    )

@@ -9,7 +9,10 @@ file never stops the app: :func:`load_library` returns it as a
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -204,7 +207,7 @@ def _parse_sampling(table: Any, warnings: list[str]) -> dict[str, Any]:
 def load_persona_file(path: Path, bundled: bool = False) -> Persona:
     """Read one persona file; raises :class:`PersonaError` naming the file and line."""
     try:
-        raw = path.read_bytes()
+        raw = read_regular_file(path, PERSONA_FILE_LIMIT)
     except OSError as exc:
         raise PersonaError(PersonaProblem(path, f"cannot read the file ({exc.strerror})")) from exc
     try:
@@ -226,6 +229,35 @@ def load_persona_file(path: Path, bundled: bool = False) -> Persona:
         raise PersonaError(PersonaProblem(path, str(exc), _line_of_key(text, exc))) from exc
     persona.bundled = bundled
     return persona
+
+
+PERSONA_FILE_LIMIT = 1024 * 1024  # bytes: a persona is a page of text, never megabytes
+
+
+def read_regular_file(path: Path, limit: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``limit`` bytes.
+
+    A FIFO named ``x.toml`` would block a plain read for ever, and a link to
+    ``/dev/zero`` would never end: the file is opened without blocking,
+    checked with ``fstat`` and read up to the limit. Raises OSError with a
+    reason people can act on.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a pipe, device or socket)", str(path))
+        if info.st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit // 1024} KiB", str(path))
+        chunks, size = [], 0
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:  # it grew while we read
+                raise OSError(errno.EFBIG, f"larger than {limit // 1024} KiB", str(path))
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _line_from_message(message: str) -> int | None:

@@ -14,8 +14,11 @@ llama.cpp or Textual; token counting is passed in as a function.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -116,7 +119,24 @@ def _environment() -> Any:
             parser.stream.skip(1)
             return parser.parse_statements(("name:endgeneration",), drop_needle=True)
 
-    env = ImmutableSandboxedEnvironment(
+    from jinja2.exceptions import SecurityError
+
+    class BoundedSandbox(ImmutableSandboxedEnvironment):
+        """No operator may build a huge string or number (``"x" * 10**10``, ``9**9**9``)."""
+
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**" and (abs(_as_number(right)) > 64 or abs(_as_number(left)) > 2**64):
+                raise SecurityError("the power is too large")
+            if operator == "*":
+                sizes = [len(v) for v in (left, right) if isinstance(v, str | list | tuple)]
+                counts = [v for v in (left, right) if isinstance(v, int)]
+                if sizes and counts and sizes[0] * max(counts[0], 0) > _BIG:
+                    raise SecurityError("the repeated text is too long")
+            return super().call_binop(context, operator, left, right)
+
+    env = BoundedSandbox(
         loader=jinja2.BaseLoader(),
         trim_blocks=True,
         lstrip_blocks=True,
@@ -128,10 +148,48 @@ def _environment() -> Any:
     return env
 
 
+def _as_number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
 @lru_cache(maxsize=8)
 def _compile(template: str) -> Any:
     """Compiling a template costs more than rendering it; a build renders it often."""
     return _environment().from_string(template)
+
+
+RENDER_SECONDS = 5.0  # a chat template renders in milliseconds; an endless loop is stopped
+RENDER_CHARS = 4 * 1024 * 1024  # plus this much beyond the messages themselves
+_BIG = 1024 * 1024  # the longest string or list one template operator may build
+
+
+class _Overrun(Exception):
+    """A template ran past :data:`RENDER_SECONDS` (raised from SIGALRM)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the block after ``seconds`` (main thread only, where signals land).
+
+    The local engine renders templates on its process's main thread; elsewhere
+    (a worker thread) only the size bounds apply.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "setitimer"
+    ):
+        yield
+        return
+
+    def overrun(_signum: int, _frame: Any) -> None:
+        raise _Overrun
+
+    previous = signal.signal(signal.SIGALRM, overrun)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def render_chat(
@@ -148,20 +206,37 @@ def render_chat(
     are data to the template, never template code, so ``{{ 7*7 }}`` typed by
     the user stays ``{{ 7*7 }}``.
     """
+    limit = RENDER_CHARS + 2 * sum(len(t.content) for t in turns)
     try:
-        return _compile(template).render(
-            messages=[{"role": t.role, "content": t.content} for t in turns],
-            bos_token=bos_token,
-            eos_token=eos_token,
-            add_generation_prompt=add_generation_prompt,
-            # Passed as None, not left undefined: templates test `tools is not none`.
-            functions=None,
-            function_call=None,
-            tools=None,
-            tool_choice=None,
-        )
+        with _time_limit(RENDER_SECONDS):
+            pieces = _compile(template).generate(
+                messages=[{"role": t.role, "content": t.content} for t in turns],
+                bos_token=bos_token,
+                eos_token=eos_token,
+                add_generation_prompt=add_generation_prompt,
+                # Passed as None, not left undefined: templates test `tools is not none`.
+                functions=None,
+                function_call=None,
+                tools=None,
+                tool_choice=None,
+            )
+            out, size = [], 0
+            for piece in pieces:
+                out.append(piece)
+                size += len(piece)
+                if size > limit:
+                    raise TemplateError(
+                        f"the model's chat template produced more than {limit} characters "
+                        "for this chat: it looks broken (an endless loop?)."
+                    )
+            return "".join(out)
     except TemplateError:
         raise
+    except (_Overrun, RecursionError, MemoryError):
+        raise TemplateError(
+            f"the model's chat template did not finish within {RENDER_SECONDS:g} s "
+            "(an endless loop?): choose a persona in transcript mode, or another model."
+        ) from None
     except Exception as exc:  # a template can fail in many ways: TypeError, SecurityError…
         raise TemplateError(f"the model's chat template failed: {exc}") from exc
 

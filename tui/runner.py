@@ -37,6 +37,7 @@ from tui.sanitize import clean_text
 
 FLUSH_INTERVAL = 0.2  # seconds between saves of a streaming answer
 CONTEXT_LIMIT_NOTE = "\n\n[reached the context limit]"
+CAPPED_NOTE = "\n\n[cut off: the server sent more than the answer's token limit allows]"
 
 
 @dataclass
@@ -52,6 +53,7 @@ class ActiveJob:
     dirty: bool = False
     started: GenerationStarted | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # kept, e.g. earlier versions
+    gone: bool = False  # its chat was deleted while it streamed: stopped, nothing to save
 
 
 class Busy(Exception):
@@ -148,7 +150,7 @@ class ChatRunner:
         messages = self.store.last_messages(conversation_id, 2)
         if len(messages) < 2 or messages[-1].role != "assistant":
             raise ValueError("There is no answer to regenerate.")
-        last = messages[-1]
+        last = messages[-1]  # badly typed versions were left out when it was read
         alternatives = _numbered([*last.meta.get("alternatives", []), _version(last)])
         self.store.delete_message(last.id)
         meta = {"alternatives": alternatives, "version": len(alternatives) + 1}
@@ -156,7 +158,7 @@ class ChatRunner:
 
     def cycle_version(self, message_id: int) -> st.Message:
         """Show the next stored version of a regenerated answer."""
-        message = self.store.get_message(message_id)
+        message = self.store.get_message(message_id)  # badly typed versions are left out
         alternatives = list(message.meta.get("alternatives", []))
         if not alternatives:
             return message
@@ -222,7 +224,7 @@ class ChatRunner:
         for message in self.store.messages(conversation.id, since, before_id=upto):
             if message.role not in ("user", "assistant") or not message.content.strip():
                 continue
-            content = message.content.removesuffix(CONTEXT_LIMIT_NOTE)
+            content = message.content.removesuffix(CONTEXT_LIMIT_NOTE).removesuffix(CAPPED_NOTE)
             if turns and turns[-1].role == message.role:
                 turns[-1] = Turn(message.role, turns[-1].content + "\n\n" + content)
                 continue
@@ -253,24 +255,32 @@ class ChatRunner:
                 self.flush(job)
         elif isinstance(event, GenerationStarted):
             job.started = event
-            if 0 <= event.start < len(job.history_ids):
-                self.store.update_conversation(
-                    job.conversation_id, context_start_id=job.history_ids[event.start]
-                )
+            if 0 <= event.start < len(job.history_ids) and not self.store.update_conversation(
+                job.conversation_id, context_start_id=job.history_ids[event.start]
+            ):
+                self._gone(job)
         elif isinstance(event, GenerationFinished):
             self._finish(job, event)
         elif isinstance(event, GenerationFailed):
             text = job.text or clean_text(event.text)
             meta = {**job.meta, "error": event.message}
             del self.jobs[job.job_id]
-            self.store.update_message(job.message_id, text, st.ERROR, meta)
+            if not self.store.update_message(job.message_id, text, st.ERROR, meta):
+                job.gone = True
         return job
+
+    def _gone(self, job: ActiveJob) -> None:
+        """The chat of ``job`` was deleted while it streamed: stop the job, forget it."""
+        job.gone = True
+        self.jobs.pop(job.job_id, None)
+        self.engine.cancel(job.job_id)
 
     def flush(self, job: ActiveJob) -> None:
         """Save the streamed text; on a write error the text stays in memory for a retry."""
         job.flushed_at = time.monotonic()
         if job.dirty:
-            self.store.update_message(job.message_id, job.text)
+            if not self.store.update_message(job.message_id, job.text):
+                self._gone(job)
             job.dirty = False
 
     def _finish(self, job: ActiveJob, event: GenerationFinished) -> None:
@@ -278,6 +288,8 @@ class ChatRunner:
         text = job.text if event.reason == "cancelled" else clean_text(event.text)
         if event.reason == "context":
             text += CONTEXT_LIMIT_NOTE
+        elif event.reason == "capped":
+            text += CAPPED_NOTE
         job.text = text
         meta: dict[str, Any] = {
             **job.meta,
@@ -289,7 +301,8 @@ class ChatRunner:
             **{k: v for k, v in event.stats.items() if k in ("ttft", "seed", "mode")},
         }
         del self.jobs[job.job_id]
-        self.store.update_message(job.message_id, text, status, meta)
+        if not self.store.update_message(job.message_id, text, status, meta):
+            job.gone = True
 
     def flush_all(self, status: str | None = None) -> list[str]:
         """Save every streaming answer now (on quit, SIGHUP, SIGTERM); returns errors."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -79,6 +80,7 @@ class Conversation:
     context_start_id: int | None = None
     pinned: bool = False
     archived: bool = False
+    problem: str = ""  # stored values that could not be used (defaults stand in)
 
 
 @dataclass
@@ -92,6 +94,7 @@ class Message:
     updated_at: str = ""
     model: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    problem: str = ""  # stored values that could not be used (left out)
 
 
 def now() -> str:
@@ -111,9 +114,16 @@ class Store:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self.db = _open(self.path)
-        migrations.migrate(self.db, self.path)  # refuses a newer schema untouched
-        # WAL lets two llama-tui processes (two SSH sessions) read and write at once.
-        self.db.execute("pragma journal_mode = wal")
+        try:
+            migrations.migrate(self.db, self.path)  # refuses a newer or foreign one untouched
+            # WAL lets two llama-tui processes (two SSH sessions) read and write at once.
+            self.db.execute("pragma journal_mode = wal")
+        except sqlite3.Error as exc:
+            self.db.close()
+            raise StoreError(open_problem(self.path, exc)) from exc
+        except StoreError:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -202,11 +212,20 @@ class Store:
         return [(_message(r), clean_text(r["chat_title"] or "New chat")) for r in rows]
 
     @_writes
-    def update_conversation(self, conv_id: int, **values: Any) -> None:
+    def update_conversation(self, conv_id: int, **values: Any) -> bool:
+        """Change a chat's fields; False if the chat is gone (deleted meanwhile)."""
         if "sampling" in values:
             values["sampling"] = json.dumps(values["sampling"])
+        return self._update("conversations", conv_id, values)
+
+    def _update(self, table: str, row_id: int, values: dict[str, Any]) -> bool:
+        """One row's update; False if the row no longer exists (another process deleted it)."""
+        columns = ", ".join(f"[{name}] = ?" for name in values)
         with self.transaction():
-            self.db["conversations"].update(conv_id, values)
+            cursor = self.db.execute(
+                f"update [{table}] set {columns} where id = ?", [*values.values(), row_id]
+            )
+        return cursor.rowcount > 0
 
     @_writes
     def delete_conversation(self, conv_id: int) -> None:
@@ -255,8 +274,12 @@ class Store:
         content: str | None = None,
         status: str | None = None,
         meta: dict[str, Any] | None = None,
-    ) -> None:
-        """Save streamed text and/or a new status; one short transaction."""
+    ) -> bool:
+        """Save streamed text and/or a new status; one short transaction.
+
+        Returns False if the message is gone: its chat was deleted while it
+        streamed (here or by another process), which the caller must survive.
+        """
         values: dict[str, Any] = {"updated_at": now()}
         if content is not None:
             values["content"] = content
@@ -264,8 +287,7 @@ class Store:
             values["status"] = status
         if meta is not None:
             values["meta"] = json.dumps(meta)
-        with self.transaction():
-            self.db["messages"].update(msg_id, values)
+        return self._update("messages", msg_id, values)
 
     def get_message(self, msg_id: int) -> Message:
         return _message(self.db["messages"].get(msg_id))
@@ -361,32 +383,133 @@ def _process_alive(pid: int) -> bool:
 
 
 def _conversation(row: dict[str, Any]) -> Conversation:
+    """A chat from its row; damaged stored values give way to defaults, never a crash."""
+    sampling, problem = _json_object(row["sampling"], "sampling")
+    sampling, bad = clean_sampling(sampling)
+    problems = [p for p in (problem, *(f"sampling.{key}" for key in bad)) if p]
+    title = row["title"]
+    if not isinstance(title, str):
+        title, problems = str(title), [*problems, "title"]
     return Conversation(
         id=row["id"],
-        title=clean_data(row["title"] or "New chat"),
-        persona=row["persona"],
-        model=row["model"] or "",
-        sampling=json.loads(row["sampling"] or "{}"),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        context_start_id=row.get("context_start_id"),
+        title=clean_data(title or "New chat"),
+        persona=str(row["persona"]),
+        model=str(row["model"] or ""),
+        sampling=sampling,
+        created_at=str(row["created_at"]),
+        updated_at=str(row["updated_at"]),
+        context_start_id=_int_or_none(row.get("context_start_id")),
         pinned=bool(row.get("pinned")),
         archived=bool(row.get("archived")),
+        problem=", ".join(problems),
     )
 
 
 def _message(row: dict[str, Any]) -> Message:
+    """A message from its row; damaged meta values are left out, never a crash."""
+    meta, problem = _json_object(row["meta"], "meta")
+    meta, bad = clean_meta(meta)
+    problems = [p for p in (problem, *(f"meta.{key}" for key in bad)) if p]
+    content = row["content"]
+    if not isinstance(content, str):
+        content, problems = "" if content is None else str(content), [*problems, "content"]
     return Message(
         id=row["id"],
         conversation_id=row["conversation_id"],
-        role=row["role"],
-        content=clean_data(row["content"]),
-        status=row["status"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        model=row["model"] or "",
-        meta=clean_data(json.loads(row["meta"] or "{}")),
+        role=str(row["role"]),
+        content=clean_data(content),
+        status=row["status"] if row["status"] in STATUSES else COMPLETE,
+        created_at=str(row["created_at"]),
+        updated_at=str(row["updated_at"] or ""),
+        model=str(row["model"] or ""),
+        meta=clean_data(meta),
+        problem=", ".join(problems),
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _json_object(text: Any, name: str) -> tuple[dict[str, Any], str]:
+    """A stored JSON object, or ({}, name) when it is not one (bad JSON, a list, NaN…)."""
+    if not text:
+        return {}, ""
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return {}, name
+    return (value, "") if isinstance(value, dict) else ({}, name)
+
+
+# meta keys the app reads, and the types they must have
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "prompt_tokens": (int,),
+    "completion_tokens": (int,),
+    "n_ctx": (int,),
+    "tokens_per_second": (int, float),
+    "ttft": (int, float),
+    "seed": (int,),
+    "start": (int,),
+    "finish_reason": (str,),
+    "error": (str,),
+    "writer": (str,),
+    "mode": (str,),
+    "model": (str,),
+    "endpoint": (str,),
+}
+
+
+def meta_problems(meta: dict[str, Any], depth: int = 0) -> list[str]:
+    """The keys of ``meta`` whose values have the wrong type (what the app cannot use)."""
+    bad = []
+    for key, types in _META_TYPES.items():
+        value = meta.get(key)
+        if value is None:
+            continue
+        wrong = isinstance(value, bool) or not isinstance(value, types)
+        if wrong or (isinstance(value, float) and not math.isfinite(value)):
+            bad.append(key)
+    if "alternatives" in meta and not _valid_versions(meta["alternatives"], depth):
+        bad.append("alternatives")
+    return bad
+
+
+def _valid_versions(versions: Any, depth: int) -> bool:
+    if not isinstance(versions, list) or depth > 1:
+        return False
+    for version in versions:
+        if not isinstance(version, dict) or not isinstance(version.get("content"), str):
+            return False
+        if version.get("status", COMPLETE) not in STATUSES:
+            return False
+        meta = version.get("meta", {})
+        if not isinstance(meta, dict) or meta_problems(meta, depth + 1):
+            return False
+    return True
+
+
+def clean_meta(meta: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``meta`` without its badly typed values, and the keys that were left out."""
+    bad = meta_problems(meta)
+    return {k: v for k, v in meta.items() if k not in bad}, bad
+
+
+def clean_sampling(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A chat's sampling settings without the ones that are not numbers (and those keys)."""
+    from tui.sampling import SPEC, coerce
+
+    good, bad = {}, []
+    for key, value in values.items():
+        try:
+            if key in SPEC and value is not None:
+                coerce(key, value)  # raises for what is not a number (NaN, "abc", [])
+                if not math.isfinite(float(value)):
+                    raise ValueError(key)
+            good[key] = value
+        except (ValueError, OverflowError):
+            bad.append(key)
+    return good, bad
 
 
 def _open(path: Path) -> sqlite_utils.Database:
@@ -397,20 +520,86 @@ def _open(path: Path) -> sqlite_utils.Database:
             if not path.exists():
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         except OSError as exc:
-            raise StoreError(
-                f"Cannot create the chat database {path}: {exc.strerror}. "
-                "Check that the directory is writable, or choose another file with "
-                "--db PATH or LLAMA_TUI_DB."
-            ) from exc
+            raise StoreError(open_problem(path, exc)) from exc
     try:
         conn = sqlite3.connect(str(path), timeout=10, check_same_thread=False)
         conn.execute("pragma busy_timeout = 10000")
         conn.execute("pragma synchronous = normal")
         conn.execute("pragma foreign_keys = on")
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(
-            f"{path} is not a usable llama-tui database ({exc}). "
+    except sqlite3.Error as exc:
+        raise StoreError(open_problem(path, exc)) from exc
+    return sqlite_utils.Database(conn)
+
+
+def open_problem(path: Path, exc: BaseException) -> str:
+    """Why ``path`` cannot be used, and what to do: only a damaged file is "moved aside".
+
+    SQLite says "unable to open database file" alike for a full disk, a
+    read-only or immutable directory and a missing one, so the directory is
+    probed (a small file written and removed) to tell people the real cause.
+    """
+    reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc).rstrip(".")
+    lowered = reason.lower()
+    problem = "" if str(path) == ":memory:" else _directory_problem(path.parent)
+    if problem == "full" or "full" in lowered:
+        return (
+            f"The disk holding the chat database {path} is full ({reason}). "
+            "Free some space, then start llama-tui again; your chats are unharmed."
+        )
+    if problem or "readonly" in lowered or "read-only" in lowered:
+        why = problem or "read-only"
+        return (
+            f"The chat database {path} cannot be written: {path.parent} is {why} ({reason}). "
+            "Make the directory and the file writable (or the disk writable again), "
+            "or choose another file with --db PATH or LLAMA_TUI_DB."
+        )
+    if isinstance(exc, OSError):
+        return (
+            f"Cannot create the chat database {path}: {reason}. Check that the directory "
+            "is writable, or choose another file with --db PATH or LLAMA_TUI_DB."
+        )
+    if any(word in lowered for word in ("not a database", "malformed", "encrypted")):
+        return (
+            f"{path} is not a usable llama-tui database ({reason}). "
             "Move it aside (your chats are not deleted by that) or choose another file "
             "with --db PATH."
-        ) from exc
-    return sqlite_utils.Database(conn)
+        )
+    return (
+        f"Cannot use the chat database {path}: {reason}. "
+        "Check the file and its directory, or choose another file with --db PATH."
+    )
+
+
+def _directory_problem(directory: Path) -> str:
+    """What is wrong with ``directory`` ("full", "not writable"…), or "" if a test write works."""
+    import errno
+    import shutil
+    import tempfile
+
+    try:
+        if shutil.disk_usage(directory).free < 64 * 1024:
+            return "full"
+        with tempfile.TemporaryFile(dir=directory, prefix=".llama-tui-probe-") as probe:
+            probe.write(b"\0" * 4096)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return "full"
+        if exc.errno == errno.EROFS:
+            return "on a read-only file system"
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            return "not writable (its permissions or an immutable flag)"
+        return ""  # a missing directory, a file in its place: the error says it well
+    return ""
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line message for any store failure, for the command line."""
+    if isinstance(exc, StoreError):
+        return str(exc)
+    reason = str(exc).rstrip(".")
+    hint = next((h for k, h in _WRITE_HINTS.items() if k in reason), "")
+    if any(word in reason for word in ("malformed", "not a database")):
+        hint = "The database file is damaged: restore a backup (chats.db.bak-v*) or move it aside."
+    return f"The chat database failed: {reason}. {hint}".strip()

@@ -81,6 +81,12 @@ _ONE_MODEL_KINDS = ("llama.cpp", "llama-cpp-python")
 CHAT_MARGIN = 32  # tokens kept free for the server's real chat template
 METADATA_TIMEOUT = 15.0  # seconds, for /models, /props and /tokenize
 _ERROR_BODY_LIMIT = 300  # characters of a server's error text shown to people
+# A hostile or broken server may stream far more than max_tokens asks for (20 MB froze
+# the UI): the answer is cut at these bounds, what came is kept, and the reason says so.
+CHARS_PER_TOKEN = 64  # generous: real tokens average about 4 characters
+ANSWER_CHAR_CAP = 4 * 1024 * 1024  # whatever max_tokens says
+STREAM_BYTES_PER_TOKEN = 4096  # raw SSE bytes (JSON framing, keep-alives) per token
+CAPPED_REASON = "capped"
 
 # Used only to *count* chat-mode tokens: the server renders its own template.
 COUNTING_TEMPLATE = (
@@ -189,6 +195,20 @@ class _Progress:
     text: str = ""
     pieces: int = 0  # streamed pieces: about one token each
     first_at: float = 0.0  # monotonic time of the first piece
+    char_cap: int = ANSWER_CHAR_CAP  # bounds on what is read (see CHARS_PER_TOKEN)
+    piece_cap: int = 2**62
+    byte_cap: int = 2**62
+    received: int = 0  # raw bytes of the stream so far
+    capped: bool = False  # the server sent more than the bounds: reading stopped
+
+    def count(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        """The stream's chunks, stopping (``capped``) once ``byte_cap`` bytes have come."""
+        for chunk in chunks:
+            self.received += len(chunk)
+            if self.received > self.byte_cap:
+                self.capped = True
+                return
+            yield chunk
 
 
 @dataclass
@@ -388,9 +408,10 @@ class RemoteEngine(Engine):
 
     def _get_json(self, url: str, what: str) -> dict[str, Any]:
         try:
-            response = self._client.get(url, headers=self._headers(), timeout=self._meta_timeout())
+            timeout = self._meta_timeout()
+            response = self._client.get(url, headers=self._headers(), timeout=timeout)
         except httpx.HTTPError as exc:
-            raise RemoteError(self._transport_message(exc, what)) from None
+            raise RemoteError(self._transport_message(exc, what, waited=timeout.read)) from None
         if response.status_code != 200:
             raise RemoteError(self._status_message(response.status_code, response.text, what))
         try:
@@ -520,6 +541,9 @@ class RemoteEngine(Engine):
         prompt_tokens = len(built.tokens)
         room = n_ctx - prompt_tokens - margin  # never ask for more than the window holds
         limit = min(room, sampling.max_tokens) if sampling.max_tokens > 0 else room
+        progress.char_cap = min(ANSWER_CHAR_CAP, max(limit, 1) * CHARS_PER_TOKEN)
+        progress.piece_cap = 2 * max(limit, 1) + 16
+        progress.byte_cap = max(limit, 1) * STREAM_BYTES_PER_TOKEN + 1024 * 1024
         stops = built.stops if self.kind != "openai" else built.stops[:4]
         payload: dict[str, Any] = {
             **sampling_fields(sampling, self.kind),
@@ -548,6 +572,8 @@ class RemoteEngine(Engine):
         finish, usage = result
         if active.aborted:
             reason = "cancelled"
+        elif progress.capped:
+            reason = CAPPED_REASON
         elif finish == "length":
             reason = "context" if limit == room else "length"
         else:
@@ -601,6 +627,9 @@ class RemoteEngine(Engine):
             if leading and out:
                 out = out.lstrip(" ")
                 leading = not out
+            room = progress.char_cap - len(progress.text)
+            if len(out) > room:
+                out, progress.capped = out[: max(room, 0)], True
             if out and not active.aborted:
                 progress.text += out
                 self._send(TokenText(job.job_id, out))
@@ -627,8 +656,9 @@ class RemoteEngine(Engine):
                     done = True
                 else:
                     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-                    for event, data in _sse_events(response.iter_bytes(), decoder):
-                        if active.aborted:
+                    chunks = progress.count(response.iter_bytes())
+                    for event, data in _sse_events(chunks, decoder):
+                        if active.aborted or progress.capped:
                             break
                         if data.strip() == "[DONE]":
                             done = True
@@ -648,7 +678,8 @@ class RemoteEngine(Engine):
                             progress.first_at = progress.first_at or time.monotonic()
                             progress.pieces += 1
                             emit(piece)
-                        if scanner.stopped:
+                            progress.capped |= progress.pieces > progress.piece_cap
+                        if scanner.stopped or progress.capped:
                             break  # leaving the block closes the stream
         except httpx.HTTPError as exc:
             if active.aborted:
@@ -657,6 +688,8 @@ class RemoteEngine(Engine):
             raise RemoteError(self._transport_message(exc, "answer", mid_answer)) from None
         if active.aborted:
             return None, usage
+        if progress.capped:
+            return CAPPED_REASON, usage
         if not (done or finish or scanner.stopped):
             raise _StreamCut(
                 f"The connection to {self.endpoint.base_url} ended in the middle of the "
@@ -672,7 +705,14 @@ class RemoteEngine(Engine):
 
     # --- messages for people --------------------------------------------------------------
 
-    def _transport_message(self, exc: httpx.HTTPError, what: str, mid_answer: bool = False) -> str:
+    def _transport_message(
+        self,
+        exc: httpx.HTTPError,
+        what: str,
+        mid_answer: bool = False,
+        waited: float | None = None,
+    ) -> str:
+        """``waited``: the read timeout the request really had (metadata: 15 s at most)."""
         endpoint = self.endpoint
         if isinstance(exc, httpx.ConnectTimeout):
             return (
@@ -687,7 +727,8 @@ class RemoteEngine(Engine):
         if isinstance(exc, httpx.TimeoutException):
             during = "in the middle of the answer" if mid_answer else "to the request"
             return (
-                f"The server at {endpoint.base_url} sent nothing for {endpoint.timeout:g} s "
+                f"The server at {endpoint.base_url} sent nothing for "
+                f"{waited if waited is not None else endpoint.timeout:g} s "
                 f"{during}; it may be overloaded. Raise timeout in "
                 f"[endpoints.{endpoint.name}] if it is just slow."
             )

@@ -49,6 +49,8 @@ class MessageBox(Vertical):
     MessageBox.user .who { color: $accent; }
     MessageBox .body { padding: 0 0 0 1; }
     MessageBox .error-note { color: $error; height: auto; padding: 0 0 0 1; }
+    MessageBox Vertical.body { height: auto; padding: 0; }
+    MessageBox .hidden-note { color: $warning; padding: 0 0 0 1; }
     MessageBox.-selected { background: $boost; border-left: thick $accent; }
     """
 
@@ -178,11 +180,39 @@ class RenderedOnce:
         return Measurement.get(console, options, self.renderable)
 
 
-def _body(message: st.Message) -> Static:
-    """A finished message: your text as typed, an answer as Markdown (never markup)."""
-    if message.role == "user":
-        return Static(Text(message.content), classes="body")
-    return Static(_markdown(message.content), classes="body")
+def _body(message: st.Message) -> Widget:
+    """A finished message: your text as typed, an answer as Markdown (never markup).
+
+    Only its first :data:`SHOWN_CHARS` characters are laid out: a 20 MB
+    message (an import, a paste) took half a minute and gigabytes to render,
+    and every start-up opens the newest chat. The rest stays in the database,
+    and a note says how to get at it.
+    """
+    content, hidden = shown_part(message.content)
+    body = Static(Text(content) if message.role == "user" else _markdown(content), classes="body")
+    if not hidden:
+        return body
+    note = Static(Text(hidden_note(hidden)), classes="hidden-note")
+    return Vertical(body, note, classes="body")
+
+
+SHOWN_CHARS = 20_000  # of one message; the rest is not laid out (see _body)
+
+
+def shown_part(text: str) -> tuple[str, int]:
+    """The start of ``text`` to show (cut at a line end if one is near) and how much is left."""
+    if len(text) <= SHOWN_CHARS:
+        return text, 0
+    cut = text.rfind("\n", SHOWN_CHARS // 2, SHOWN_CHARS)
+    cut = cut if cut > 0 else SHOWN_CHARS
+    return text[:cut], len(text) - cut
+
+
+def hidden_note(hidden: int) -> str:
+    return (
+        f"… {hidden:,} more characters not shown. The whole message is kept: select it and "
+        "press c to copy it, or export the chat (Ctrl+P → Export)."
+    )
 
 
 class ChatView(VerticalScroll):
