@@ -235,7 +235,7 @@ async def test_deleting_a_streaming_chat_keeps_the_app(tmp_path: Path) -> None:
             chat = app.conversation_id
             if round_ == "own":
                 app.action_delete_chat(chat)
-                await pilot.pause()
+                await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
                 await pilot.press("y")  # Delete
             else:
                 other = st.Store(app.store.path)
