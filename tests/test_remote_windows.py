@@ -408,3 +408,59 @@ def test_persona_prompt_is_unchanged_by_folding() -> None:
     p = PersonaPrompt("Be brief.", ai_name="Bob")
     folded, rest = fold_opening(p, [Turn("assistant", "Hi!"), Turn("user", "Yo")])
     assert p.system == "Be brief." and "Hi!" in folded.system and rest == [Turn("user", "Yo")]
+
+
+# --- through the runner: what is stored, where the window starts --------------------------
+
+
+def run_turn(chat: Any, events: Recorder, conversation_id: int, text: str) -> Any:
+    """Send ``text`` and apply the engine's events until the answer is stored."""
+    _user, answer, job_id = chat.send(conversation_id, text)
+    while chat.job_for(conversation_id) is not None:
+        chat.handle(events.events.get(timeout=20))
+    return chat.store.get_message(answer.id)
+
+
+def test_a_greeting_chat_on_llama_cpp_python_keeps_greeting_and_marks_the_cut(
+    server: ScriptedServer, tmp_path: Any
+) -> None:
+    """Items 12 and 18 as the app stores them: no window start past the greeting, and
+    an answer cut by the server's small window ends with the context-limit note."""
+    from tui import runner as rn
+    from tui import store as st
+    from tui.personas import load_library
+
+    LlamaCppPythonLike(server, 512)
+    user_dir = tmp_path / "personas"
+    user_dir.mkdir()
+    (user_dir / "greeter.toml").write_text(
+        'name = "Greeter"\nsystem = "You greet people."\ngreeting = "Hello, traveller!"\n'
+        "[sampling]\nn_ctx = 4096\nmax_tokens = 1024\n",
+        encoding="utf-8",
+    )
+    engine = RemoteEngine(resolve_endpoint(server.base_url, {}))
+    events = Recorder()
+    engine.start(events)
+    store = st.Store(tmp_path / "chats.db")
+    try:
+        chat = rn.ChatRunner(store, engine, load_library(user_dir=user_dir), "remote")
+        conversation = chat.new_conversation("greeter")
+        greeting = store.messages(conversation.id)[0]
+        answer = run_turn(chat, events, conversation.id, "Tell me a long story.")
+        assert answer.status == st.COMPLETE
+        assert answer.content.endswith(rn.CONTEXT_LIMIT_NOTE)
+        start = store.get_conversation(conversation.id).context_start_id
+        assert start in (None, greeting.id)  # nothing "beyond the model's context"
+        first = server.posts("/v1/chat/completions")[0].body["messages"]
+        assert first[1] == {"role": "assistant", "content": "Hello, traveller!"}
+
+        again = run_turn(chat, events, conversation.id, "Summarize that.")
+        assert again.status == st.COMPLETE, again.meta
+        last = server.posts("/v1/chat/completions")[-1].body["messages"]
+        assert [m["role"] for m in last][-3:] == ["user", "assistant", "user"]
+        kept = last[-2]["content"]
+        assert kept.lstrip().startswith("t0 t1") and "[…]" in kept  # cut, not dropped
+        assert "context limit" not in kept
+    finally:
+        engine.close()
+        store.close()
