@@ -208,6 +208,29 @@ def test_a_server_restarted_with_a_smaller_window_is_followed(
     assert engine.info is not None and engine.info.n_ctx == 512
 
 
+def test_a_refusal_without_a_number_reads_props_again(server: ScriptedServer, connect) -> None:
+    """Older llama-server errors say no size: /props is asked again."""
+    window = Window(2048)
+    server.routes[("GET", "/props")] = window.props
+
+    def chat(body: dict[str, Any]) -> Any:
+        if words_in(body) >= window.n_ctx:
+            message = "the request exceeds the available context size, try increasing it"
+            return JsonReply({"error": {"code": 400, "message": message}}, 400)
+        return StreamReply([chat_chunk("fine", "stop")])
+
+    server.routes[("POST", "/v1/chat/completions")] = chat
+    engine, events = connect(server.base_url)
+    engine.load(LoadModel("test"))
+    assert events.until((ModelReady, ModelFailed))[-1].info.n_ctx == 2048
+    window.n_ctx = 150
+    engine.generate(Generate(1, ASSISTANT, long_chat(20), {"max_tokens": 16, "n_ctx": 4096}))
+    result = finished_or_failed(events, 1)
+    assert isinstance(result, GenerationFinished), result
+    assert result.n_ctx == 150
+    assert len([s for s in server.seen if s.path == "/props"]) == 2
+
+
 def test_the_window_in_the_error_is_used_when_the_server_does_not_report_it(
     server: ScriptedServer, connect
 ) -> None:
