@@ -589,10 +589,10 @@ class RemoteEngine:
                 return
             except _TooLong as exc:
                 if attempt == 2 or progress.pieces or active.aborted:
-                    raise RemoteError(self._too_long_message(exc)) from None
+                    raise RemoteError(self._too_long_message(exc, attempt == 2)) from None
                 relearnt = self._relearn_window(exc, sampling)
                 if relearnt is None:
-                    raise RemoteError(self._too_long_message(exc)) from None
+                    raise RemoteError(self._too_long_message(exc, False)) from None
                 shrink = relearnt
 
     def _window_for(self, sampling: Sampling) -> int:
@@ -651,7 +651,7 @@ class RemoteEngine:
             payload["messages"] = _messages(persona.system, persona.examples, turns)
             result = self._stream(url, payload, job, active, built.stops, built.mode, progress)
         except _StreamCut:
-            if progress.pieces or active.aborted:
+            if progress.pieces or active.aborted or self.window_reported:
                 raise
             self._why_no_answer(url, payload)  # raises _TooLong when that was the reason
             raise
@@ -737,6 +737,7 @@ class RemoteEngine:
             window = self._reread_window()
         if not window:
             return None
+        self.window_reported = True  # the server's own figure, from now on
         if window < used:
             self._set_window(window)
             return 0
@@ -761,15 +762,16 @@ class RemoteEngine:
         if self.info is not None:
             self.info.n_ctx = self.n_ctx
 
-    def _too_long_message(self, exc: _TooLong) -> str:
+    def _too_long_message(self, exc: _TooLong, retried: bool) -> str:
         """The server's refusal, with advice that is valid config."""
         window, _ = _window_in_error(exc.body)
         window = window or self.n_ctx
         detail = _error_text(_json_or_none(exc.body) or exc.body)
         detail = f" The server said: {detail}" if detail else ""
+        again = ", even after trimming the chat to it" if retried else ""
         return (
-            f"The server says the prompt does not fit its context window ({window} tokens), "
-            f"even after trimming the chat to it. Lower this chat's n_ctx, or "
+            f"The server says the prompt does not fit its context window ({window} "
+            f"tokens){again}. Lower this chat's n_ctx, or "
             f"{config_advice(self.endpoint, 'n_ctx', window)}.{detail}"
         )
 
