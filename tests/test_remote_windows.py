@@ -587,3 +587,14 @@ def test_real_llama_server_without_v1_answers_a_transcript_persona(
     result = finished_or_failed(events, 1)
     assert isinstance(result, GenerationFinished), result
     assert result.text and engine.base == llama_server.base_url  # /v1/completions was used
+
+
+def test_llama_server_window_from_its_model_list_meta(server: ScriptedServer, connect) -> None:
+    """Recent llama-server also puts the slot's window in /v1/models ``meta.n_ctx``."""
+    del server.routes[("GET", "/props")]
+    server.routes[("GET", "/v1/models")] = JsonReply(
+        {"data": [{"id": "m", "owned_by": "llamacpp", "meta": {"n_ctx": 768, "n_ctx_train": 8192}}]}
+    )
+    engine, events = connect(server.base_url)
+    engine.load(LoadModel("test"))
+    assert events.until((ModelReady, ModelFailed))[-1].info.n_ctx == 768

@@ -988,6 +988,7 @@ def _window_from(
         meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
         n_ctx_train = n_ctx_train or _positive_int(meta.get("n_ctx_train"))
         n_ctx = n_ctx or _positive_int(entry.get("max_model_len"))
+        n_ctx = n_ctx or _positive_int(meta.get("n_ctx"))  # llama-server's slot, lately
     return n_ctx, n_ctx_train
 
 
