@@ -598,3 +598,41 @@ def test_llama_server_window_from_its_model_list_meta(server: ScriptedServer, co
     engine, events = connect(server.base_url)
     engine.load(LoadModel("test"))
     assert events.until((ModelReady, ModelFailed))[-1].info.n_ctx == 768
+
+
+async def test_the_app_shows_no_marker_above_a_greeting(
+    server: ScriptedServer, tmp_path: Path
+) -> None:
+    """Item 12 on screen: a one-turn chat with a greeting persona, through a server."""
+    from tests.uihelpers import SIZE, make_app, screen_text, type_text, wait_for
+    from tui import store as st
+
+    server.routes[("POST", "/v1/chat/completions")] = StreamReply(
+        [chat_chunk("Nice to meet you."), chat_chunk(None, "stop"), sse("[DONE]")]
+    )
+    personas = tmp_path / "personas"
+    personas.mkdir()
+    (personas / "greeter.toml").write_text(
+        'name = "Greeter"\nsystem = "You greet people."\ngreeting = "Hello, traveller!"\n',
+        encoding="utf-8",
+    )
+    endpoint = resolve_endpoint(server.base_url, {})
+    app = make_app(tmp_path, RemoteEngine(endpoint), default_persona="greeter", endpoint=endpoint)
+
+    def answered() -> bool:
+        return any(
+            m.role == "assistant" and m.status == st.COMPLETE and m.content.startswith("Nice")
+            for c in app.store.list_conversations()
+            for m in app.store.messages(c.id)
+        )
+
+    async with app.run_test(size=SIZE) as pilot:
+        await type_text(pilot, "hi")
+        await pilot.press("enter")
+        await wait_for(pilot, answered, timeout=30)
+        await pilot.pause()
+        screen = screen_text(app)
+        assert "Hello, traveller!" in screen and "Nice to meet you." in screen
+        assert "beyond the model's context" not in screen
+    messages = server.posts("/v1/chat/completions")[0].body["messages"]
+    assert {"role": "assistant", "content": "Hello, traveller!"} in messages
