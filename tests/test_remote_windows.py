@@ -515,19 +515,27 @@ def small_llama_cpp_python(tmp_path: Path) -> Iterator[LlamaCppPythonServer]:
 
 
 @pytest.mark.model
+@pytest.mark.parametrize("exchanges", [2, 6])
 def test_real_llama_cpp_python_with_a_512_window(
-    small_llama_cpp_python: LlamaCppPythonServer, connect
+    small_llama_cpp_python: LlamaCppPythonServer, connect, exchanges: int
 ) -> None:
-    """Item 18 for real: the cut is marked, the window learnt, the next turns answered."""
+    """Item 18 for real: the cut is marked, the window learnt, the next turns answered.
+
+    2 exchanges (~380 tokens): the server clamps the answer to the ~100 tokens
+    left, and the window is learnt from that; 6 (~1000): the first prompt is
+    already over the window, and the window is learnt from the server's error.
+    """
     engine, events = connect(small_llama_cpp_python.base_url)
     sampling = {"max_tokens": 1024, "n_ctx": 4096, "temperature": 0, "seed": 1}
-    history = long_chat(6)[:-1]  # about 400 tokens: the answer has ~100 left
+    history = long_chat(exchanges)[:-1]
     history.append(Turn("user", "Write a very long story about a dragon and a knight."))
     engine.generate(Generate(1, ASSISTANT, history, sampling))
     first = finished_or_failed(events, 1)
     assert isinstance(first, GenerationFinished), first
     assert first.reason == "context" and first.text
     assert engine.kind == "llama-cpp-python" and engine.n_ctx <= 512
+    # Learnt from the clamped answer (2) or from the error (6), as described above.
+    assert engine.window_reported == (exchanges == 6), first.prompt_tokens
     for job_id, text in ((2, "Summarize that."), (3, "Thanks. Now in one word?")):
         history += [Turn("assistant", first.text), Turn("user", text)]
         engine.generate(Generate(job_id, ASSISTANT, history, {**sampling, "max_tokens": 48}))
