@@ -272,3 +272,66 @@ class LlamaCppPythonServer:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self._log.close()
+
+
+# --- llama.cpp's own C++ server ------------------------------------------------------
+
+
+def llama_server_binary() -> str | None:
+    """``llama-server`` from $LLAMA_SERVER or PATH (or /usr/local/bin), if installed."""
+    import shutil
+
+    candidate = os.environ.get("LLAMA_SERVER") or shutil.which("llama-server")
+    if not candidate and os.access("/usr/local/bin/llama-server", os.X_OK):
+        candidate = "/usr/local/bin/llama-server"
+    return candidate if candidate and os.access(candidate, os.X_OK) else None
+
+
+class LlamaServer:
+    """llama.cpp's ``llama-server`` on 127.0.0.1; :meth:`restart` keeps the port."""
+
+    def __init__(self, binary: str, model: Path, log_path: Path, n_ctx: int) -> None:
+        self.binary, self.model, self.log_path = binary, model, log_path
+        self.port = free_port()
+        self.root_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"{self.root_url}/v1"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start(n_ctx)
+
+    def start(self, n_ctx: int) -> None:
+        command = [self.binary, "-m", str(self.model), "-c", str(n_ctx)]
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "-np", "1"]
+        command += ["-t", str(max(os.cpu_count() or 1, 1))]
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        self.wait_ready()
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Poll /health until the model is loaded; raise with the log tail if not."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                if httpx.get(f"{self.root_url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        tail = self.log_path.read_text("utf-8", "replace")[-2000:]
+        self.stop()
+        raise RuntimeError(f"llama-server did not start:\n{tail}")
+
+    def restart(self, n_ctx: int) -> None:
+        self.stop()
+        self.start(n_ctx)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)

@@ -12,12 +12,15 @@ import pytest
 from tui.personas import load_library
 from tui.prompt import (
     CHAT,
+    CUT_MARK,
     TRANSCRIPT,
     PersonaPrompt,
     PromptBuilder,
     PromptFormat,
     PromptTooLong,
     Turn,
+    answer_reserve,
+    prompt_budget,
 )
 
 CHATML = (
@@ -251,6 +254,91 @@ def test_a_huge_chat_is_not_read_whole() -> None:
     assert read[5000] <= read[2500] * 1.1  # the work does not grow with the chat
 
 
+# --- a greeting, the latest exchange, the answer's room (issue 12, items 12 and 13) -------
+
+STRICT = (  # Mistral-style: the conversation must begin with the user and alternate
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n"
+    "{% else %}{% if (m['role'] == 'user') != (loop.index0 % 2 == (1 if messages[0]['role'] == "
+    "'system' else 0)) %}{{ raise_exception('Conversation roles must alternate "
+    "user/assistant/user/assistant') }}{% endif %}[{{ m['role'] }}] {{ m['content'] }}\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
+)
+
+
+@pytest.mark.parametrize("template", [None, CHATML])
+def test_a_greeting_stays_in_the_window_while_it_fits(template: str | None) -> None:
+    """A chat that begins with the persona's greeting: the model sees it (start 0)."""
+    build, _ = builder(template)
+    p = PersonaPrompt(system="You are Bob .", ai_name="Bob", mode="auto")
+    history = [Turn("assistant", "Hello , I am Bob . Ask away ."), Turn("user", "Who are you ?")]
+    built = build.build(p, history, budget=4096 - 1024)
+    assert built.start == 0
+    assert "Hello , I am Bob . Ask away ." in built.text
+    assert built.turns == history
+
+
+def test_a_strict_template_gets_the_greeting_in_the_system_text() -> None:
+    build, _ = builder(STRICT)
+    p = PersonaPrompt(
+        system="You are Bob .",
+        examples=[Turn("user", "Hi"), Turn("assistant", "Hello .")],
+        ai_name="Bob",
+    )
+    history = [Turn("assistant", "Greetings , traveller ."), Turn("user", "Who are you ?")]
+    built = build.build(p, history, budget=1000)
+    assert built.start == 0
+    system, rest = built.text.split("[user]", 1)
+    assert "Greetings , traveller ." in system and "Greetings" not in rest
+
+
+def test_the_answer_reserve_is_in_proportion_to_the_window() -> None:
+    assert answer_reserve(512, 1024) == 128  # was 256: half of a small window
+    assert answer_reserve(4096, 1024) == 1024
+    assert answer_reserve(8192, 1024) == 1024
+    assert answer_reserve(4096, 100) == 100
+    assert answer_reserve(2048, -1) == 512  # "until the window is full": a quarter
+    assert prompt_budget(512, 1024) == 384
+    assert prompt_budget(512, 1024, margin=32) == 352
+
+
+def test_the_latest_exchange_is_kept_when_it_fits() -> None:
+    """Dropping down to half the room must not lose the answer the user just read."""
+    build, _ = builder()
+    history = [
+        *conversation(10, words=10)[:-1],
+        Turn("user", " ".join(f"q0w{j}" for j in range(20))),
+        Turn("assistant", " ".join(f"a0w{j}" for j in range(220))),
+        Turn("user", "Summarize that ."),
+    ]
+    budget = prompt_budget(512, 1024)
+    target = len(persona().system.split()) + budget // 2
+    built = build.build(persona(), history, budget=budget)
+    assert len(built.tokens) > target  # past the usual half-room target, for this exchange
+    assert built.start == len(history) - 3
+    assert "a0w0 " in built.text and "a0w219" in built.text and len(built.tokens) <= budget
+
+
+def test_an_over_long_last_answer_is_cut_not_dropped() -> None:
+    """An answer that filled the window: its beginning and end stay, the middle goes."""
+    build, _ = builder()
+    history = [
+        *conversation(2)[:-1],
+        Turn("user", "Tell me a long story ."),
+        Turn("assistant", " ".join(f"s{j}" for j in range(600))),
+        Turn("user", "Summarize that ."),
+    ]
+    budget = prompt_budget(512, 1024)
+    built = build.build(persona(), history, budget=budget)
+    assert len(built.tokens) <= budget
+    assert history[built.start].content == "Tell me a long story ."
+    assert "s0 s1 s2" in built.text and "s597 s598 s599" in built.text
+    assert CUT_MARK.strip() in built.text and "s300" not in built.text
+    assert built.text.endswith("User: Summarize that .\nBob:")
+    # The cut answer is most of what fits: not a token-thin stub.
+    assert len(built.tokens) > budget - 20
+    assert built.turns[1].role == "assistant" and CUT_MARK in built.turns[1].content
+
+
 # --- the real model, in-process ---------------------------------------------------------
 
 
@@ -366,3 +454,37 @@ def test_no_shift_without_the_persona_block_or_a_real_match() -> None:
     assert runner._shift_plan(kv, other_persona, 10, 20, None) == (0, 0)  # persona changed
     short = ids(PERSONA, turns(20, 20), range(6000, 6010))  # only 10 tokens line up
     assert runner._shift_plan(kv, short, 20, 20, True) == (0, 0)
+
+
+@pytest.mark.model
+def test_local_engine_keeps_the_greeting_and_the_last_answer(harness: Any) -> None:
+    """The local engine (SmolLM2, n_ctx 512, max_tokens 1024): what the model is shown.
+
+    A greeting is in the window of a one-turn chat; after an answer that
+    filled the window, "Summarize that" still comes with (most of) that answer.
+    """
+    from tui.engine.protocol import Generate, GenerationFinished, GenerationStarted
+
+    runner, events = harness
+    p = PersonaPrompt(system="You are Bob, a kind helper.", ai_name="Bob")
+    sampling = {"n_ctx": 512, "max_tokens": 1024, "temperature": 0.0}
+    greeting = [Turn("assistant", "Hello, I am Bob. Ask me anything!"), Turn("user", "Hi!")]
+    events.clear()
+    runner.generate(Generate(1, p, greeting, {**sampling, "max_tokens": 4}))
+    started = next(e for e in events if isinstance(e, GenerationStarted))
+    assert started.start == 0 and "Ask me anything!" in runner.last_built.text
+
+    story = " ".join(f"The dragon flew over hill number {i}." for i in range(80))  # ~900 tokens
+    history = [
+        Turn("user", "Tell me a long story."),
+        Turn("assistant", story),
+        Turn("user", "Summarize that."),
+    ]
+    events.clear()
+    runner.generate(Generate(2, p, history, {**sampling, "max_tokens": 1024}))
+    started = next(e for e in events if isinstance(e, GenerationStarted))
+    assert isinstance(events[-1], GenerationFinished), events[-1]
+    built = runner.last_built
+    assert started.start == 0  # the exchange is kept, its answer cut in the middle
+    assert "hill number 0." in built.text and "hill number 79." in built.text
+    assert 300 < started.prompt_tokens <= 512 - 128

@@ -179,3 +179,37 @@ def resolve_endpoint(spec: str, endpoints: dict[str, Endpoint]) -> Endpoint:
         f"Unknown endpoint {spec!r} (configured: {known}). Add [endpoints.{spec}] with "
         "base_url to the config file, or pass a URL such as http://localhost:8080/v1."
     )
+
+
+def is_configured(endpoint: Endpoint) -> bool:
+    """False for an endpoint made from a bare ``--endpoint URL`` (named after its host)."""
+    return endpoint.name != urlsplit(endpoint.base_url).netloc
+
+
+def table_header(name: str) -> str:
+    """``[endpoints.NAME]`` as TOML reads it back (a name with a dot is quoted)."""
+    bare = re.fullmatch(r"[A-Za-z0-9_-]+", name)
+    return f"[endpoints.{name}]" if bare else f'[endpoints."{name}"]'
+
+
+def config_advice(endpoint: Endpoint, key: str, value: Any = None) -> str:
+    """How to set ``key`` for this endpoint, as config the app will accept.
+
+    An endpoint given as a URL has no table yet, and its host name (with
+    ``:port``) cannot be one: the advice then names a new table with a valid
+    name, its base_url, and how to use it.
+    """
+    setting = f"{key} = {_toml_value(value)}" if value is not None else key
+    if is_configured(endpoint):
+        return f"set {setting} in {table_header(endpoint.name)} of the config file"
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", endpoint.name).strip("-") or "server"
+    return (
+        f'add {table_header(name)} with base_url = "{endpoint.base_url}" and {setting} '
+        f"to the config file, then start with --endpoint {name}"
+    )
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)

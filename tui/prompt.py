@@ -19,7 +19,7 @@ import json
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -274,6 +274,8 @@ class BuiltPrompt:
     stops: list[str]
     start: int  # index of the first history turn inside the window
     n_keep: int  # tokens of the persona block, never dropped
+    # The turns in the window as the model sees them (an old answer may be cut).
+    turns: list[Turn] = field(default_factory=list)
 
 
 class PromptTooLong(Exception):
@@ -295,6 +297,62 @@ class PromptTooLong(Exception):
         self.needed, self.budget, self.persona_tokens = needed, budget, persona_tokens
 
 
+# Where an over-long earlier answer was cut to fit the window (see PromptBuilder.build).
+CUT_MARK = "\n[…]\n"
+
+# Tokens kept free for the answer: at most this fraction of the window (see answer_reserve).
+RESERVE_DIVISOR = 4
+
+
+def answer_reserve(n_ctx: int, max_tokens: int) -> int:
+    """Tokens the history must leave free for the answer, in proportion to the window.
+
+    ``max_tokens`` when it is smaller than a quarter of the window, else a
+    quarter: a 512-token window with max_tokens 1024 keeps 128 for the
+    answer and 384 for the history (the answer may still grow into whatever
+    the prompt leaves free, up to the window's end). Shared by the local and
+    the remote engine so that both fit a chat the same way.
+    """
+    share = max(n_ctx // RESERVE_DIVISOR, 1)
+    return max(min(max_tokens, share) if max_tokens > 0 else share, 1)
+
+
+def prompt_budget(n_ctx: int, max_tokens: int, margin: int = 0) -> int:
+    """Tokens the prompt (persona + history) may take in a window of ``n_ctx``."""
+    return n_ctx - answer_reserve(n_ctx, max_tokens) - margin
+
+
+def cut_middle(text: str, keep: int) -> str:
+    """``text`` with its middle replaced by :data:`CUT_MARK`, ``keep`` characters kept.
+
+    The beginning says what the answer was about, the end is what the user
+    read last: both matter more than the middle.
+    """
+    if keep >= len(text):
+        return text
+    tail = keep // 2
+    end = text[len(text) - tail :].lstrip() if tail else ""
+    return text[: keep - tail].rstrip() + CUT_MARK + end
+
+
+def fold_opening(
+    persona: PersonaPrompt, history: Sequence[Turn]
+) -> tuple[PersonaPrompt, list[Turn]]:
+    """Move the AI's opening words into the system text, for strict chat templates.
+
+    Some templates (Mistral's, Gemma's) refuse a conversation that does not
+    begin with the user; the greeting then reaches the model this way.
+    """
+    opening = []
+    rest = list(history)
+    while rest and rest[0].role == "assistant":
+        opening.append(rest.pop(0).content)
+    said = "\n\n".join(opening)
+    note = f"{persona.ai_name} opened the conversation with:\n{said}"
+    system = f"{persona.system}\n\n{note}" if persona.system else note
+    return replace(persona, system=system), rest
+
+
 # Characters per token of English text, roughly, for the first guess at how far back a
 # window can reach (see PromptBuilder._overflowing_suffix; a wrong guess costs time only).
 CHARS_PER_TOKEN_GUESS = 4
@@ -312,16 +370,29 @@ class PromptBuilder:
         self.tokenize = tokenize
 
     def render(self, persona: PersonaPrompt, history: Sequence[Turn], mode: str) -> str:
-        """The whole prompt text, ending where the AI's answer begins."""
+        """The whole prompt text, ending where the AI's answer begins.
+
+        A window that opens with the AI's own words (a persona's greeting) is
+        rendered as it is; a template that insists on a user turn first gets
+        those words in the system text instead (see :func:`fold_opening`).
+        """
         if mode == CHAT:
-            head = [Turn("system", persona.system)] if persona.system else []
-            return render_chat(
-                self.fmt.chat_template or "",
-                [*head, *persona.examples, *history],
-                self.fmt.bos_token,
-                self.fmt.eos_token,
-            )
+            try:
+                return self._render_chat(persona, history)
+            except TemplateError:
+                if not history or history[0].role != "assistant":
+                    raise
+                return self._render_chat(*fold_opening(persona, history))
         return render_transcript(persona, [*persona.examples, *history], open_reply=True)
+
+    def _render_chat(self, persona: PersonaPrompt, history: Sequence[Turn]) -> str:
+        head = [Turn("system", persona.system)] if persona.system else []
+        return render_chat(
+            self.fmt.chat_template or "",
+            [*head, *persona.examples, *history],
+            self.fmt.bos_token,
+            self.fmt.eos_token,
+        )
 
     def stops(self, persona: PersonaPrompt, mode: str) -> list[str]:
         if mode == TRANSCRIPT:
@@ -345,11 +416,19 @@ class PromptBuilder:
         (``n_discard = n_left / 2``): the next turns then extend the same
         prefix, and the KV cache is reused, until the window fills again.
         Nothing is dropped while things fit, so consecutive turns render
-        byte-identically up to the new message. The window always begins
-        with a user turn.
+        byte-identically up to the new message.
+
+        The latest exchange (the user's previous message and the answer to it)
+        is kept whenever it fits the budget, even past the half-room target:
+        "summarize that" must see what "that" was. An answer too long for the
+        window is cut in the middle (:data:`CUT_MARK`) rather than dropped
+        whole. A dropped window begins with a user turn; the chat's very
+        first message (a persona's greeting) is kept while it fits.
         """
         mode = choose_mode(persona.mode, self.fmt.chat_template)
-        start = _user_turn_at_or_after(history, min(max(start, 0), len(history) - 1))
+        start = min(max(start, 0), len(history) - 1)
+        if start > 0:
+            start = _user_turn_at_or_after(history, start)
         over = self._overflowing_suffix(persona, history, mode, start, budget)
         if over is not None:  # the window begins at or after it: read no further back
             start, tokens = over
@@ -357,15 +436,57 @@ class PromptBuilder:
             tokens = self._tokens(persona, history[start:], mode)
         head = self._tokens(persona, [], mode)
         n_keep = _common_prefix(head, tokens)
+        window = list(history[start:])
         if len(tokens) > budget:
             target = n_keep + max(budget - n_keep, 0) // 2
             start = self._first_start_fitting(persona, history, mode, start, target)
-            tokens = self._tokens(persona, history[start:], mode)
+            start, window = self._keep_latest_exchange(persona, history, mode, start, budget)
+            tokens = self._tokens(persona, window, mode)
             if len(tokens) > budget:
                 raise PromptTooLong(len(tokens), budget, len(head))
             n_keep = _common_prefix(head, tokens)
-        text = self.render(persona, history[start:], mode)
-        return BuiltPrompt(text, tokens, mode, self.stops(persona, mode), start, n_keep)
+        text = self.render(persona, window, mode)
+        built = BuiltPrompt(text, tokens, mode, self.stops(persona, mode), start, n_keep)
+        built.turns = window
+        return built
+
+    def _keep_latest_exchange(
+        self,
+        persona: PersonaPrompt,
+        history: Sequence[Turn],
+        mode: str,
+        start: int,
+        budget: int,
+    ) -> tuple[int, list[Turn]]:
+        """Widen a window that lost the previous exchange, if that exchange can fit.
+
+        Returns the window's start and its turns; the previous answer may be
+        cut (beginning and end kept) so that it fits.
+        """
+        users = [i for i in range(len(history)) if history[i].role == "user"]
+        if len(users) < 2 or start <= users[-2]:
+            return start, list(history[start:])
+        previous, last = users[-2], users[-1]
+        widened = list(history[previous:])
+        if len(self._tokens(persona, widened, mode)) <= budget:
+            return previous, widened
+        if last - previous != 2 or history[previous + 1].role != "assistant":
+            return start, list(history[start:])
+        answer = history[previous + 1].content
+
+        def cut_to(keep: int) -> list[Turn]:
+            return [history[previous], Turn("assistant", cut_middle(answer, keep)), *history[last:]]
+
+        low, high = 0, len(answer) - 1  # the longest cut that fits: binary search
+        if len(self._tokens(persona, cut_to(0), mode)) > budget:
+            return start, list(history[start:])
+        while low < high:
+            mid = (low + high + 1) // 2
+            if len(self._tokens(persona, cut_to(mid), mode)) <= budget:
+                low = mid
+            else:
+                high = mid - 1
+        return previous, cut_to(low)
 
     def _tokens(self, persona: PersonaPrompt, history: Sequence[Turn], mode: str) -> list[int]:
         return self.tokenize(self.render(persona, history, mode))

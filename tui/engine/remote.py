@@ -34,6 +34,7 @@ import codecs
 import contextlib
 import json
 import queue
+import re
 import socket
 import threading
 import time
@@ -43,7 +44,7 @@ from typing import Any
 
 import httpx
 
-from tui.endpoints import Endpoint
+from tui.endpoints import Endpoint, config_advice
 from tui.engine.protocol import (
     CANCEL_ALL,
     CleanEvents,
@@ -71,11 +72,16 @@ from tui.prompt import (
     TemplateError,
     Turn,
     clean_reply,
+    fold_opening,
+    prompt_budget,
 )
 from tui.sampling import Sampling
 from tui.stops import StopScanner
 
 DEFAULT_N_CTX = 4096  # when neither the server nor the endpoint config says
+# Ollama's window when neither the model (num_ctx) nor the running server says: its
+# long-standing default; a larger OLLAMA_CONTEXT_LENGTH is invisible to clients.
+OLLAMA_DEFAULT_N_CTX = 2048
 # Servers that answer with their one model whatever name a request gives.
 _ONE_MODEL_KINDS = ("llama.cpp", "llama-cpp-python")
 CHAT_MARGIN = 32  # tokens kept free for the server's real chat template
@@ -188,6 +194,18 @@ class _StreamCut(RemoteError):
     """The answer stopped without the server saying it was finished."""
 
 
+class _Refused(RemoteError):
+    """The server answered the request with an error status (kept for a retry)."""
+
+    def __init__(self, message: str, status: int, body: str):
+        super().__init__(message)
+        self.status, self.body = status, body
+
+
+class _TooLong(_Refused):
+    """The server says the prompt (plus the answer asked for) exceeds its window."""
+
+
 @dataclass
 class _Progress:
     """What one answer has produced so far (kept when it fails or is cancelled)."""
@@ -256,6 +274,8 @@ class RemoteEngine(Engine):
         self.kind = endpoint.kind  # "auto" until the server has been checked
         self.model = endpoint.model
         self.n_ctx = 0  # the server's window, once checked
+        self.window_reported = False  # whether the server said it (else config or a guess)
+        self.base = endpoint.base_url  # the OpenAI-compatible API, once checked (see _api_base)
         self.counter = "estimate"  # how tokens are counted: a server kind, or "estimate"
         self.info: ModelInfo | None = None
         self._load_error = ""
@@ -372,7 +392,7 @@ class RemoteEngine(Engine):
 
     def _check_server(self) -> ModelInfo:
         endpoint = self.endpoint
-        listing = self._get_json(f"{endpoint.base_url}/models", "model list")
+        self.base, listing = self._api_base()
         entries = [m for m in listing.get("data") or [] if isinstance(m, dict)]
         ids = [str(m.get("id")) for m in entries if m.get("id")]
         kind = endpoint.kind
@@ -383,16 +403,23 @@ class RemoteEngine(Engine):
                 kind = "llama.cpp"
         if kind == "auto":
             kind = _kind_from_models(entries)
+            if kind == "openai" and self._get_optional(f"{endpoint.root_url}/api/version"):
+                kind = "ollama"  # user models are "owned_by" their namespace, not "library"
         model = endpoint.model or (ids[0] if ids else "")
         if endpoint.model and ids and endpoint.model not in ids and kind not in _ONE_MODEL_KINDS:
             hint = f" (ollama pull {endpoint.model})" if kind == "ollama" else ""
             raise RemoteError(
                 f"The server at {endpoint.base_url} does not offer the model "
                 f"'{endpoint.model}'{hint}. It offers: {', '.join(ids[:10])}. "
-                f"Set model in [endpoints.{endpoint.name}] to one of these."
+                f"To use one, {config_advice(endpoint, 'model', ids[0] if ids else None)}."
             )
         reported, n_ctx_train = _window_from(props, entries, model)
-        n_ctx = reported or endpoint.n_ctx or DEFAULT_N_CTX
+        default = DEFAULT_N_CTX
+        if kind == "ollama" and not reported:
+            reported, n_ctx_train = self._ollama_window(model)
+            default = OLLAMA_DEFAULT_N_CTX
+        n_ctx = reported or endpoint.n_ctx or default
+        self.window_reported = bool(reported)
         if reported and endpoint.n_ctx:
             n_ctx = min(reported, endpoint.n_ctx)
         self.kind, self.model, self.n_ctx = kind, model, n_ctx
@@ -405,6 +432,56 @@ class RemoteEngine(Engine):
             n_ctx_train=n_ctx_train or n_ctx,
             has_chat_template=True,
         )
+
+    def _api_base(self) -> tuple[str, dict[str, Any]]:
+        """The OpenAI-compatible base URL, and its model list.
+
+        A base_url without ``/v1`` often works for chat (llama.cpp's server
+        answers ``/chat/completions`` too) but ``/completions`` there is
+        llama.cpp's native API, which streams another format: when
+        ``{base_url}/v1/models`` answers with a model list, that is the API.
+        """
+        base = self.endpoint.base_url
+        if not base.endswith("/v1"):
+            listing = self._get_optional(f"{base}/v1/models")
+            if isinstance(listing.get("data"), list):
+                return f"{base}/v1", listing
+        return base, self._get_json(f"{base}/models", "model list")
+
+    def _ollama_window(self, model: str) -> tuple[int, int]:
+        """(window, training context) from Ollama's own API; its /v1 reports neither.
+
+        The window is the model's ``num_ctx`` parameter (``/api/show``), else
+        what the running model was loaded with (``/api/ps``); 0 when unknown.
+        """
+        root = self.endpoint.root_url
+        show = self._post_optional(f"{root}/api/show", {"model": model})
+        n_ctx = 0
+        parameters = show.get("parameters")
+        if isinstance(parameters, str):
+            found = re.search(r"^\s*num_ctx\s+(\d+)\s*$", parameters, re.MULTILINE)
+            n_ctx = int(found.group(1)) if found else 0
+        info = show.get("model_info") if isinstance(show.get("model_info"), dict) else {}
+        n_ctx_train = next(
+            (_positive_int(v) for k, v in info.items() if k.endswith(".context_length")), 0
+        )
+        if not n_ctx:
+            running = self._get_optional(f"{root}/api/ps").get("models")
+            for entry in running if isinstance(running, list) else []:
+                if isinstance(entry, dict) and model in (entry.get("name"), entry.get("model")):
+                    n_ctx = _positive_int(entry.get("context_length"))
+        return n_ctx, n_ctx_train
+
+    def _post_optional(self, url: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A JSON object posted for at ``url``, or {} if the server has no such thing."""
+        try:
+            response = self._client.post(
+                url, json=body, headers=self._headers(), timeout=self._meta_timeout()
+            )
+            data = response.json() if response.status_code == 200 else {}
+        except (httpx.HTTPError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
     def _get_json(self, url: str, what: str) -> dict[str, Any]:
         try:
@@ -517,21 +594,47 @@ class RemoteEngine(Engine):
             self._send(GenerationFailed(job.job_id, why, progress.text))
 
     def _generate_job(self, job: Generate, active: _Active, progress: _Progress) -> None:
+        """Answer ``job``; a prompt the server finds too long is trimmed and sent once more.
+
+        The server's window can change under us (llama.cpp's server restarted
+        with a smaller ``-c``) or never have been reported (llama-cpp-python):
+        on a context error the window is learnt again (from the error, else
+        from the server) and the history fitted into it, once.
+        """
         if self.info is None and not self._load(LoadModel(self.endpoint.label)):
             raise RemoteError(self._load_error)
         if active.aborted:
             raise RemoteError("cancelled")
         sampling = Sampling.from_dict(job.sampling)
-        n_ctx = min(self.n_ctx, sampling.n_ctx) if self.n_ctx else sampling.n_ctx
+        shrink = 0
+        for attempt in (1, 2):
+            try:
+                self._attempt(job, active, progress, sampling, shrink)
+                return
+            except _TooLong as exc:
+                if attempt == 2 or progress.pieces or active.aborted:
+                    raise RemoteError(self._too_long_message(exc, attempt == 2)) from None
+                relearnt = self._relearn_window(exc, sampling)
+                if relearnt is None:
+                    raise RemoteError(self._too_long_message(exc, False)) from None
+                shrink = relearnt
+
+    def _window_for(self, sampling: Sampling) -> int:
+        return min(self.n_ctx, sampling.n_ctx) if self.n_ctx else sampling.n_ctx
+
+    def _attempt(
+        self, job: Generate, active: _Active, progress: _Progress, sampling: Sampling, shrink: int
+    ) -> None:
+        """Fit the history into the window, stream the answer, report it."""
+        n_ctx = self._window_for(sampling)
         builder = PromptBuilder(
             PromptFormat(chat_template=COUNTING_TEMPLATE), self._counter_for_job()
         )
         # Served models are taken to have a chat template: chat mode unless forced.
         margin = CHAT_MARGIN if job.persona.mode != TRANSCRIPT else 0
-        reserve = sampling.max_tokens if sampling.max_tokens > 0 else n_ctx // 4
-        reserve = max(min(reserve, n_ctx // 2), 1)
+        budget = prompt_budget(n_ctx, sampling.max_tokens, margin) - shrink
         try:
-            built = builder.build(job.persona, job.history, n_ctx - reserve - margin, job.start)
+            built = builder.build(job.persona, job.history, budget, job.start)
         except PromptTooLong as exc:
             if n_ctx == self.n_ctx:  # a bigger n_ctx for the chat would not help
                 raise RemoteError(f"{exc} The server's window is {n_ctx} tokens.") from None
@@ -539,7 +642,7 @@ class RemoteEngine(Engine):
         except TemplateError as exc:  # only our own counting template: a bug
             raise RemoteError(f"Could not count the prompt's tokens: {exc}") from None
         prompt_tokens = len(built.tokens)
-        room = n_ctx - prompt_tokens - margin  # never ask for more than the window holds
+        room = n_ctx - prompt_tokens - margin - shrink  # never ask for more than the window holds
         limit = min(room, sampling.max_tokens) if sampling.max_tokens > 0 else room
         progress.char_cap = min(ANSWER_CHAR_CAP, max(limit, 1) * CHARS_PER_TOKEN)
         progress.piece_cap = 2 * max(limit, 1) + 16
@@ -556,26 +659,50 @@ class RemoteEngine(Engine):
         if stops:
             payload["stop"] = stops
         if built.mode == CHAT:
-            url = f"{self.endpoint.base_url}/chat/completions"
-            payload["messages"] = _messages(
-                job.persona.system, job.persona.examples, job.history[built.start :]
-            )
+            url = f"{self.base}/chat/completions"
+            payload["messages"] = _messages(job.persona.system, job.persona.examples, built.turns)
         else:
-            url = f"{self.endpoint.base_url}/completions"
+            url = f"{self.base}/completions"
             payload["prompt"] = built.text
         self._send(GenerationStarted(job.job_id, prompt_tokens, n_ctx, built.start, built.mode))
 
         started = time.monotonic()
-        result = self._stream(url, payload, job, active, built.stops, built.mode, progress)
+        try:
+            result = self._stream(url, payload, job, active, built.stops, built.mode, progress)
+        except _Refused as exc:
+            opening = built.mode == CHAT and built.turns and built.turns[0].role == "assistant"
+            if isinstance(exc, _TooLong) or not opening or exc.status in (401, 403, 404, 503):
+                raise
+            # A template that wants the user first: the greeting goes into the system text.
+            persona, turns = fold_opening(job.persona, built.turns)
+            payload["messages"] = _messages(persona.system, persona.examples, turns)
+            result = self._stream(url, payload, job, active, built.stops, built.mode, progress)
+        except _StreamCut:
+            if progress.pieces or active.aborted or self.window_reported:
+                raise
+            self._why_no_answer(url, payload)  # raises _TooLong when that was the reason
+            raise
         ended = time.monotonic()
         first = progress.first_at or ended
         finish, usage = result
+        count = int(usage.get("completion_tokens") or progress.pieces)
+        used = int(usage.get("prompt_tokens") or prompt_tokens)
+        # Stopped well before the max_tokens asked for: the server's window is full. Without
+        # usage, streamed pieces are counted, which can be a few short of the tokens.
+        if usage.get("completion_tokens"):
+            short = count < limit
+        else:
+            short = not self.window_reported and count + max(4, limit // 16) < limit
         if active.aborted:
             reason = "cancelled"
         elif progress.capped:
             reason = CAPPED_REASON
+        elif finish == "length" and (limit == room or short):
+            reason = "context"
+            if short and used + count < n_ctx:
+                self._set_window(used + count)  # a server that never said its window
         elif finish == "length":
-            reason = "context" if limit == room else "length"
+            reason = "length"
         else:
             reason = "stop"
         answer = (
@@ -583,7 +710,6 @@ class RemoteEngine(Engine):
             if reason == "cancelled"
             else clean_reply(progress.text, job.persona, built.mode)
         )
-        count = int(usage.get("completion_tokens") or progress.pieces)
         self._send(
             GenerationFinished(
                 job_id=job.job_id,
@@ -591,7 +717,7 @@ class RemoteEngine(Engine):
                 reason=reason,
                 completion_tokens=count,
                 seconds=ended - first,
-                prompt_tokens=int(usage.get("prompt_tokens") or prompt_tokens),
+                prompt_tokens=used,
                 n_ctx=n_ctx,
                 stats={
                     "ttft": first - started,
@@ -602,6 +728,80 @@ class RemoteEngine(Engine):
                     **({"seed": sampling.seed} if sampling.seed >= 0 else {}),
                 },
             )
+        )
+
+    # --- learning the window again ------------------------------------------------------
+
+    def _why_no_answer(self, url: str, payload: dict[str, Any]) -> None:
+        """Ask again without streaming, for one token, to read why a stream ended empty.
+
+        llama-cpp-python's server starts the stream before it checks the
+        prompt, then closes it without a word; asked without streaming, it
+        answers the check's error (``Requested tokens (532) exceed context
+        window of 512``) with a status. Raises :class:`_TooLong` if that is it.
+        """
+        probe = {k: v for k, v in payload.items() if k != "stream_options"}
+        probe.update(stream=False, max_tokens=1)
+        try:
+            response = self._stream_client.post(url, json=probe, headers=self._headers())
+        except httpx.HTTPError:
+            return
+        if response.status_code != 200:
+            body = response.text[:65536]
+            message = self._status_message(response.status_code, body, "answer")
+            detail = _error_text(_json_or_none(body) or body)
+            if _sounds_too_long(detail):
+                raise _TooLong(message, response.status_code, body)
+
+    def _relearn_window(self, exc: _TooLong, sampling: Sampling) -> int | None:
+        """Learn the server's window after it refused a prompt; None if nothing was learnt.
+
+        Returns how many more tokens to leave free on the retry: 0 when the
+        window turned out smaller than we thought (fitting into it is enough),
+        more when the window is what we thought and our count was short.
+        """
+        used = self._window_for(sampling)
+        window, requested = _window_in_error(exc.body)
+        if not window:
+            window = self._reread_window()
+        if not window:
+            return None
+        self.window_reported = True  # the server's own figure, from now on
+        if window < used:
+            self._set_window(window)
+            return 0
+        over = requested - window if requested > window else 0
+        return min(max(over, used // 8) + CHAT_MARGIN, used // 2)
+
+    def _reread_window(self) -> int:
+        """The window as the server reports it now (/props, /models); 0 if it does not say."""
+        props = {}
+        if self.kind == "llama.cpp":
+            props = self._get_optional(f"{self.endpoint.root_url}/props")
+        listing = self._get_optional(f"{self.base}/models")
+        entries = [m for m in listing.get("data") or [] if isinstance(m, dict)]
+        window, _ = _window_from(props, entries, self.model)
+        if not window and self.kind == "ollama":
+            window, _ = self._ollama_window(self.model)
+        return window
+
+    def _set_window(self, window: int) -> None:
+        """Use ``window`` from now on (within the endpoint's own n_ctx, if it has one)."""
+        self.n_ctx = min(window, self.endpoint.n_ctx) if self.endpoint.n_ctx else window
+        if self.info is not None:
+            self.info.n_ctx = self.n_ctx
+
+    def _too_long_message(self, exc: _TooLong, retried: bool) -> str:
+        """The server's refusal, with advice that is valid config."""
+        window, _ = _window_in_error(exc.body)
+        window = window or self.n_ctx
+        detail = _error_text(_json_or_none(exc.body) or exc.body)
+        detail = f" The server said: {detail}" if detail else ""
+        again = ", even after trimming the chat to it" if retried else ""
+        return (
+            f"The server says the prompt does not fit its context window ({window} "
+            f"tokens){again}. Lower this chat's n_ctx, or "
+            f"{config_advice(self.endpoint, 'n_ctx', window)}.{detail}"
         )
 
     def _stream(
@@ -644,7 +844,12 @@ class RemoteEngine(Engine):
             ) as response:
                 if response.status_code != 200:
                     body = _read_limited(response)
-                    raise RemoteError(self._status_message(response.status_code, body, "answer"))
+                    status = response.status_code
+                    message = self._status_message(status, body, "answer")
+                    detail = _error_text(_json_or_none(body) or body)
+                    if status in (400, 413, 422, 500) and _sounds_too_long(detail):
+                        raise _TooLong(message, status, body)
+                    raise _Refused(message, status, body)
                 if "text/event-stream" not in response.headers.get("content-type", ""):
                     # A server that ignored stream=true: one JSON answer.
                     data = _json_or_error(_read_limited(response, 10**7))
@@ -665,10 +870,14 @@ class RemoteEngine(Engine):
                             break
                         parsed = _json_or_none(data)
                         if event == "error" or (isinstance(parsed, dict) and "error" in parsed):
-                            raise RemoteError(
+                            detail = _error_text(parsed or data) or "no details"
+                            message = (
                                 "The server reported an error in the middle of the answer: "
-                                + (_error_text(parsed or data) or "no details")
+                                + detail
                             )
+                            if not progress.pieces and _sounds_too_long(detail):
+                                raise _TooLong(message, 400, data)
+                            raise RemoteError(message)
                         chunk = _json_or_error(data)
                         if isinstance(chunk.get("usage"), dict):
                             usage = chunk["usage"]
@@ -729,8 +938,8 @@ class RemoteEngine(Engine):
             return (
                 f"The server at {endpoint.base_url} sent nothing for "
                 f"{waited if waited is not None else endpoint.timeout:g} s "
-                f"{during}; it may be overloaded. Raise timeout in "
-                f"[endpoints.{endpoint.name}] if it is just slow."
+                f"{during}; it may be overloaded. If it is just slow, "
+                f"{config_advice(endpoint, 'timeout', int(endpoint.timeout * 2))}."
             )
         if mid_answer:
             return (
@@ -746,8 +955,8 @@ class RemoteEngine(Engine):
         if status in (401, 403):
             if not endpoint.api_key_env:
                 advice = (
-                    f"it wants an API key: set api_key_env in [endpoints.{endpoint.name}] "
-                    "to the name of an environment variable that holds the key"
+                    "it wants an API key: put the key in an environment variable and "
+                    f"{config_advice(endpoint, 'api_key_env', 'NAME_OF_THAT_VARIABLE')}"
                 )
             elif endpoint.api_key() is None:
                 advice = f"the API key should be in ${endpoint.api_key_env}, which is not set"
@@ -758,14 +967,15 @@ class RemoteEngine(Engine):
             model = f" or does not know the model '{self.model}'" if self.model else ""
             return (
                 f"The server at {endpoint.base_url} has no such address{model} (HTTP 404) "
-                f"for the {what}: check base_url (it usually ends in /v1) and model in "
-                f"[endpoints.{endpoint.name}].{detail}"
+                f"for the {what}: check base_url (it usually ends in /v1) and model "
+                f"({config_advice(endpoint, 'model')}).{detail}"
             )
-        if status in (400, 413, 422) and _sounds_too_long(detail):
+        if status in (400, 413, 422, 500) and _sounds_too_long(detail):
+            window, _ = _window_in_error(body)
             return (
-                "The server says the prompt does not fit its context window: set n_ctx in "
-                f"[endpoints.{endpoint.name}] to the server's real window, or lower this "
-                f"chat's n_ctx.{detail}"
+                "The server says the prompt does not fit its context window: lower this "
+                f"chat's n_ctx, or {config_advice(endpoint, 'n_ctx', window or None)}"
+                f".{detail}"
             )
         if status in (400, 422):
             return (
@@ -822,6 +1032,7 @@ def _window_from(
         meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
         n_ctx_train = n_ctx_train or _positive_int(meta.get("n_ctx_train"))
         n_ctx = n_ctx or _positive_int(entry.get("max_model_len"))
+        n_ctx = n_ctx or _positive_int(meta.get("n_ctx"))  # llama-server's slot, lately
     return n_ctx, n_ctx_train
 
 
@@ -918,6 +1129,39 @@ def _error_text(body: Any) -> str:
         return "; ".join(_error_text(b) for b in body[:3])
     text = " ".join(str(body).split())
     return text[:_ERROR_BODY_LIMIT] + ("…" if len(text) > _ERROR_BODY_LIMIT else "")
+
+
+# How servers say how big their window is, when they refuse a prompt:
+# llama-cpp-python ("exceed context window of 512"; its server: "maximum context length
+# is 512 tokens"), llama.cpp's server ("exceeds the available context size (512 tokens)"),
+# vLLM and OpenAI ("maximum context length is 4096 tokens").
+_WINDOW_PATTERNS = (
+    re.compile(r"context window of (\d+)"),
+    re.compile(r"maximum context length is (\d+)"),
+    re.compile(r"available context size \((\d+)"),
+    re.compile(r"\bn_ctx\D{0,4}(\d+)"),
+)
+_REQUESTED_PATTERNS = (
+    re.compile(r"[Rr]equested tokens \((\d+)\)"),
+    re.compile(r"you requested (\d+) tokens"),
+    re.compile(r"request \((\d+) tokens\)"),
+)
+
+
+def _window_in_error(body: str) -> tuple[int, int]:
+    """(the server's window, the tokens the request needed) from an error body; 0 = unknown.
+
+    llama.cpp's server also puts them in the error object as ``n_ctx`` and
+    ``n_prompt_tokens``.
+    """
+    data = _json_or_none(body)
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and _positive_int(error.get("n_ctx")):
+        return _positive_int(error.get("n_ctx")), _positive_int(error.get("n_prompt_tokens"))
+    text = _error_text(data) if data is not None else body
+    window = next((int(m.group(1)) for p in _WINDOW_PATTERNS if (m := p.search(text))), 0)
+    needed = next((int(m.group(1)) for p in _REQUESTED_PATTERNS if (m := p.search(text))), 0)
+    return window, needed
 
 
 def _sounds_too_long(detail: str) -> bool:

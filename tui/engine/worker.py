@@ -45,6 +45,7 @@ from tui.prompt import (
     PromptTooLong,
     TemplateError,
     clean_reply,
+    prompt_budget,
 )
 from tui.sampling import Sampling
 from tui.stops import StopScanner
@@ -653,10 +654,9 @@ class ModelRunner:
         sampling = Sampling.from_dict(job.sampling)
         self._ensure_window(sampling.n_ctx)
         n_ctx = min(sampling.n_ctx, self.llm.n_ctx())  # the chat's budget in the loaded window
-        reserve = sampling.max_tokens if sampling.max_tokens > 0 else n_ctx // 4
-        reserve = max(min(reserve, n_ctx // 2), 1)
+        budget = prompt_budget(n_ctx, sampling.max_tokens)
         try:
-            built = self.builder.build(job.persona, job.history, n_ctx - reserve, job.start)
+            built = self.builder.build(job.persona, job.history, budget, job.start)
         except (PromptTooLong, TemplateError) as exc:
             self.send(GenerationFailed(job.job_id, str(exc)))
             return
