@@ -141,6 +141,10 @@ class LlamaTUI(App[None]):
         self._paint_timer: Timer | None = None
         self._tidy_timer: Timer | None = None
         self._engine_started = False
+        self._loaded_model = ""  # the model the engine has ready ("" while none is)
+        # An F4 choice being loaded: (path, its chat, the chat's model before, runner's before).
+        self._switch: tuple[str, int | None, str, str] | None = None
+        self._cancelling_load = False
 
     @property
     def has_backend(self) -> bool:
@@ -198,7 +202,13 @@ class LlamaTUI(App[None]):
         self.engine.start(self.batcher)
         if self.has_backend:
             persona = self.personas.get(self.default_persona)
-            self.runner.load(self.runner.model, persona.sampling_defaults().n_ctx)
+            model, n_ctx = self.runner.model, persona.sampling_defaults().n_ctx
+            if self.conversation_id is not None and self.endpoint is None:
+                # The open chat's own model, not the default: its first answer needs no reload.
+                conversation = self.store.get_conversation(self.conversation_id)
+                model = self.runner.model_of(conversation)
+                n_ctx = self.runner.sampling_of(conversation).n_ctx
+            self.runner.load(model, n_ctx)
         self.refresh_chat_list()  # the first frame listed only the newest chats
         self._schedule_tidy()
 
@@ -255,6 +265,8 @@ class LlamaTUI(App[None]):
         )
         status = self.query_one(StatusLine)
         status.persona = persona.name
+        if self.has_backend and self.endpoint is None:
+            status.model = display_name(self.runner.model_of(conversation))
         last = next((m for m in reversed(messages) if m.meta.get("n_ctx")), None)
         if last:
             status.used = last.meta.get("prompt_tokens", 0) + last.meta.get("completion_tokens", 0)
@@ -341,6 +353,7 @@ class LlamaTUI(App[None]):
             status.state = "stopping…"
         elif status.state.startswith("loading model") and hasattr(self.engine, "cancel_load"):
             self.engine.cancel_load()  # e.g. a big model picked by mistake
+            self._cancelling_load = True
             status.state = "cancelling load…"
         elif self.editing_id is not None:
             self.editing_id = None
@@ -420,16 +433,22 @@ class LlamaTUI(App[None]):
             self.model_path = Path(path)
             self.model_problem = ""
             n_ctx = self.personas.get(self.default_persona).sampling_defaults().n_ctx
+            chat_model = ""
             if self.conversation_id is not None:
+                conversation = self.store.get_conversation(self.conversation_id)
+                chat_model = conversation.model
                 self.store.update_conversation(self.conversation_id, model=path)
-                n_ctx = self.runner.sampling_of(
-                    self.store.get_conversation(self.conversation_id)
-                ).n_ctx
+                n_ctx = self.runner.sampling_of(conversation).n_ctx
+            # Kept until the load ends: a cancelled or failed load puts these back.
+            self._switch = (path, self.conversation_id, chat_model, self.runner.model)
             self.runner.load(path, n_ctx)
             self.query_one(StatusLine).model = display_name(path)
 
         extra = [str(self.model_path)] if self.model_path else []
-        self.push_screen(ModelPickerScreen(self.model_dirs, self.runner.model, extra), chosen)
+        current = self.runner.model
+        if self.conversation_id is not None:
+            current = self.runner.model_of(self.store.get_conversation(self.conversation_id))
+        self.push_screen(ModelPickerScreen(self.model_dirs, current, extra), chosen)
 
     # --- personas -------------------------------------------------------------------------
 
@@ -742,7 +761,8 @@ class LlamaTUI(App[None]):
                     self.notify("The answer reached the context limit.", severity="warning")
             else:
                 self.notify(event.message, title="Generation failed", severity="error")
-            status.state = "generating" if self.runner.jobs else "ready"
+            if self.runner.jobs or self.model_ready:  # else it still says why there is no model
+                status.state = "generating" if self.runner.jobs else "ready"
             self.refresh_chat_list()
             self._schedule_tidy()
         elif isinstance(event, ModelLoading):
@@ -750,14 +770,52 @@ class LlamaTUI(App[None]):
             status.state = "loading model…" + _progress_bar(event.progress)
         elif isinstance(event, ModelReady):
             self.model_ready = True
+            self._loaded_model, self._switch, self._cancelling_load = event.info.path, None, False
             self._show_sampling()  # a server's accepted settings are known now
             status.model = event.info.name
             status.state = "generating" if self.runner.jobs else "ready"
         elif isinstance(event, ModelFailed):
-            self.model_ready = False
-            status.state = "error: model"
-            detail = f"{event.message}\n{event.log_tail}" if event.log_tail else event.message
-            self.notify(detail, title="Model failed", severity="error", timeout=30)
+            self._model_failed(event, status)
+
+    def _model_failed(self, event: ModelFailed, status: StatusLine) -> None:
+        """A load failed or was cancelled: the engine holds no model now; say so, or go back.
+
+        Loading drops the model that was there, so after an F4 choice that did
+        not load the previous model is loaded again and the chat keeps it.
+        """
+        self.model_ready = False
+        cancelled, self._cancelling_load = self._cancelling_load, False
+        previous, self._loaded_model = self._loaded_model, ""
+        self.runner.unloaded = True
+        switch, self._switch = self._switch, None
+        if switch is not None and switch[0] == event.path:
+            _path, chat, chat_model, runner_model = switch
+            self.runner.model = runner_model
+            if chat is not None:
+                try:
+                    self.store.update_conversation(chat, model=chat_model)
+                except st.StoreError as exc:
+                    self.report_error(str(exc), "Could not save")
+        detail = f"{event.message}\n{event.log_tail}" if event.log_tail else event.message
+        title = "Model load cancelled" if cancelled else "Model failed"
+        if previous and previous != event.path and self.endpoint is None:
+            n_ctx = self.personas.get(self.default_persona).sampling_defaults().n_ctx
+            if self.conversation_id is not None:
+                conversation = self.store.get_conversation(self.conversation_id)
+                n_ctx = self.runner.sampling_of(conversation).n_ctx
+            self.runner.load(previous, n_ctx)  # ready again in a moment
+            status.model = display_name(previous)
+            status.state = "loading model…"
+            detail += f"\nBack to {display_name(previous)}."
+        else:
+            current = self.runner.model
+            if self.conversation_id is not None:
+                current = self.runner.model_of(self.store.get_conversation(self.conversation_id))
+            if current and self.endpoint is None:
+                status.model = display_name(current)
+            status.state = "load cancelled: a message loads it" if cancelled else "error: model"
+        severity = "warning" if cancelled else "error"
+        self.notify(detail, title=title, severity=severity, timeout=30)
 
     def _fatal_error(self) -> None:
         """A crash report without local variables: they may hold an API key or chat text."""

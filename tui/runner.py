@@ -75,6 +75,7 @@ class ChatRunner:
         self.n_threads = n_threads
         self.n_gpu_layers = n_gpu_layers
         self.jobs: dict[int, ActiveJob] = {}
+        self.unloaded = False  # the last load failed or was cancelled: the engine has no model
         self._ids = itertools.count(int(time.time() * 1000) % 10**9)
 
     # --- settings ---------------------------------------------------------------------
@@ -98,12 +99,18 @@ class ChatRunner:
     def load(self, model: str, n_ctx: int) -> None:
         """Ask the engine for ``model``; jobs sent afterwards wait for it."""
         self.model = model
+        self.unloaded = False
         self.engine.load(LoadModel(model, n_ctx, self.n_threads, self.n_gpu_layers))
 
-    def _model_for(self, conversation: st.Conversation) -> None:
-        """Each chat keeps its model: load it first if another one is loaded."""
+    def model_of(self, conversation: st.Conversation) -> str:
+        """The model that answers this chat: its own file if it still exists, else the current."""
         wanted = conversation.model
-        if wanted and wanted != self.model and Path(wanted).is_file():
+        return wanted if wanted and Path(wanted).is_file() else self.model
+
+    def _model_for(self, conversation: st.Conversation) -> None:
+        """Each chat keeps its model: load it first if another one (or none) is loaded."""
+        wanted = self.model_of(conversation)
+        if (wanted != self.model or self.unloaded) and Path(wanted).is_file():
             self.load(wanted, self.sampling_of(conversation).n_ctx)
 
     # --- turns --------------------------------------------------------------------------
