@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import json
 import re
 import signal
 import time
@@ -116,8 +117,10 @@ class LlamaTUI(App[None]):
         personas_dir: Path | None = None,
         model_dirs: list[str] | None = None,
         endpoint: Endpoint | None = None,
+        config_problems: list[str] | None = None,
     ) -> None:
         super().__init__()
+        self.config_problems = list(config_problems or [])  # shown once the screen is up
         self.personas_dir = personas_dir  # None: the user's config dir
         self.model_dirs = model_dirs or []
         self.store = store
@@ -181,6 +184,8 @@ class LlamaTUI(App[None]):
         self.call_after_refresh(self._start_engine)
         for problem in self.personas.problems:
             self.notify(str(problem), title="Persona file", severity="warning", timeout=15)
+        for text in self.config_problems:
+            self.notify(text, title="Config file", severity="warning", timeout=30, markup=False)
         newest = self.store.list_conversations(1)
         if newest:
             await self.open_conversation(newest[0].id)
@@ -189,6 +194,17 @@ class LlamaTUI(App[None]):
             await self.query_one(ChatView).show(0, [], self.personas.get(None).ai_name)
         self.query_one(PromptInput).focus()
         self._install_signal_handlers()
+
+    def use_theme(self, name: str, source: str) -> None:
+        """The configured theme if Textual has one by that name; else a problem to show."""
+        if name in self.available_themes:
+            self.theme = name
+            return
+        known = ", ".join(sorted(self.available_themes))
+        self.config_problems.append(
+            f"{source}: theme = {json.dumps(name, ensure_ascii=False)} is not a theme; "
+            f"using the default. Themes: {known}"
+        )
 
     def _live_text(self, message_id: int) -> str | None:
         """The streamed text of the answer ``message_id``, if it is being generated."""

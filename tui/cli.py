@@ -338,9 +338,10 @@ def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
         personas_dir=paths.user_personas_dir(),
         model_dirs=config.model_dirs,
         endpoint=endpoint,
+        config_problems=config.problems,  # printed above too, but the TUI hides that at once
     )
     if config.theme:
-        app.theme = config.theme
+        app.use_theme(config.theme, str(config.path))
     app.run()
     return 0
 
