@@ -13,17 +13,22 @@ import contextlib
 import dataclasses
 import gc
 import json
+import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver  # Linux and macOS: what llama-tui runs on
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
@@ -54,12 +59,14 @@ from tui.screens.new_chat import NewChatScreen
 from tui.screens.personas import PersonasScreen
 from tui.screens.search import SearchScreen
 from tui.screens.text_prompt import TextPromptScreen
+from tui.terminal import TERMINAL_GONE, SafeLinuxDriver
 from tui.widgets.chat_list import ChatList
 from tui.widgets.chat_view import ChatView
 from tui.widgets.prompt_input import PromptInput
 from tui.widgets.sampling_panel import SamplingPanel
 from tui.widgets.status_line import StatusLine
 
+EXIT_DEADLINE = 1.5  # seconds from SIGHUP/SIGTERM to a forced exit (the engine killed)
 PAINT_INTERVAL = 1 / 30  # seconds between repaints of a streaming answer
 TIDY_DELAY = 1.0  # seconds of quiet before a full garbage collection (see _tidy_memory)
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
@@ -144,6 +151,8 @@ class LlamaTUI(App[None]):
         self._paint_timer: Timer | None = None
         self._tidy_timer: Timer | None = None
         self._engine_started = False
+        self._hung_up = False  # SIGHUP or SIGTERM came: saving and exiting
+        self._old_handlers: dict[int, Any] = {}
         self._loaded_model = ""  # the model the engine has ready ("" while none is)
         # An F4 choice being loaded: (path, its chat, the chat's model before, runner's before).
         self._switch: tuple[str, int | None, str, str] | None = None
@@ -169,6 +178,7 @@ class LlamaTUI(App[None]):
         yield Footer()
 
     async def on_mount(self) -> None:
+        self._install_signal_handlers()  # before the engine starts: it must not be left behind
         self.store.recover_interrupted()
         self.query_one(ChatView).live_text = self._live_text
         status = self.query_one(StatusLine)
@@ -193,7 +203,6 @@ class LlamaTUI(App[None]):
             self.refresh_chat_list()
             await self.query_one(ChatView).show(0, [], self.personas.get(None).ai_name)
         self.query_one(PromptInput).focus()
-        self._install_signal_handlers()
 
     def use_theme(self, name: str, source: str) -> None:
         """The configured theme if Textual has one by that name; else a problem to show."""
@@ -252,15 +261,50 @@ class LlamaTUI(App[None]):
         gc.freeze()
 
     def _install_signal_handlers(self) -> None:
-        """SIGHUP (the SSH connection dropped) and SIGTERM: save, then exit cleanly."""
+        """SIGHUP (the SSH connection dropped) and SIGTERM: save, then exit within seconds.
+
+        Python-level handlers, not the event loop's: those run only when the
+        loop gets control, and a UI thread blocked on a dead terminal never
+        gave it back. The handler only schedules the save on the UI thread,
+        and starts a deadline that ends the process (and the engine) even if
+        something still blocks the orderly exit.
+        """
         loop = asyncio.get_running_loop()
+
+        def received(signum: int, _frame: object) -> None:
+            if signum == signal.SIGHUP:
+                TERMINAL_GONE.set()  # nothing more is written to it
+            if self._hung_up:
+                return
+            self._hung_up = True
+            threading.Thread(target=self._exit_deadline, name="exit-deadline", daemon=True).start()
+            loop.call_soon_threadsafe(self._on_hangup)
+
         for sig in (signal.SIGHUP, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self._on_hangup)
+            with contextlib.suppress(ValueError):  # not the main thread: no handlers
+                self._old_handlers[sig] = signal.signal(sig, received)
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, handler)
+        self._old_handlers.clear()
 
     def _on_hangup(self) -> None:
-        self.runner.flush_all(st.INTERRUPTED)
-        self.exit()
+        """Save every answer as interrupted, stop the engine, exit."""
+        try:
+            self.runner.flush_all(st.INTERRUPTED)
+        finally:
+            self.engine.close()  # the worker gets a moment, then is killed
+            self.exit()
+
+    def _exit_deadline(self) -> None:
+        """The last resort after a hang-up: whatever still blocks, the process ends."""
+        time.sleep(EXIT_DEADLINE)
+        kill = getattr(self.engine, "kill", None)
+        if kill is not None:
+            kill()
+        os._exit(0)  # what the chats hold was saved when the signal came
 
     # --- chats ------------------------------------------------------------------------
 
@@ -740,6 +784,8 @@ class LlamaTUI(App[None]):
     @on(EngineMessage)
     async def engine_event(self, message: EngineMessage) -> None:
         event = message.event
+        if self._hung_up:
+            return  # saved as interrupted: a late "cancelled" must not overwrite that
         if isinstance(event, TokensReady):
             await self._tokens_ready(event.job_id)
             return
@@ -852,5 +898,11 @@ class LlamaTUI(App[None]):
         self.exit()
 
     def on_unmount(self) -> None:
+        self._restore_signal_handlers()
         self.runner.flush_all()
         self.engine.close()
+
+    def get_driver_class(self) -> type[Driver]:
+        """On Linux, a driver that a terminal which is gone cannot hang (tui.terminal)."""
+        driver_class = super().get_driver_class()
+        return SafeLinuxDriver if driver_class is LinuxDriver else driver_class

@@ -343,6 +343,12 @@ def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
     if config.theme:
         app.use_theme(config.theme, str(config.path))
     app.run()
+    from tui.terminal import TERMINAL_GONE
+
+    if TERMINAL_GONE.is_set():  # hung up: what Python flushes at exit has nowhere to go
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
     return 0
 
 

@@ -30,7 +30,7 @@ from tui.engine.protocol import (
     ModelFailed,
 )
 
-CLOSE_GRACE = 1.0  # seconds the worker gets to stop by itself on close before it is killed
+CLOSE_GRACE = 0.5  # seconds the worker gets to stop by itself on close before it is killed
 
 LOG_LIMIT_BYTES = 5 * 1024 * 1024
 
@@ -110,6 +110,14 @@ class LocalEngine:
     def cancel_load(self) -> None:
         """Abandon the model load in progress (it ends with ModelFailed)."""
         self._send(CancelLoad(), respawn=False)
+
+    def kill(self) -> None:
+        """End the worker now, without waiting (the app's last resort on a hang-up)."""
+        self._closing = True
+        proc = self._proc
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
 
     def close(self) -> None:
         self._closing = True
