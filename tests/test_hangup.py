@@ -116,7 +116,7 @@ class App:
             child.ptyproc.fileobj.close()  # the master: as sshd does when the connection drops
             return started
         if how == "sigterm-unread":
-            time.sleep(1.0)  # nobody reads: the app's writes fill the pty and block
+            time.sleep(3.0)  # nobody reads: the app's writes fill the pty and block
         started = time.monotonic()
         os.kill(self.pid, signal.SIGHUP if how == "sighup" else signal.SIGTERM)
         return started

@@ -59,7 +59,7 @@ from tui.screens.new_chat import NewChatScreen
 from tui.screens.personas import PersonasScreen
 from tui.screens.search import SearchScreen
 from tui.screens.text_prompt import TextPromptScreen
-from tui.terminal import TERMINAL_GONE, SafeLinuxDriver
+from tui.terminal import STOPPING, TERMINAL_GONE, SafeLinuxDriver
 from tui.widgets.chat_list import ChatList
 from tui.widgets.chat_view import ChatView
 from tui.widgets.prompt_input import PromptInput
@@ -272,6 +272,7 @@ class LlamaTUI(App[None]):
         loop = asyncio.get_running_loop()
 
         def received(signum: int, _frame: object) -> None:
+            STOPPING.set()  # output that would block is dropped from now on
             if signum == signal.SIGHUP:
                 TERMINAL_GONE.set()  # nothing more is written to it
             if self._hung_up:

@@ -29,6 +29,8 @@ PUT_WAIT = 0.1  # a blocked queue is re-checked this often for a hang-up
 
 # Set on SIGHUP (see tui.app): the terminal is gone, nothing more is written to it.
 TERMINAL_GONE = threading.Event()
+# Set on SIGHUP and SIGTERM: the app is exiting; output that would block is dropped.
+STOPPING = threading.Event()
 
 
 class SafeWriterThread(WriterThread):
@@ -46,8 +48,9 @@ class SafeWriterThread(WriterThread):
             try:
                 self._queue.put(text, timeout=PUT_WAIT)
                 return
-            except queue.Full:  # a slow terminal: wait, unless it has gone meanwhile
-                continue
+            except queue.Full:  # a slow terminal: wait, unless it has gone or we exit
+                if STOPPING.is_set():
+                    return
 
     def run(self) -> None:
         try:
