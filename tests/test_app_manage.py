@@ -391,15 +391,61 @@ async def test_crash_report_shows_no_local_variables(
 async def test_model_load_shows_progress_and_esc_cancels_it(tmp_path: Path) -> None:
     import threading
 
+    from tests.test_models import fake_gguf
+    from tui.widgets.status_line import StatusLine
+
     engine = FakeEngine(load_gate=threading.Event())
-    app = make_app(tmp_path, engine)
+    app = make_app(tmp_path, engine, model_path=fake_gguf(tmp_path / "m" / "only.Q4_K_M.gguf"))
     async with app.run_test(size=(100, 24)) as pilot:
         await wait_for(pilot, lambda: "50%" in screen_text(app))
         assert "▰▰▰▰▱▱▱▱ 50% (Esc cancels)" in screen_text(app)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: "error: model" in screen_text(app))
+        await wait_for(pilot, lambda: "cancelled" in app.query_one(StatusLine).state)
         assert engine.load_was_cancelled
         assert any("cancelled" in str(n.message) for n in app._notifications)
+        assert "ready" not in screen_text(app)  # nothing is loaded: the status says so
+        # Nothing was loaded before: the next message loads the chat's model and is answered.
+        await say(pilot, app, "hello after the cancel")
+        assert answers(app)[-1].content == "You said: hello after the cancel"
+        assert engine.loaded == str(app.model_path)
+        await wait_for(pilot, lambda: app.query_one(StatusLine).state == "ready")
+
+
+async def test_cancelling_a_model_switch_keeps_the_previous_model(tmp_path: Path) -> None:
+    """F4, pick another model, Esc while it loads: the chat goes on with the model it had."""
+    import threading
+
+    from tests.test_models import fake_gguf
+    from tui.widgets.status_line import StatusLine
+
+    first = fake_gguf(tmp_path / "models" / "first.Q4_K_M.gguf")
+    other = fake_gguf(tmp_path / "models" / "other.Q4_K_M.gguf", template=False)
+    gate = threading.Event()
+    gate.set()
+    engine = FakeEngine(load_gate=gate)
+    app = make_app(tmp_path, engine, model_path=first, model_dirs=[str(tmp_path / "models")])
+    async with app.run_test(size=(100, 24)) as pilot:
+        await say(pilot, app, "hello")
+        gate.clear()  # the next load hangs until cancelled
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: "found)" in screen_text(app))
+        option_list = app.screen.query_one("OptionList")
+        for _ in range(5):
+            option = option_list.highlighted_option
+            if option is not None and option.id == str(other):
+                break
+            await pilot.press("down")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "50%" in screen_text(app))
+        await pilot.press("escape")
+        status = app.query_one(StatusLine)
+        await wait_for(pilot, lambda: status.state == "ready" and engine.loaded == str(first))
+        assert status.model == "first.Q4_K_M"  # the truth: the model that answers
+        assert app.store.get_conversation(app.conversation_id).model == str(first)
+        await say(pilot, app, "still there?")
+        last = app.store.messages(app.conversation_id)[-1]
+        assert last.status == st.COMPLETE and last.content == "You said: still there?"
+        assert last.model == str(first)
 
 
 async def test_a_short_chat_follows_a_long_answer_after_a_selection(tmp_path: Path) -> None:
@@ -418,3 +464,38 @@ async def test_a_short_chat_follows_a_long_answer_after_a_selection(tmp_path: Pa
         await say(pilot, app, "go")
         await wait_for(pilot, lambda: "paragraph 59" in screen_text(app))
         assert view.max_scroll_y > 0 and view.scroll_y == view.max_scroll_y  # at the very end
+
+
+async def test_after_a_restart_status_and_picker_show_the_chats_own_model(tmp_path: Path) -> None:
+    import threading
+
+    from tests.test_models import fake_gguf
+    from tui.widgets.status_line import StatusLine
+
+    default = fake_gguf(tmp_path / "models" / "default.Q4_K_M.gguf")
+    own = fake_gguf(tmp_path / "models" / "own.Q8_0.gguf")
+    store = st.Store(tmp_path / "chats.db")
+    conv = store.create_conversation("assistant", str(own))
+    store.add_message(conv.id, "user", "hi")
+    store.add_message(conv.id, "assistant", "hello")
+    store.close()
+    gate = threading.Event()  # the first load waits: the status must be right before it ends
+    engine = FakeEngine(load_gate=gate)
+    app = make_app(tmp_path, engine, model_path=default, model_dirs=[str(tmp_path / "models")])
+    async with app.run_test(size=(100, 24)) as pilot:
+        status = app.query_one(StatusLine)
+        await wait_for(pilot, lambda: bool(engine.loads))
+        await pilot.pause()
+        assert status.model == "own.Q8_0"
+        assert "default.Q4_K_M" not in screen_text(app)
+        assert [load.path for load in engine.loads] == [str(own)]  # the chat's model, at once
+        gate.set()
+        await wait_for(pilot, lambda: status.state == "ready")
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: "found)" in screen_text(app))
+        assert app.screen.query_one("OptionList").highlighted_option.id == str(own)
+        await pilot.press("escape")
+        await pilot.pause()
+        await say(pilot, app, "again")
+        assert [load.path for load in engine.loads] == [str(own)]  # no silent second load
+        assert status.model == "own.Q8_0"

@@ -98,3 +98,28 @@ def test_ask_without_a_usable_model_fails_clearly(tmp_path: Path) -> None:
     result = run("--db", str(tmp_path / "c.db"), "ask", "hi", "--model", str(tmp_path / "x.gguf"))
     assert result.returncode == 1
     assert "Model file not found" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.model
+def test_ask_with_a_broken_model_stores_the_reason_and_keeps_the_chat_model(
+    tmp_path: Path, model_path: Path
+) -> None:
+    from tui.store import Store
+
+    broken = tmp_path / "broken.gguf"
+    with model_path.open("rb") as src:
+        broken.write_bytes(src.read(200_000))  # a GGUF header, then nothing
+    db = tmp_path / "c.db"
+    result = run("--db", str(db), "ask", "hi", "--model", str(broken))
+    assert result.returncode == 1
+    assert "could not load" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("could not load") == 1  # said once, not once per event
+    store = Store(db)
+    try:
+        (chat,) = store.list_conversations(10)
+        answer = store.messages(chat.id)[-1]
+        assert answer.role == "assistant" and answer.status == "error"
+        assert "could not load" in answer.meta["error"]  # the real reason, not just "no model"
+        assert store.get_conversation(chat.id).model == ""  # the broken file is not kept
+    finally:
+        store.close()

@@ -37,6 +37,9 @@ def start_answer(env: dict[str, str], db: Path) -> Terminal:
     term.child.send("\x0e")  # Ctrl+N: a new chat, so only this answer is on screen
     term.wait_for("New chat with", timeout=10)
     term.child.send("\r")
+    # "Say something" may be on screen behind the dialog already (a first, empty chat):
+    # the question is typed only once the dialog has closed and the new chat is shown.
+    term.wait_gone("New chat with", timeout=10)
     term.wait_for("Say something", timeout=10)
     term.type(QUESTION)
     term.child.send("\r")

@@ -61,6 +61,15 @@ class Terminal:
                 return self.text()
         raise AssertionError(f"{needle!r} never appeared; screen:\n{self.text()}")
 
+    def wait_gone(self, needle: str, timeout: float = 30) -> str:
+        """Wait until ``needle`` is no longer on screen (e.g. a dialog has closed)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.pump(0.1)
+            if needle not in self.text():
+                return self.text()
+        raise AssertionError(f"{needle!r} never went away; screen:\n{self.text()}")
+
     def type(self, text: str) -> None:
         self.child.send(text)
         self.pump(0.2)

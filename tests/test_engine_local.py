@@ -163,3 +163,41 @@ def test_a_long_chat_state_is_saved_to_the_cache_dir_not_kept_in_memory(
     assert files[0].stat().st_mode & 0o777 == 0o600
     eng.close()
     assert not list(states.glob("*/*.state"))  # removed when the engine exits
+
+
+def test_a_dead_worker_fails_every_outstanding_job_not_only_the_last(engine) -> None:
+    eng, rec = engine
+    pid = eng._proc.pid
+    os.kill(pid, signal.SIGSTOP)  # it can run none of the jobs below before it dies
+    for job_id in (11, 12, 13):
+        eng.generate(job(job_id, "Say hi."))
+    os.kill(pid, signal.SIGKILL)
+    failed = set()
+    while len(failed) < 3:
+        event = rec.events.get(timeout=TIMEOUT)
+        if isinstance(event, GenerationFailed):
+            assert "stopped unexpectedly" in event.message
+            failed.add(event.job_id)
+    assert failed == {11, 12, 13}
+
+
+def test_cancel_with_no_worker_ends_the_job_here(engine) -> None:
+    eng, rec = engine
+    os.kill(eng._proc.pid, signal.SIGKILL)
+    rec.until(ModelFailed)  # the death is noticed and reported
+    eng._outstanding.append(21)  # a job the dead worker never answered
+    eng.cancel(21)
+    ended = rec.until(GenerationFinished)[-1]
+    assert ended.job_id == 21 and ended.reason == "cancelled"
+
+
+def test_a_cancel_is_not_lost_to_the_next_load(engine, model_path: Path) -> None:
+    """LoadModel, CancelLoad, LoadModel at once: the first load is cancelled, the second runs."""
+    eng, rec = engine
+    eng.load(LoadModel(str(model_path), n_ctx=512))
+    eng.cancel_load()
+    eng.load(LoadModel(str(model_path), n_ctx=1024))
+    first = rec.until((ModelReady, ModelFailed))[-1]
+    assert isinstance(first, ModelFailed) and "cancelled" in first.message
+    second = rec.until((ModelReady, ModelFailed))[-1]
+    assert isinstance(second, ModelReady) and second.info.n_ctx == 1024

@@ -16,9 +16,17 @@ from tests.uihelpers import make_app
 from tui import store as st
 from tui.engine.fake import FakeEngine
 
-pytestmark = pytest.mark.skipif(
-    textual.__version__ != "8.2.8", reason="snapshots are drawn with Textual 8.2.8"
-)
+SNAPSHOT_TEXTUAL = "8.2.8"  # pinned in pyproject.toml's test extra
+
+
+@pytest.fixture(autouse=True)
+def drawn_with_the_pinned_textual() -> None:
+    """Never skipped: another Textual draws other pixels, and that must be seen, not hidden."""
+    assert textual.__version__ == SNAPSHOT_TEXTUAL, (
+        f"the snapshots are drawn with Textual {SNAPSHOT_TEXTUAL}, this is "
+        f"{textual.__version__}: pip install -e '.[test]' (which pins it), or redraw them "
+        "with --snapshot-update after upgrading the pin"
+    )
 
 
 def seeded_app(tmp_path: Path):

@@ -12,12 +12,16 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import json
+import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from textual import on
 from textual.app import App, ComposeResult, SystemCommand
@@ -56,6 +60,7 @@ from tui.screens.new_chat import NewChatScreen
 from tui.screens.personas import PersonasScreen
 from tui.screens.search import SearchScreen
 from tui.screens.text_prompt import TextPromptScreen
+from tui.terminal import STOPPING, TERMINAL_GONE
 from tui.terminal_input import TerminalDriver
 from tui.widgets.chat_list import ChatList
 from tui.widgets.chat_view import ChatView
@@ -64,6 +69,7 @@ from tui.widgets.prompt_input import PromptInput
 from tui.widgets.sampling_panel import SamplingPanel
 from tui.widgets.status_line import StatusLine
 
+EXIT_DEADLINE = 1.5  # seconds from SIGHUP/SIGTERM to a forced exit (the engine killed)
 PAINT_INTERVAL = 1 / 30  # seconds between repaints of a streaming answer
 TIDY_DELAY = 1.0  # seconds of quiet before a full garbage collection (see _tidy_memory)
 _CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
@@ -129,8 +135,10 @@ class LlamaTUI(App[None]):
         personas_dir: Path | None = None,
         model_dirs: list[str] | None = None,
         endpoint: Endpoint | None = None,
+        config_problems: list[str] | None = None,
     ) -> None:
         super().__init__()
+        self.config_problems = list(config_problems or [])  # shown once the screen is up
         self.personas_dir = personas_dir  # None: the user's config dir
         self.model_dirs = model_dirs or []
         self.store = store
@@ -159,7 +167,8 @@ class LlamaTUI(App[None]):
         self.input_ready = asyncio.Event()
 
     def get_driver_class(self) -> type[Driver]:
-        """In a real terminal: pastes whole, and keys one at a time (tui.terminal_input)."""
+        """In a real terminal: pastes whole, keys one at a time (tui.terminal_input), and
+        never hung by a terminal that is gone (tui.terminal)."""
         driver = super().get_driver_class()
         return TerminalDriver if driver is LinuxDriver else driver
 
@@ -183,6 +192,12 @@ class LlamaTUI(App[None]):
     def action_help_quit(self) -> None:
         """Ctrl+C: how to quit (Textual's own note is markup, which notify never takes)."""
         self.notify("Press Ctrl+Q (or F10) to quit.", title="Do you want to quit?")
+        self._hung_up = False  # SIGHUP or SIGTERM came: saving and exiting
+        self._old_handlers: dict[int, Any] = {}
+        self._loaded_model = ""  # the model the engine has ready ("" while none is)
+        # An F4 choice being loaded: (path, its chat, the chat's model before, runner's before).
+        self._switch: tuple[str, int | None, str, str] | None = None
+        self._cancelling_load = False
 
     @property
     def has_backend(self) -> bool:
@@ -204,6 +219,7 @@ class LlamaTUI(App[None]):
         yield Footer()
 
     async def on_mount(self) -> None:
+        self._install_signal_handlers()  # before the engine starts: it must not be left behind
         self.store.recover_interrupted()
         self.query_one(ChatView).live_text = self._live_text
         status = self.query_one(StatusLine)
@@ -219,6 +235,8 @@ class LlamaTUI(App[None]):
         self.call_after_refresh(self._start_engine)
         for problem in self.personas.problems:
             self.notify(str(problem), title="Persona file", severity="warning", timeout=15)
+        for text in self.config_problems:
+            self.notify(text, title="Config file", severity="warning", timeout=30, markup=False)
         newest = self.store.list_conversations(1)
         if newest:
             await self.open_conversation(newest[0].id)
@@ -227,7 +245,17 @@ class LlamaTUI(App[None]):
             await self.query_one(ChatView).show(0, [], self.personas.get(None).ai_name)
         self.query_one(PromptInput).focus()
         self.call_later(self.input_ready.set)  # after the focus (queued by focus())
-        self._install_signal_handlers()
+
+    def use_theme(self, name: str, source: str) -> None:
+        """The configured theme if Textual has one by that name; else a problem to show."""
+        if name in self.available_themes:
+            self.theme = name
+            return
+        known = ", ".join(sorted(self.available_themes))
+        self.config_problems.append(
+            f"{source}: theme = {json.dumps(name, ensure_ascii=False)} is not a theme; "
+            f"using the default. Themes: {known}"
+        )
 
     def _live_text(self, message_id: int) -> str | None:
         """The streamed text of the answer ``message_id``, if it is being generated."""
@@ -240,7 +268,14 @@ class LlamaTUI(App[None]):
         self._engine_started = True
         self.engine.start(self.batcher)
         if self.has_backend:
-            self.runner.load(self.runner.model)
+            chats = []
+            model = self.runner.model
+            if self.conversation_id is not None and self.endpoint is None:
+                # The open chat's own model, not the default: its first answer needs no reload.
+                conversation = self.store.get_conversation(self.conversation_id)
+                model = self.runner.model_of(conversation)
+                chats.append(conversation)
+            self.runner.load(model, self.runner.window(*chats))
         self.refresh_chat_list()  # the first frame listed only the newest chats
         self._schedule_tidy()
 
@@ -268,15 +303,51 @@ class LlamaTUI(App[None]):
         gc.freeze()
 
     def _install_signal_handlers(self) -> None:
-        """SIGHUP (the SSH connection dropped) and SIGTERM: save, then exit cleanly."""
+        """SIGHUP (the SSH connection dropped) and SIGTERM: save, then exit within seconds.
+
+        Python-level handlers, not the event loop's: those run only when the
+        loop gets control, and a UI thread blocked on a dead terminal never
+        gave it back. The handler only schedules the save on the UI thread,
+        and starts a deadline that ends the process (and the engine) even if
+        something still blocks the orderly exit.
+        """
         loop = asyncio.get_running_loop()
+
+        def received(signum: int, _frame: object) -> None:
+            STOPPING.set()  # output that would block is dropped from now on
+            if signum == signal.SIGHUP:
+                TERMINAL_GONE.set()  # nothing more is written to it
+            if self._hung_up:
+                return
+            self._hung_up = True
+            threading.Thread(target=self._exit_deadline, name="exit-deadline", daemon=True).start()
+            loop.call_soon_threadsafe(self._on_hangup)
+
         for sig in (signal.SIGHUP, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, self._on_hangup)
+            with contextlib.suppress(ValueError):  # not the main thread: no handlers
+                self._old_handlers[sig] = signal.signal(sig, received)
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, handler in self._old_handlers.items():
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(sig, handler)
+        self._old_handlers.clear()
 
     def _on_hangup(self) -> None:
-        self.runner.flush_all(st.INTERRUPTED)
-        self.exit()
+        """Save every answer as interrupted, stop the engine, exit."""
+        try:
+            self.runner.flush_all(st.INTERRUPTED)
+        finally:
+            self.engine.close()  # the worker gets a moment, then is killed
+            self.exit()
+
+    def _exit_deadline(self) -> None:
+        """The last resort after a hang-up: whatever still blocks, the process ends."""
+        time.sleep(EXIT_DEADLINE)
+        kill = getattr(self.engine, "kill", None)
+        if kill is not None:
+            kill()
+        os._exit(0)  # what the chats hold was saved when the signal came
 
     # --- chats ------------------------------------------------------------------------
 
@@ -306,6 +377,8 @@ class LlamaTUI(App[None]):
             )
         status = self.query_one(StatusLine)
         status.persona = persona.name
+        if self.has_backend and self.endpoint is None:
+            status.model = display_name(self.runner.model_of(conversation))
         last = next((m for m in reversed(messages) if m.meta.get("n_ctx")), None)
         if last:
             status.used = last.meta.get("prompt_tokens", 0) + last.meta.get("completion_tokens", 0)
@@ -424,6 +497,7 @@ class LlamaTUI(App[None]):
             status.state = "stopping…"
         elif status.state.startswith("loading model"):
             self.engine.cancel_load()  # e.g. a big model picked by mistake
+            self._cancelling_load = True
             status.state = "cancelling load…"
         elif self.editing_id is not None:
             self.editing_id = None
@@ -506,15 +580,23 @@ class LlamaTUI(App[None]):
                 return
             self.model_path = Path(path)
             self.model_problem = ""
+            chat_model = ""
             chats = []
             if self.conversation_id is not None:
+                conversation = self.store.get_conversation(self.conversation_id)
+                chat_model = conversation.model
                 self.store.update_conversation(self.conversation_id, model=path)
                 chats.append(self.store.get_conversation(self.conversation_id))
+            # Kept until the load ends: a cancelled or failed load puts these back.
+            self._switch = (path, self.conversation_id, chat_model, self.runner.model)
             self.runner.load(path, self.runner.window(*chats))
             self.query_one(StatusLine).model = display_name(path)
 
         extra = [str(self.model_path)] if self.model_path else []
-        self.push_screen(ModelPickerScreen(self.model_dirs, self.runner.model, extra), chosen)
+        current = self.runner.model
+        if self.conversation_id is not None:
+            current = self.runner.model_of(self.store.get_conversation(self.conversation_id))
+        self.push_screen(ModelPickerScreen(self.model_dirs, current, extra), chosen)
 
     # --- personas -------------------------------------------------------------------------
 
@@ -791,6 +873,8 @@ class LlamaTUI(App[None]):
     @on(EngineMessage)
     async def engine_event(self, message: EngineMessage) -> None:
         event = message.event
+        if self._hung_up:
+            return  # saved as interrupted: a late "cancelled" must not overwrite that
         if isinstance(event, TokensReady):
             await self._tokens_ready(event.job_id)
             return
@@ -838,7 +922,8 @@ class LlamaTUI(App[None]):
                     )
             else:
                 self.notify(event.message, title="Generation failed", severity="error")
-            status.state = "generating" if self.runner.jobs else "ready"
+            if self.runner.jobs or self.model_ready:  # else it still says why there is no model
+                status.state = "generating" if self.runner.jobs else "ready"
             self.refresh_chat_list()
             self._schedule_tidy()
         elif isinstance(event, ModelLoading):
@@ -846,14 +931,51 @@ class LlamaTUI(App[None]):
             status.state = "loading model…" + _progress_bar(event.progress)
         elif isinstance(event, ModelReady):
             self.model_ready = True
+            self._loaded_model, self._switch, self._cancelling_load = event.info.path, None, False
             self._show_sampling()  # a server's accepted settings are known now
             status.model = event.info.name
             status.state = "generating" if self.runner.jobs else "ready"
         elif isinstance(event, ModelFailed):
-            self.model_ready = False
-            status.state = "error: model"
-            detail = f"{event.message}\n{event.log_tail}" if event.log_tail else event.message
-            self.notify(detail, title="Model failed", severity="error", timeout=30)
+            self._model_failed(event, status)
+
+    def _model_failed(self, event: ModelFailed, status: StatusLine) -> None:
+        """A load failed or was cancelled: the engine holds no model now; say so, or go back.
+
+        Loading drops the model that was there, so after an F4 choice that did
+        not load the previous model is loaded again and the chat keeps it.
+        """
+        self.model_ready = False
+        cancelled, self._cancelling_load = self._cancelling_load, False
+        previous, self._loaded_model = self._loaded_model, ""
+        self.runner.unloaded = True
+        switch, self._switch = self._switch, None
+        if switch is not None and switch[0] == event.path:
+            _path, chat, chat_model, runner_model = switch
+            self.runner.model = runner_model
+            if chat is not None:
+                try:
+                    self.store.update_conversation(chat, model=chat_model)
+                except st.StoreError as exc:
+                    self.report_error(str(exc), "Could not save")
+        detail = f"{event.message}\n{event.log_tail}" if event.log_tail else event.message
+        title = "Model load cancelled" if cancelled else "Model failed"
+        if previous and previous != event.path and self.endpoint is None:
+            chats = []
+            if self.conversation_id is not None:
+                chats.append(self.store.get_conversation(self.conversation_id))
+            self.runner.load(previous, self.runner.window(*chats))  # ready again in a moment
+            status.model = display_name(previous)
+            status.state = "loading model…"
+            detail += f"\nBack to {display_name(previous)}."
+        else:
+            current = self.runner.model
+            if self.conversation_id is not None:
+                current = self.runner.model_of(self.store.get_conversation(self.conversation_id))
+            if current and self.endpoint is None:
+                status.model = display_name(current)
+            status.state = "load cancelled: a message loads it" if cancelled else "error: model"
+        severity = "warning" if cancelled else "error"
+        self.notify(detail, title=title, severity=severity, timeout=30)
 
     async def _answer_gone(self, conversation_id: int) -> None:
         """A chat was deleted while it answered (here, or by another process): carry on."""
@@ -892,6 +1014,7 @@ class LlamaTUI(App[None]):
         self.exit()
 
     def on_unmount(self) -> None:
+        self._restore_signal_handlers()
         self.runner.flush_all()
         self._drop_unused_chat()
         self.engine.close()

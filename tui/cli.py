@@ -312,6 +312,7 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
     else:
         persona = args.ask_persona or args.persona or config.persona
         conversation = runner.new_conversation(persona)
+        conversation.model = ""  # a new chat had no model: one that fails to load is not kept
     engine.start(events.put)
     status = 0
     gpu_layers = args.gpu_layers if args.gpu_layers is not None else config.n_gpu_layers
@@ -325,7 +326,7 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
             )
         )
         runner.send(conversation.id, prompt)
-        reported: set[str] = set()
+        reported: list[str] = []
         while runner.jobs:
             event = events.get()
             runner.handle(event)
@@ -340,8 +341,12 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
                 )
             elif isinstance(event, ModelFailed | GenerationFailed):
                 status = 1 if isinstance(event, GenerationFailed) else status
-                if event.message not in reported:  # a failed load also fails the job
-                    reported.add(event.message)
+                if isinstance(event, ModelFailed) and event.path == runner.model:
+                    # The chat keeps the model it had, not one that cannot load.
+                    store.update_conversation(conversation.id, model=conversation.model)
+                # A failed load also fails the job, whose message repeats the reason.
+                if not any(seen in event.message for seen in reported):
+                    reported.append(event.message)
                     print(f"llama-tui: {event.message}", file=sys.stderr)
         sys.stdout.write("\n")
     except KeyboardInterrupt:
@@ -376,10 +381,17 @@ def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
         personas_dir=paths.user_personas_dir(),
         model_dirs=config.model_dirs,
         endpoint=endpoint,
+        config_problems=config.problems,  # printed above too, but the TUI hides that at once
     )
     if config.theme:
-        app.theme = config.theme
+        app.use_theme(config.theme, str(config.path))
     app.run()
+    from tui.terminal import TERMINAL_GONE
+
+    if TERMINAL_GONE.is_set():  # hung up: what Python flushes at exit has nowhere to go
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            os.dup2(devnull, fd)
     return app.return_code or 0  # a crash (a traceback on screen) exits with 1
 
 

@@ -77,6 +77,7 @@ class ChatRunner:
         self.n_threads = n_threads
         self.n_gpu_layers = n_gpu_layers
         self.jobs: dict[int, ActiveJob] = {}
+        self.unloaded = False  # the last load failed or was cancelled: the engine has no model
         self._ids = itertools.count(int(time.time() * 1000) % 10**9)
 
     # --- settings ---------------------------------------------------------------------
@@ -112,13 +113,19 @@ class ChatRunner:
     def load(self, model: str, n_ctx: int | None = None) -> None:
         """Ask the engine for ``model``; jobs sent afterwards wait for it."""
         self.model = model
+        self.unloaded = False
         window = n_ctx if n_ctx is not None else self.window()
         self.engine.load(LoadModel(model, window, self.n_threads, self.n_gpu_layers))
 
-    def _model_for(self, conversation: st.Conversation) -> None:
-        """Each chat keeps its model: load it first if another one is loaded."""
+    def model_of(self, conversation: st.Conversation) -> str:
+        """The model that answers this chat: its own file if it still exists, else the current."""
         wanted = conversation.model
-        if wanted and wanted != self.model and Path(wanted).is_file():
+        return wanted if wanted and Path(wanted).is_file() else self.model
+
+    def _model_for(self, conversation: st.Conversation) -> None:
+        """Each chat keeps its model: load it first if another one (or none) is loaded."""
+        wanted = self.model_of(conversation)
+        if (wanted != self.model or self.unloaded) and Path(wanted).is_file():
             self.load(wanted, self.window(conversation))
 
     # --- turns --------------------------------------------------------------------------

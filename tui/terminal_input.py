@@ -33,11 +33,11 @@ from textual._loop import loop_last
 from textual._parser import ParseEOF, ParseError, ParseTimeout, Read1, TokenCallback
 from textual._xterm_parser import XTermParser
 from textual.app import App
-from textual.drivers.linux_driver import LinuxDriver
 from textual.message import Message
 from textual.message_pump import MessagePump
 
 from tui.sanitize import clean_text
+from tui.terminal import SafeLinuxDriver
 
 ESC = "\x1b"
 PASTE_START = "\x1b[200~"
@@ -136,8 +136,12 @@ class TerminalParser(XTermParser):
         return clean_text("".join(buffer).replace("\x00", ""))
 
 
-class TerminalDriver(LinuxDriver):
-    """Textual's Linux driver with :class:`TerminalParser` and one key at a time."""
+class TerminalDriver(SafeLinuxDriver):
+    """Textual's Linux driver with :class:`TerminalParser` and one key at a time.
+
+    On top of :class:`~tui.terminal.SafeLinuxDriver`: a terminal that is gone
+    (a dropped SSH connection) can hang neither the input nor the output.
+    """
 
     def run_input_thread(self) -> None:
         """Textual's input loop (8.2.8), with our parser, a forgiving UTF-8 decoder,

@@ -16,6 +16,7 @@ from tui.engine.protocol import (
     Engine,
     EventCallback,
     Generate,
+    GenerationFailed,
     GenerationFinished,
     GenerationStarted,
     LoadModel,
@@ -25,6 +26,7 @@ from tui.engine.protocol import (
     ModelReady,
     TokenText,
 )
+from tui.models import display_name
 
 
 def echo_answer(job: Generate) -> str:
@@ -46,12 +48,16 @@ class FakeEngine(Engine):
         self.load_delay = load_delay
         self.load_gate = load_gate  # if given, loading waits until it is set
         self.load_was_cancelled = False
+        self.loaded: str | None = None  # like the real engine: a new load drops the old model
+        self._cancel_pending = False  # the next (or running) load is cancelled
+        self._load_error = ""
         self.jobs: list[Generate] = []
         self.loads: list[LoadModel] = []
         self._cancelled: set[int] = set()
         self._on_event: EventCallback | None = None
         self._lock = threading.Lock()  # one job at a time, like the real model
         self._loaded = threading.Event()  # jobs wait for the model, like the real engine
+        self._load_lock = threading.Lock()  # one load at a time, in order
 
     def start(self, on_event: EventCallback) -> None:
         self._on_event = CleanEvents(on_event)  # what it reports is data, made safe
@@ -63,17 +69,24 @@ class FakeEngine(Engine):
 
     def _load(self, request: LoadModel) -> None:
         assert self._on_event is not None
-        self._on_event(ModelLoading(request.path, 0.0))
-        time.sleep(self.load_delay)
-        if self.load_gate is not None:
-            self._on_event(ModelLoading(request.path, 0.5))
-            self.load_gate.wait()
-        if self.load_was_cancelled:
-            self._on_event(ModelFailed(request.path, "Loading the model was cancelled."))
-            return
-        info = ModelInfo(request.path, "fake", request.n_ctx, request.n_ctx, True)
-        self._on_event(ModelReady(info, self.load_delay))
-        self._loaded.set()
+        with self._load_lock:
+            self.loaded = None
+            self._on_event(ModelLoading(request.path, 0.0))
+            time.sleep(self.load_delay)
+            if self.load_gate is not None and not self._cancel_pending:
+                self._on_event(ModelLoading(request.path, 0.5))
+                self.load_gate.wait()
+            if self._cancel_pending:
+                self._cancel_pending = False
+                self._load_error = "Loading the model was cancelled."
+                self._on_event(ModelFailed(request.path, self._load_error))
+                self._loaded.set()  # waiting jobs go on, and find no model
+                return
+            self.loaded, self._load_error = request.path, ""
+            name = display_name(request.path)  # as the real engine names it
+            info = ModelInfo(request.path, name, request.n_ctx, request.n_ctx, True)
+            self._on_event(ModelReady(info, self.load_delay))
+            self._loaded.set()
 
     def generate(self, job: Generate) -> None:
         self.jobs.append(job)
@@ -83,6 +96,10 @@ class FakeEngine(Engine):
         assert self._on_event is not None
         if self.loads:
             self._loaded.wait()
+            if self.loaded is None:
+                reason = f": {self._load_error}" if self._load_error else "."
+                self._on_event(GenerationFailed(job.job_id, f"No model is loaded{reason}"))
+                return
         with self._lock:
             n_ctx = int(job.sampling.get("n_ctx", 4096))
             self._on_event(GenerationStarted(job.job_id, 10, n_ctx, job.start, "chat"))
@@ -107,6 +124,7 @@ class FakeEngine(Engine):
 
     def cancel_load(self) -> None:
         self.load_was_cancelled = True
+        self._cancel_pending = True
         if self.load_gate is not None:
             self.load_gate.set()
 

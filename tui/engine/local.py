@@ -34,6 +34,8 @@ from tui.engine.protocol import (
     ModelFailed,
 )
 
+CLOSE_GRACE = 0.5  # seconds the worker gets to stop by itself on close before it is killed
+
 LOG_LIMIT_BYTES = 5 * 1024 * 1024
 
 
@@ -78,7 +80,8 @@ class LocalEngine(Engine):
         self._on_event: EventCallback | None = None
         self._closing = False
         self._last_load: LoadModel | None = None
-        self._running_job: int | None = None
+        # Every job sent and not yet ended: a dead worker fails them all, not only the last.
+        self._outstanding: list[int] = []
 
     # --- Engine interface ---------------------------------------------------------
 
@@ -92,15 +95,33 @@ class LocalEngine(Engine):
         self._send(request)
 
     def generate(self, job: Generate) -> None:
-        self._running_job = job.job_id
+        with self._lock:
+            self._outstanding.append(job.job_id)
         self._send(job)
 
     def cancel(self, job_id: int) -> None:
-        self._send(Cancel(job_id), respawn=False)
+        """Stop ``job_id`` (the worker also stops earlier ones); with no worker, end it here."""
+        with self._lock:
+            alive = self._proc is not None and not self._closing
+            ended = [] if alive else [j for j in self._outstanding if j == job_id]
+            self._outstanding = [j for j in self._outstanding if j not in ended]
+        if alive:
+            self._send(Cancel(job_id), respawn=False)
+        elif self._on_event is not None:
+            for job in ended:  # nothing is running them: they end now, as cancelled
+                self._on_event(GenerationFinished(job, "", "cancelled"))
 
     def cancel_load(self) -> None:
         """Abandon the model load in progress (it ends with ModelFailed)."""
         self._send(CancelLoad(), respawn=False)
+
+    def kill(self) -> None:
+        """End the worker now, without waiting (the app's last resort on a hang-up)."""
+        self._closing = True
+        proc = self._proc
+        if proc is not None:
+            with contextlib.suppress(OSError):
+                proc.kill()
 
     def close(self) -> None:
         self._closing = True
@@ -115,10 +136,11 @@ class LocalEngine(Engine):
         except (OSError, ValueError):
             pass
         try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
+            proc.wait(timeout=CLOSE_GRACE)
+        except subprocess.TimeoutExpired:  # e.g. inside a long llama.cpp call: no waiting
             proc.kill()
-            proc.wait(timeout=3)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=3)
         conn.close()
 
     # --- internals ----------------------------------------------------------------------
@@ -165,7 +187,9 @@ class LocalEngine(Engine):
             except (EOFError, OSError):
                 break
             if isinstance(event, GenerationFinished | GenerationFailed):
-                self._running_job = None
+                with self._lock:
+                    if event.job_id in self._outstanding:
+                        self._outstanding.remove(event.job_id)
             if isinstance(event, ModelFailed) and not event.log_tail:
                 event.log_tail = relevant_log_lines(read_log_tail(self.log_path, 40))
             self._on_event(event)
@@ -175,16 +199,18 @@ class LocalEngine(Engine):
             proc.kill()
             code = proc.wait()
         with self._lock:
-            if self._proc is proc:
-                self._proc = None
+            if self._proc is not proc:
+                return  # closed, or already replaced
+            self._proc = None
+            # The running job and every one queued behind it: none will ever end now.
+            failed, self._outstanding = self._outstanding, []
         if self._closing:
             return
         message = (
             f"The inference process stopped unexpectedly (exit code {code}). "
             f"llama.cpp's log is in {self.log_path}."
         )
-        if self._running_job is not None:
-            self._on_event(GenerationFailed(self._running_job, message))
-            self._running_job = None
+        for job in failed:
+            self._on_event(GenerationFailed(job, message))
         path = self._last_load.path if self._last_load else ""
         self._on_event(ModelFailed(path, message, read_log_tail(self.log_path)))

@@ -294,6 +294,7 @@ class ModelRunner:
         self._partial = ""  # the answer so far, for GenerationFailed
         self._live_keep = 0  # persona-block tokens of the chat in the live KV cache
         self._live_chat: Any = None  # its chat id, when jobs carry one
+        self.load_error = ""  # why the last load failed: a job without a model says so
 
     # --- loading ------------------------------------------------------------------------
 
@@ -329,21 +330,17 @@ class ModelRunner:
                 request = LoadModel(**{**request.__dict__, "n_ctx": n_ctx_train})
                 self.llm = self._new_llama(llama_cpp, request)
         except ModelFileError as exc:
-            self.send(ModelFailed(request.path, str(exc)))
-            return False
+            return self._load_failed(request.path, str(exc))
         except Exception as exc:  # llama.cpp reports load failures as ValueError
             self.llm = None
             if self.load_cancelled():
-                self.send(ModelFailed(request.path, "Loading the model was cancelled."))
-                return False
-            self.send(
-                ModelFailed(
-                    request.path,
-                    f"llama.cpp could not load {path}: {exc}. "
-                    "The file may be truncated or for an unsupported architecture.",
-                )
+                return self._load_failed(request.path, "Loading the model was cancelled.")
+            return self._load_failed(
+                request.path,
+                f"llama.cpp could not load {path}: {exc}. "
+                "The file may be truncated or for an unsupported architecture.",
             )
-            return False
+        self.load_error = ""
         self.request = request
         self._prepare_format()
         assert self.info is not None
@@ -362,6 +359,12 @@ class ModelRunner:
             and loaded.n_gpu_layers == request.n_gpu_layers
             and self.info.n_ctx >= min(request.n_ctx, self.info.n_ctx_train or request.n_ctx)
         )
+
+    def _load_failed(self, path: str, message: str) -> bool:
+        """Report a failed load and keep its reason for the jobs that find no model."""
+        self.load_error = message
+        self.send(ModelFailed(path, message))
+        return False
 
     def _new_llama(self, llama_cpp: Any, request: LoadModel) -> Any:
         """``Llama(...)`` with llama.cpp's progress callback: progress events, and cancel.
@@ -649,7 +652,8 @@ class ModelRunner:
         self._partial = ""
         job_started = time.monotonic()
         if self.llm is None or self.builder is None:
-            self.send(GenerationFailed(job.job_id, "No model is loaded."))
+            reason = f": {self.load_error}" if self.load_error else "."
+            self.send(GenerationFailed(job.job_id, f"No model is loaded{reason}"))
             return
         sampling = Sampling.from_dict(job.sampling)
         self._ensure_window(sampling.n_ctx)
@@ -829,7 +833,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"--- llama-tui engine {os.getpid()} started {time.ctime()}", file=sys.stderr)
     work: queue.SimpleQueue[Any] = queue.SimpleQueue()
     cancelled_up_to = 0
-    load_cancel = threading.Event()
+    # Loads are counted like jobs: CancelLoad cancels every load received so far, so
+    # a LoadModel that follows it at once cannot clear the cancel of the one running.
+    loads_received = 0
+    loads_cancelled_up_to = 0
+    running_load = 0  # the number of the LoadModel the main thread is running (0: none)
     send_lock = threading.Lock()
 
     def send(event: Any) -> None:
@@ -837,7 +845,7 @@ def main(argv: list[str] | None = None) -> None:
             conn.send(event)
 
     def read_commands() -> None:
-        nonlocal cancelled_up_to
+        nonlocal cancelled_up_to, loads_received, loads_cancelled_up_to
         while True:
             try:
                 command = conn.recv()
@@ -847,26 +855,30 @@ def main(argv: list[str] | None = None) -> None:
                 cancelled_up_to = max(cancelled_up_to, command.job_id)
                 continue
             if isinstance(command, CancelLoad):
-                load_cancel.set()
+                loads_cancelled_up_to = loads_received
                 continue
             if isinstance(command, LoadModel):
-                load_cancel.clear()
+                loads_received += 1
+                command = (loads_received, command)
             work.put(command)
-            if command is None:  # the UI quit or died: stop the running answer too
+            if command is None:  # the UI quit or died: stop the running answer and load too
                 cancelled_up_to = CANCEL_ALL
+                loads_cancelled_up_to = CANCEL_ALL
                 return
 
     threading.Thread(target=read_commands, name="commands", daemon=True).start()
     runner = ModelRunner(
         send,
         lambda job_id: job_id <= cancelled_up_to,
-        load_cancelled=load_cancel.is_set,
+        load_cancelled=lambda: 0 < running_load <= loads_cancelled_up_to,
         state_cache_bytes=_state_cache_bytes(os.environ.get("LLAMA_TUI_STATE_CACHE_MB")),
         state_dir=paths.cache_dir() / "kv-states",
     )
     while (command := work.get()) is not None:
-        if isinstance(command, LoadModel):
-            runner.load(command)
+        if isinstance(command, tuple):  # (number, LoadModel)
+            running_load, request = command
+            runner.load(request)
+            running_load = 0
         elif isinstance(command, Generate):
             if runner.cancelled(command.job_id):
                 send(GenerationFinished(command.job_id, "", "cancelled"))
