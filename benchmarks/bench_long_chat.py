@@ -1,6 +1,6 @@
 """A 300-turn chat with SmolLM2 at n_ctx 2048: does the time to first token stay flat?
 
-Plays one long conversation through :class:`tui.engine.worker.ModelRunner`
+Plays one long conversation through :class:`tui.engine.local.host.ModelRunner`
 in-process (the same code the engine's child process runs) and prints the
 time to first token (TTFT) per turn, summarised: median, p95 and max, for
 ordinary turns and for the turns where the history was trimmed (marked
@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tui.engine.protocol import (  # noqa: E402
+from tui.core.engine_protocol import (  # noqa: E402
     Generate,
     GenerationFailed,
     GenerationFinished,
@@ -36,10 +36,10 @@ from tui.engine.protocol import (  # noqa: E402
     LoadModel,
     TokenText,
 )
-from tui.engine.worker import ModelRunner  # noqa: E402
-from tui.models import default_model_path  # noqa: E402
-from tui.personas import load_library  # noqa: E402
-from tui.prompt import PersonaPrompt, Turn  # noqa: E402
+from tui.core.models import default_model_path  # noqa: E402
+from tui.core.personas import load_library  # noqa: E402
+from tui.core.prompt import PersonaPrompt, Turn  # noqa: E402
+from tui.engine.local.host import ModelRunner  # noqa: E402
 
 TOPICS = [
     "the history of bread",

@@ -42,13 +42,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from make_big_db import benchmark_db  # noqa: E402
 from ptyapp import machine, summary  # noqa: E402
 
-from tui import store as st  # noqa: E402
-from tui.engine.protocol import LoadModel  # noqa: E402
-from tui.engine.worker import ModelRunner  # noqa: E402
-from tui.models import default_model_path  # noqa: E402
-from tui.personas import load_library  # noqa: E402
-from tui.prompt import PersonaPrompt, PromptBuilder  # noqa: E402
-from tui.runner import ChatRunner  # noqa: E402
+from tui.core import store as st  # noqa: E402
+from tui.core.chat_service import ChatRunner  # noqa: E402
+from tui.core.engine_protocol import LoadModel  # noqa: E402
+from tui.core.models import default_model_path  # noqa: E402
+from tui.core.personas import load_library  # noqa: E402
+from tui.core.prompt import PersonaPrompt, PromptBuilder  # noqa: E402
+from tui.engine.local.host import ModelRunner  # noqa: E402
 
 
 class FullReadBuilder(PromptBuilder):

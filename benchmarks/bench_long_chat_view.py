@@ -44,12 +44,12 @@ import psutil  # noqa: E402
 from make_big_db import answer_text, user_text  # noqa: E402
 from ptyapp import machine, percentile, summary  # noqa: E402
 
-from tui.app import LlamaTUI  # noqa: E402
+from tui.core.personas import load_library  # noqa: E402
+from tui.core.store import Store, title_from  # noqa: E402
 from tui.engine.fake import FakeEngine  # noqa: E402
-from tui.personas import load_library  # noqa: E402
-from tui.store import Store, title_from  # noqa: E402
-from tui.widgets.chat_view import ChatView, MessageBox  # noqa: E402
-from tui.widgets.prompt_input import PromptInput  # noqa: E402
+from tui.ui.app import LlamaTUI  # noqa: E402
+from tui.ui.widgets.chat_view import ChatView, MessageBox  # noqa: E402
+from tui.ui.widgets.prompt_input import PromptInput  # noqa: E402
 
 SIZE = (80, 24)
 STREAM_ANSWER = (
@@ -319,7 +319,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.max_mounted:
-        import tui.widgets.chat_view as chat_view
+        import tui.ui.widgets.chat_view as chat_view
 
         chat_view.MAX_MOUNTED = args.max_mounted
         print(f"(patched: chat_view.MAX_MOUNTED = {args.max_mounted})")

@@ -52,7 +52,7 @@ devnull = os.open(os.devnull, os.O_WRONLY)
 saved = os.dup(2)
 os.dup2(devnull, 2)
 import llama_cpp
-from tui.models import default_model_path
+from tui.core.models import default_model_path
 llm = llama_cpp.Llama(model_path=str(default_model_path()), n_ctx=4096, verbose=True)
 # A prompt of int(argv[1]) tokens (a short one by default), then as many tokens as the
 # app's answer (300): the KV cache and llama-cpp-python's scores fill as they go.

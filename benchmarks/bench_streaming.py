@@ -112,12 +112,12 @@ def raw_server(config_dir: Path, prompt: str, max_tokens: int, threads: int | No
     saved_stdout = os.dup(1)
     os.dup2(devnull, 2)  # llama.cpp's chatter
     os.dup2(devnull, 1)
-    from tui.engine.protocol import LoadModel
-    from tui.engine.worker import ModelRunner
-    from tui.models import default_model_path
-    from tui.personas import load_library
-    from tui.prompt import PersonaPrompt, Turn
-    from tui.sampling import Sampling
+    from tui.core.engine_protocol import LoadModel
+    from tui.core.models import default_model_path
+    from tui.core.personas import load_library
+    from tui.core.prompt import PersonaPrompt, Turn
+    from tui.core.sampling import Sampling
+    from tui.engine.local.host import ModelRunner
 
     events: list[object] = []
     runner = ModelRunner(events.append, lambda job_id: False)

@@ -2,7 +2,7 @@
 
 Default: 10,000 chats and 200,000 messages, among them one long chat of
 5,000 messages (not the newest one, so a plain start opens a normal chat).
-The schema comes from :class:`tui.store.Store` itself (all migrations, FTS
+The schema comes from :class:`tui.core.store.Store` itself (all migrations, FTS
 triggers included); rows are bulk-inserted with sqlite-utils in one
 transaction. Text is generated deterministically (fixed seed): user
 questions, answers in Markdown with lists and code blocks now and then.
@@ -31,8 +31,8 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # if tui is not installed
 
-from tui.migrations import SCHEMA_VERSION  # noqa: E402
-from tui.store import Store, title_from  # noqa: E402
+from tui.core.migrations import SCHEMA_VERSION  # noqa: E402
+from tui.core.store import Store, title_from  # noqa: E402
 
 DEFAULT_DB = Path("/tmp/llama-tui-bench/big.db")
 LONG_TITLE = "Long chat"

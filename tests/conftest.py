@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.models import default_model_path
+from tui.core.models import default_model_path
 
 
 @pytest.fixture(autouse=True)

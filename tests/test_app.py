@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.uihelpers import SIZE, make_app, screen_text, type_text, wait_for
-from tui import store as st
+from tui.core import store as st
 from tui.engine.fake import FakeEngine
-from tui.engine.local import LocalEngine
-from tui.widgets.chat_list import ChatList
-from tui.widgets.chat_view import MessageBox, StreamingAnswer
-from tui.widgets.prompt_input import PromptInput
+from tui.engine.local.client import LocalEngine
+from tui.ui.widgets.chat_list import ChatList
+from tui.ui.widgets.chat_view import MessageBox, StreamingAnswer
+from tui.ui.widgets.prompt_input import PromptInput
 
 
 def complete_answers(app) -> list[st.Message]:

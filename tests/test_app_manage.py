@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.uihelpers import SIZE, make_app, screen_text, type_text, wait_for
-from tui import store as st
+from tui.core import store as st
 from tui.engine.fake import FakeEngine
-from tui.widgets.chat_list import ChatList
-from tui.widgets.chat_view import ChatView
-from tui.widgets.prompt_input import PromptInput
+from tui.ui.widgets.chat_list import ChatList
+from tui.ui.widgets.chat_view import ChatView
+from tui.ui.widgets.prompt_input import PromptInput
 
 
 def answers(app, status: str = st.COMPLETE) -> list[st.Message]:
@@ -257,7 +257,7 @@ def long_chat(tmp_path: Path, count: int, context_start_id: int | None = None) -
 
 
 async def test_long_chat_opens_at_the_end_and_pages_in_earlier_messages(tmp_path: Path) -> None:
-    from tui.widgets.chat_view import PAGE, MessageBox
+    from tui.ui.widgets.chat_view import PAGE, MessageBox
 
     long_chat(tmp_path, 2000, context_start_id=1995)
     app = make_app(tmp_path)
@@ -292,7 +292,7 @@ async def test_long_chat_opens_at_the_end_and_pages_in_earlier_messages(tmp_path
 async def test_page_up_alone_reaches_the_first_message_with_a_bounded_dom(
     tmp_path: Path,
 ) -> None:
-    from tui.widgets.chat_view import MAX_MOUNTED, MessageBox
+    from tui.ui.widgets.chat_view import MAX_MOUNTED, MessageBox
 
     long_chat(tmp_path, 250)  # more than MAX_MOUNTED + a page: both ends get unmounted
     app = make_app(tmp_path)
@@ -328,7 +328,7 @@ async def test_page_up_alone_reaches_the_first_message_with_a_bounded_dom(
 
 async def test_an_answer_unmounted_while_streaming_comes_back_whole(tmp_path: Path) -> None:
     """Scrolled far up while an answer streams, then back: all of it, still streaming."""
-    from tui.widgets.chat_view import MessageBox
+    from tui.ui.widgets.chat_view import MessageBox
 
     long_chat(tmp_path, 200)
     words = [f"w{i}" for i in range(5000)]
@@ -392,7 +392,7 @@ async def test_model_load_shows_progress_and_esc_cancels_it(tmp_path: Path) -> N
     import threading
 
     from tests.test_models import fake_gguf
-    from tui.widgets.status_line import StatusLine
+    from tui.ui.widgets.status_line import StatusLine
 
     engine = FakeEngine(load_gate=threading.Event())
     app = make_app(tmp_path, engine, model_path=fake_gguf(tmp_path / "m" / "only.Q4_K_M.gguf"))
@@ -416,7 +416,7 @@ async def test_cancelling_a_model_switch_keeps_the_previous_model(tmp_path: Path
     import threading
 
     from tests.test_models import fake_gguf
-    from tui.widgets.status_line import StatusLine
+    from tui.ui.widgets.status_line import StatusLine
 
     first = fake_gguf(tmp_path / "models" / "first.Q4_K_M.gguf")
     other = fake_gguf(tmp_path / "models" / "other.Q4_K_M.gguf", template=False)
@@ -470,7 +470,7 @@ async def test_after_a_restart_status_and_picker_show_the_chats_own_model(tmp_pa
     import threading
 
     from tests.test_models import fake_gguf
-    from tui.widgets.status_line import StatusLine
+    from tui.ui.widgets.status_line import StatusLine
 
     default = fake_gguf(tmp_path / "models" / "default.Q4_K_M.gguf")
     own = fake_gguf(tmp_path / "models" / "own.Q8_0.gguf")

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.uihelpers import SIZE, make_app, screen_text, type_text, wait_for
-from tui import store as st
+from tui.core import store as st
 from tui.engine.fake import FakeEngine
-from tui.widgets.prompt_input import PromptInput
+from tui.ui.widgets.prompt_input import PromptInput
 
 SCRIPT = Path(sys.executable).parent / "llama-tui"
 
@@ -104,8 +104,8 @@ async def test_huge_paste_with_control_bytes(tmp_path: Path) -> None:
 def test_context_larger_than_the_model_supports_is_capped(model_path: Path) -> None:
     import queue
 
-    from tui.engine.protocol import LoadModel, ModelReady
-    from tui.engine.worker import ModelRunner
+    from tui.core.engine_protocol import LoadModel, ModelReady
+    from tui.engine.local.host import ModelRunner
 
     events: queue.Queue = queue.Queue()
     runner = ModelRunner(events.put, lambda job_id: False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
+from tui.core.engine_protocol import GenerationFinished, TokenText
 from tui.engine.batching import TokenBatcher, TokensReady
-from tui.engine.protocol import GenerationFinished, TokenText
 
 
 def test_tokens_join_one_pending_batch_until_taken() -> None:

@@ -67,7 +67,7 @@ def test_wheel_ships_the_bundled_personas(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     for persona in ("assistant", "bob", "chatllama"):
         assert f"tui/_bundled_personas/{persona}.toml" in names
-    assert "tui/app.py" in names and "tui/engine/worker.py" in names
+    assert "tui/ui/app.py" in names and "tui/engine/local/host.py" in names
 
 
 @pytest.mark.model
@@ -104,7 +104,7 @@ def test_ask_without_a_usable_model_fails_clearly(tmp_path: Path) -> None:
 def test_ask_with_a_broken_model_stores_the_reason_and_keeps_the_chat_model(
     tmp_path: Path, model_path: Path
 ) -> None:
-    from tui.store import Store
+    from tui.core.store import Store
 
     broken = tmp_path / "broken.gguf"
     with model_path.open("rb") as src:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tui.config import load_config
+from tui.core.config import load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:

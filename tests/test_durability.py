@@ -17,7 +17,7 @@ import pexpect
 import pytest
 
 from tests.test_e2e import Terminal
-from tui import store as st
+from tui.core import store as st
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 QUESTION = "Write a long story about a dragon named Smok who lives in Krakow."
@@ -140,7 +140,7 @@ def test_hangup_and_terminate_save_and_exit_cleanly(
 
 WRITER = """
 import sys, time
-from tui.store import Store, PARTIAL, COMPLETE
+from tui.core.store import Store, PARTIAL, COMPLETE
 store = Store(sys.argv[1])
 conv = store.create_conversation("assistant", title=sys.argv[2])
 for i in range(150):

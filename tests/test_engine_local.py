@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.engine.local import LocalEngine
-from tui.engine.protocol import (
+from tui.core.engine_protocol import (
     Generate,
     GenerationFailed,
     GenerationFinished,
@@ -21,7 +20,8 @@ from tui.engine.protocol import (
     ModelReady,
     TokenText,
 )
-from tui.prompt import PersonaPrompt, Turn
+from tui.core.prompt import PersonaPrompt, Turn
+from tui.engine.local.client import LocalEngine
 
 pytestmark = pytest.mark.model
 TIMEOUT = 60

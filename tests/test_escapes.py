@@ -25,8 +25,8 @@ import pytest
 
 from tests.remote_servers import JsonReply, ScriptedServer, StreamReply, chat_chunk, sse
 from tests.uihelpers import make_app, screen_text, type_text, wait_for
-from tui.engine.protocol import GenerationFailed, ModelInfo, ModelReady, TokenText
-from tui.sanitize import clean_text
+from tui.core.engine_protocol import GenerationFailed, ModelInfo, ModelReady, TokenText
+from tui.core.sanitize import clean_text
 
 _switch = sys.getswitchinterval()
 from benchmarks.ptyapp import CTRL_Q, Term, app_env  # noqa: E402
@@ -82,7 +82,7 @@ def assert_clean(data: bytes, where: str) -> None:
 @pytest.mark.parametrize("kind", ESCAPES)
 def test_every_kind_is_removed_whole_however_the_stream_cuts_it(kind: str) -> None:
     """Split anywhere (ESC at the end of one piece, the rest in the next), same result."""
-    from tui.sanitize import StreamCleaner
+    from tui.core.sanitize import StreamCleaner
 
     text = f"a<{ESCAPES[kind]}>b\r\nc"
     whole = clean_text(text)
@@ -98,7 +98,7 @@ def test_every_kind_is_removed_whole_however_the_stream_cuts_it(kind: str) -> No
 
 
 def test_a_stream_one_character_at_a_time() -> None:
-    from tui.sanitize import StreamCleaner
+    from tui.core.sanitize import StreamCleaner
 
     text = "x".join(ESCAPES.values()) + "\x1b]52;c;never-ended"
     cleaner = StreamCleaner()
@@ -109,7 +109,7 @@ def test_a_stream_one_character_at_a_time() -> None:
 
 
 def test_engine_events_are_cleaned_at_the_engine_boundary() -> None:
-    from tui.engine.protocol import CleanEvents
+    from tui.core.engine_protocol import CleanEvents
 
     seen: list = []
     clean = CleanEvents(seen.append)
@@ -445,8 +445,8 @@ async def test_a_persona_named_with_markup_can_be_chosen(tmp_path: Path) -> None
 async def test_server_errors_with_markup_are_shown_literally(tmp_path: Path, kind: str) -> None:
     """A click on the notification must not run the action its text names; a stray
     closing tag must not crash the app."""
-    from tui.app import EngineMessage
-    from tui.engine.protocol import ModelFailed
+    from tui.core.engine_protocol import ModelFailed
+    from tui.ui.app import EngineMessage
 
     def event(message: str) -> GenerationFailed | ModelFailed:
         return GenerationFailed(1, message) if kind == "generation" else ModelFailed("p", message)

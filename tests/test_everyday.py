@@ -9,8 +9,8 @@ from rich.cells import cell_len
 
 from tests.uihelpers import make_app, screen_text, type_text, wait_for
 from tui.engine.fake import FakeEngine
-from tui.widgets.chat_list import ChatList
-from tui.widgets.status_line import StatusLine, fit_status
+from tui.ui.widgets.chat_list import ChatList
+from tui.ui.widgets.status_line import StatusLine, fit_status
 
 LOADING = "loading model… ▰▰▰▱▱▱▱▱ 40% (Esc cancels)"
 LONG_MODEL = "Meta-Llama-3.1-70B-Instruct-abliterated-uncensored.Q4_K_M"

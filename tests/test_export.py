@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tui import export
-from tui import store as st
+from tui.core import store as st
+from tui.formats import chats as export
 
 
 @pytest.fixture

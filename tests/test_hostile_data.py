@@ -18,11 +18,11 @@ from typing import Any
 import pytest
 
 from tests.uihelpers import SIZE, make_app, screen_text, wait_for
-from tui import export
-from tui import runner as rn
-from tui import store as st
+from tui.core import chat_service as rn
+from tui.core import store as st
+from tui.core.personas import load_library
 from tui.engine.fake import FakeEngine
-from tui.personas import load_library
+from tui.formats import chats as export
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -204,7 +204,7 @@ class ManualEngine:
 
 
 def test_runner_stops_the_job_of_a_chat_deleted_elsewhere(tmp_path: Path) -> None:
-    from tui.engine.protocol import GenerationFinished, GenerationStarted, TokenText
+    from tui.core.engine_protocol import GenerationFinished, GenerationStarted, TokenText
 
     store = st.Store(tmp_path / "chats.db")
     engine = ManualEngine()
@@ -445,7 +445,7 @@ def test_a_failed_migration_is_one_line(tmp_path: Path) -> None:
 
 def test_a_crash_exits_non_zero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tui import cli as cli_module
-    from tui.app import LlamaTUI
+    from tui.ui.app import LlamaTUI
 
     async def crash(self) -> None:  # noqa: ANN001
         raise RuntimeError("boom")

@@ -15,8 +15,8 @@ import pytest
 
 from tests.remote_servers import Reply, ScriptedServer, StallReply, chat_chunk
 from tests.test_remote_engine import Recorder, connect, job, server, text_of  # noqa: F401
+from tui.core.engine_protocol import GenerationFailed, GenerationFinished, LoadModel, ModelFailed
 from tui.engine import remote
-from tui.engine.protocol import GenerationFailed, GenerationFinished, LoadModel, ModelFailed
 
 MAX_TOKENS = 16
 CHAR_CAP = MAX_TOKENS * getattr(remote, "CHARS_PER_TOKEN", 64)  # 64: before it existed
@@ -109,9 +109,9 @@ def test_an_answer_within_the_bounds_is_untouched(server: ScriptedServer, connec
 
 
 def test_capped_answers_are_saved_with_a_note(tmp_path) -> None:
-    from tui import runner as rn
-    from tui import store as st
-    from tui.personas import load_library
+    from tui.core import chat_service as rn
+    from tui.core import store as st
+    from tui.core.personas import load_library
 
     class Engine:
         def generate(self, job) -> None: ...  # noqa: ANN001

@@ -17,19 +17,19 @@ from pathlib import Path
 
 import pytest
 
-from tui import persona_commands
-from tui.importing import (
+from tui import cli_personas as persona_commands
+from tui.core.personas import Example, Persona, load_library, load_persona_file, save_persona
+from tui.core.prompt import PersonaPrompt, render_transcript
+from tui.formats import (
     FORMATS,
     PersonaImportError,
     detect_format,
     export_persona,
     import_persona,
 )
-from tui.importing.card import export_card_png
-from tui.importing.modelfile import parse_commands, quote
-from tui.importing.png import SIGNATURE, chunk, make_png, text_chunks
-from tui.personas import Example, Persona, load_library, load_persona_file, save_persona
-from tui.prompt import PersonaPrompt, render_transcript
+from tui.formats.card import export_card_png
+from tui.formats.modelfile import parse_commands, quote
+from tui.formats.png import SIGNATURE, chunk, make_png, text_chunks
 
 DATA = Path(__file__).parent / "data" / "importing"
 

@@ -6,7 +6,7 @@ import time
 
 from textual import constants, events
 
-from tui.terminal_input import TerminalParser
+from tui.ui.terminal_input import TerminalParser
 
 
 def parse(*chunks: str, wait: bool = False) -> list[tuple[str, str]]:

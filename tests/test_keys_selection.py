@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.uihelpers import SIZE, make_app, screen_text, wait_for
-from tui import store as st
-from tui.widgets.chat_list import ChatList
-from tui.widgets.chat_view import ChatView, MessageBox
-from tui.widgets.prompt_input import PromptInput
-from tui.widgets.sampling_panel import SamplingPanel
+from tui.core import store as st
+from tui.ui.widgets.chat_list import ChatList
+from tui.ui.widgets.chat_view import ChatView, MessageBox
+from tui.ui.widgets.prompt_input import PromptInput
+from tui.ui.widgets.sampling_panel import SamplingPanel
 
 COUNT = 76  # as in the report: more than two pages
 

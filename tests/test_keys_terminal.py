@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.test_e2e import Terminal
-from tui.store import Store
+from tui.core.store import Store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from tui.markdown_chunks import Chunk, MarkdownChunker
+from tui.ui.markdown_chunks import Chunk, MarkdownChunker
 
 
 def sample_answer(seed: int) -> str:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tui import models
-from tui.gguf_info import GGUFError, read_gguf_info
+from tui.core import models
+from tui.core.gguf_info import GGUFError, read_gguf_info
 
 
 def fake_gguf(path: Path, template: bool = True, ctx: int = 2048) -> Path:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tui import paths
-from tui import store as st
-from tui.config import load_config
-from tui.export import dumps
-from tui.personas import load_library
+from tui.core import paths
+from tui.core import store as st
+from tui.core.config import load_config
+from tui.core.personas import load_library
+from tui.formats.chats import dumps
 
 DATA = Path(__file__).parent / "data" / "importing"
 SCRIPT = Path(sys.executable).parent / "llama-tui"
@@ -70,8 +70,8 @@ def test_every_path_the_app_creates_is_private(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Config, personas, data, database, log, KV states and exports under umask 000."""
-    from tui.engine.local import _open_log
-    from tui.engine.worker import SavedState, StateCache
+    from tui.engine.local.client import _open_log
+    from tui.engine.local.host import SavedState, StateCache
 
     home = tmp_path / "home"  # nothing exists yet: the app creates every level
     monkeypatch.setenv("LLAMA_TUI_CONFIG_DIR", str(home / "cfg" / "llama-tui"))

@@ -12,9 +12,9 @@ from textual.pilot import Pilot
 from textual.widgets import Button, Input, TextArea
 
 from tests.uihelpers import SIZE, screen_text, type_text, wait_for
-from tui.personas import Example, Persona, PersonaLibrary, load_library
-from tui.screens.confirm import ConfirmScreen
-from tui.screens.personas import (
+from tui.core.personas import Example, Persona, PersonaLibrary, load_library
+from tui.ui.screens.confirm import ConfirmScreen
+from tui.ui.screens.personas import (
     PersonaEditor,
     PersonaList,
     PersonasScreen,
@@ -435,7 +435,7 @@ async def test_importing_a_second_alice_asks_for_another_name(
     """A second "Alice" was saved silently as alice-2.toml, shown as "Alice" too."""
     import json
 
-    from tui.screens.text_prompt import TextPromptScreen
+    from tui.ui.screens.text_prompt import TextPromptScreen
 
     bundled, user = dirs
     card = tmp_path / "alice.json"

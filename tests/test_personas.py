@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tui import personas as ps
+from tui.core import personas as ps
 
 
 def test_bundled_personas_load_without_problems() -> None:

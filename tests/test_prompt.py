@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tui.personas import Example, Persona, load_library
-from tui.prompt import (
+from tui.core.personas import Example, Persona, load_library
+from tui.core.prompt import (
     CHAT,
     TRANSCRIPT,
     PersonaPrompt,
@@ -178,8 +178,8 @@ def copy_without_chat_template(src: Path, dst: Path) -> None:
 
 
 def load_runner(path: Path) -> Any:
-    from tui.engine.protocol import LoadModel, ModelReady
-    from tui.engine.worker import ModelRunner
+    from tui.core.engine_protocol import LoadModel, ModelReady
+    from tui.engine.local.host import ModelRunner
 
     events: list[Any] = []
     runner = ModelRunner(events.append, lambda job_id: False, verbose=False)

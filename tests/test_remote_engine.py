@@ -31,8 +31,8 @@ from tests.remote_servers import (
     sse,
     text_chunk,
 )
-from tui.endpoints import Endpoint, EndpointError, parse_endpoints, resolve_endpoint
-from tui.engine.protocol import (
+from tui.core.endpoints import Endpoint, EndpointError, parse_endpoints, resolve_endpoint
+from tui.core.engine_protocol import (
     EngineEvent,
     Generate,
     GenerationFailed,
@@ -43,6 +43,9 @@ from tui.engine.protocol import (
     ModelReady,
     TokenText,
 )
+from tui.core.models import default_model_path
+from tui.core.prompt import PersonaPrompt, Turn
+from tui.core.sampling import Sampling
 from tui.engine.remote import (
     CHAT_MARGIN,
     RemoteEngine,
@@ -52,9 +55,6 @@ from tui.engine.remote import (
     sampling_fields,
     supported_settings,
 )
-from tui.models import default_model_path
-from tui.prompt import PersonaPrompt, Turn
-from tui.sampling import Sampling
 
 WAIT = 20  # seconds any one event may take
 KEY = "sk-test-7f3a9c0e5b"

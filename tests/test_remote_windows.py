@@ -33,8 +33,8 @@ from tests.remote_servers import (
     text_chunk,
 )
 from tests.test_remote_engine import ASSISTANT, BOB, Recorder
-from tui.endpoints import parse_endpoints, resolve_endpoint
-from tui.engine.protocol import (
+from tui.core.endpoints import parse_endpoints, resolve_endpoint
+from tui.core.engine_protocol import (
     Generate,
     GenerationFailed,
     GenerationFinished,
@@ -43,9 +43,9 @@ from tui.engine.protocol import (
     ModelFailed,
     ModelReady,
 )
+from tui.core.models import default_model_path
+from tui.core.prompt import PersonaPrompt, Turn
 from tui.engine.remote import RemoteEngine
-from tui.models import default_model_path
-from tui.prompt import PersonaPrompt, Turn
 
 server = base.server  # the fixtures: a scripted llama.cpp server, started engines
 connect = base.connect
@@ -433,7 +433,7 @@ def test_ollama_without_num_ctx_uses_the_running_model_or_its_default(
 
 def test_persona_prompt_is_unchanged_by_folding() -> None:
     """fold_opening copies: the job's persona is sent again unchanged on the next turn."""
-    from tui.prompt import fold_opening
+    from tui.core.prompt import fold_opening
 
     p = PersonaPrompt("Be brief.", ai_name="Bob")
     folded, rest = fold_opening(p, [Turn("assistant", "Hi!"), Turn("user", "Yo")])
@@ -456,9 +456,9 @@ def test_a_greeting_chat_on_llama_cpp_python_keeps_greeting_and_marks_the_cut(
 ) -> None:
     """Items 12 and 18 as the app stores them: no window start past the greeting, and
     an answer cut by the server's small window ends with the context-limit note."""
-    from tui import runner as rn
-    from tui import store as st
-    from tui.personas import load_library
+    from tui.core import chat_service as rn
+    from tui.core import store as st
+    from tui.core.personas import load_library
 
     LlamaCppPythonLike(server, 512)
     user_dir = tmp_path / "personas"
@@ -613,7 +613,7 @@ async def test_the_app_shows_no_marker_above_a_greeting(
 ) -> None:
     """Item 12 on screen: a one-turn chat with a greeting persona, through a server."""
     from tests.uihelpers import SIZE, make_app, screen_text, type_text, wait_for
-    from tui import store as st
+    from tui.core import store as st
 
     server.routes[("POST", "/v1/chat/completions")] = StreamReply(
         [chat_chunk("Nice to meet you."), chat_chunk(None, "stop"), sse("[DONE]")]

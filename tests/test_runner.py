@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from tui import runner as rn
-from tui import store as st
-from tui.engine.fake import FakeEngine
-from tui.engine.protocol import (
+from tui.core import chat_service as rn
+from tui.core import store as st
+from tui.core.engine_protocol import (
     GenerationFailed,
     GenerationFinished,
     GenerationStarted,
     TokenText,
 )
-from tui.personas import load_library
+from tui.core.personas import load_library
+from tui.engine.fake import FakeEngine
 
 
 class ManualEngine:

@@ -11,15 +11,15 @@ from textual.containers import Horizontal
 from textual.widgets import Static
 
 from tests.uihelpers import SIZE, screen_text
-from tui.sampling import SPEC, Sampling
-from tui.widgets.sampling_panel import (
+from tui.core.sampling import SPEC, Sampling
+from tui.ui.widgets.sampling_panel import (
     SamplingPanel,
     SeedField,
     SettingRow,
     ignored_settings,
     shown_value,
 )
-from tui.widgets.slider import Slider, decimals_of, format_number
+from tui.ui.widgets.slider import Slider, decimals_of, format_number
 
 PERSONA = Sampling.from_dict({"temperature": 0.7, "top_k": 50})
 

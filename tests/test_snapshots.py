@@ -13,7 +13,7 @@ import pytest
 import textual
 
 from tests.uihelpers import make_app
-from tui import store as st
+from tui.core import store as st
 from tui.engine.fake import FakeEngine
 
 SNAPSHOT_TEXTUAL = "8.2.8"  # pinned in pyproject.toml's test extra

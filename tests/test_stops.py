@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tui.stops import StopScanner, transcript_stops
+from tui.core.stops import StopScanner, transcript_stops
 
 
 def feed_all(scanner: StopScanner, pieces: list[str]) -> tuple[list[str], str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tui import migrations
-from tui import store as st
+from tui.core import migrations
+from tui.core import store as st
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tui.personas import load_library
-from tui.prompt import (
+from tui.core.personas import load_library
+from tui.core.prompt import (
     CHAT,
     CUT_MARK,
     TRANSCRIPT,
@@ -345,8 +345,8 @@ def test_an_over_long_last_answer_is_cut_not_dropped() -> None:
 @pytest.fixture(scope="module")
 def harness(model_path: Path) -> Iterator[Any]:
     """SmolLM2 at n_ctx 512, in-process (``model_path`` skips cleanly without it)."""
-    from tui.engine.protocol import LoadModel
-    from tui.engine.worker import ModelRunner
+    from tui.core.engine_protocol import LoadModel
+    from tui.engine.local.host import ModelRunner
 
     events: list[Any] = []
     runner = ModelRunner(events.append, lambda job_id: False, verbose=False)
@@ -360,7 +360,7 @@ TOPICS = ["cats", "the sea", "Paris", "music", "trees", "rain", "bread", "stars"
 
 @pytest.mark.model
 def test_hundred_turns_at_n_ctx_512(harness: Any) -> None:
-    from tui.engine.protocol import Generate, GenerationFinished, GenerationStarted
+    from tui.core.engine_protocol import Generate, GenerationFinished, GenerationStarted
 
     runner, events = harness
     library = load_library(user_dir=Path("/nonexistent-llama-tui-test-dir"))
@@ -406,7 +406,7 @@ def test_hundred_turns_at_n_ctx_512(harness: Any) -> None:
 
 def shift_planner() -> Any:
     """A ModelRunner without a model, for its shift arithmetic alone."""
-    from tui.engine.worker import ModelRunner
+    from tui.engine.local.host import ModelRunner
 
     runner = ModelRunner(lambda event: None, lambda job_id: False, verbose=False)
     runner._can_shift = lambda: True  # type: ignore[method-assign]
@@ -463,7 +463,7 @@ def test_local_engine_keeps_the_greeting_and_the_last_answer(harness: Any) -> No
     A greeting is in the window of a one-turn chat; after an answer that
     filled the window, "Summarize that" still comes with (most of) that answer.
     """
-    from tui.engine.protocol import Generate, GenerationFinished, GenerationStarted
+    from tui.core.engine_protocol import Generate, GenerationFinished, GenerationStarted
 
     runner, events = harness
     p = PersonaPrompt(system="You are Bob, a kind helper.", ai_name="Bob")

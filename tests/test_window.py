@@ -7,18 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from tui import runner as rn
-from tui import store as st
-from tui.engine.local import LocalEngine
-from tui.engine.protocol import (
+from tui.core import chat_service as rn
+from tui.core import store as st
+from tui.core.engine_protocol import (
     GenerationFailed,
     GenerationFinished,
     GenerationStarted,
     ModelLoading,
     ModelReady,
 )
-from tui.engine.worker import window_cap
-from tui.personas import load_library
+from tui.core.personas import load_library
+from tui.engine.local.client import LocalEngine
+from tui.engine.local.host import window_cap
 
 
 def test_window_cap_follows_training_context_and_memory() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
-from tui.app import LlamaTUI
+from tui.core.personas import load_library
+from tui.core.store import Store
 from tui.engine.fake import FakeEngine
-from tui.personas import load_library
-from tui.store import Store
+from tui.ui.app import LlamaTUI
 
 SIZE = (80, 24)
 

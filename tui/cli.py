@@ -13,13 +13,15 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from tui import __version__, paths, persona_commands
-from tui.config import Config, load_config
-from tui.endpoints import Endpoint
-from tui.engine.protocol import Engine
-from tui.models import INSTALL_HINT, ModelFileError, check_model_file, default_model_path
-from tui.personas import load_library
-from tui.store import Store, StoreError, describe
+from tui import __version__
+from tui import cli_personas as persona_commands
+from tui.core import paths
+from tui.core.config import Config, load_config
+from tui.core.endpoints import Endpoint
+from tui.core.engine_protocol import Engine
+from tui.core.models import INSTALL_HINT, ModelFileError, check_model_file, default_model_path
+from tui.core.personas import load_library
+from tui.core.store import Store, StoreError, describe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,7 +102,7 @@ def choose_backend(
     model_arg: str | None, endpoint_arg: str | None, config: Config
 ) -> tuple[Path | None, Endpoint | None, str]:
     """(local model path, remote endpoint, problem): a remote endpoint wins if asked for."""
-    from tui.endpoints import EndpointError, resolve_endpoint
+    from tui.core.endpoints import EndpointError, resolve_endpoint
 
     spec = endpoint_arg or ("" if model_arg else config.endpoint)
     if spec:
@@ -117,7 +119,7 @@ def make_engine(endpoint: Endpoint | None) -> Engine:
         from tui.engine.remote import RemoteEngine
 
         return RemoteEngine(endpoint)
-    from tui.engine.local import LocalEngine
+    from tui.engine.local.client import LocalEngine
 
     return LocalEngine(paths.log_path())
 
@@ -186,9 +188,9 @@ def _main(argv: list[str] | None = None) -> int:
 
 
 def models_command(args: argparse.Namespace, config: Config) -> int:
-    from tui.gguf_info import GGUFError, read_gguf_info
-    from tui.models import discover_models
-    from tui.sanitize import clean_text
+    from tui.core.gguf_info import GGUFError, read_gguf_info
+    from tui.core.models import discover_models
+    from tui.core.sanitize import clean_text
 
     found = discover_models(config.model_dirs, extra=[args.model or "", config.model])
     if not found:
@@ -231,7 +233,7 @@ def config_command(args: argparse.Namespace, config: Config) -> int:
 
 
 def chats_command(args: argparse.Namespace, store: Store) -> int:
-    from tui import export
+    from tui.formats import chats as export
 
     action = args.action or "list"
     if action == "list":
@@ -278,15 +280,15 @@ def chats_command(args: argparse.Namespace, store: Store) -> int:
 
 def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
     """One turn without the TUI, stored like a TUI turn; exit status 1 on failure."""
-    from tui.engine.protocol import (
+    from tui.core.chat_service import ChatRunner
+    from tui.core.engine_protocol import (
         GenerationFailed,
         GenerationFinished,
         LoadModel,
         ModelFailed,
         TokenText,
     )
-    from tui.runner import ChatRunner
-    from tui.sanitize import clean_text
+    from tui.core.sanitize import clean_text
 
     prompt = args.prompt if args.prompt not in (None, "-") else sys.stdin.read()
     if not prompt.strip():
@@ -367,7 +369,7 @@ def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
     # default), so a keystroke waited up to 17 ms for its frame while an answer
     # streamed. Streamed text stays at 30 frames a second (PAINT_INTERVAL).
     os.environ.setdefault("TEXTUAL_FPS", "120")
-    from tui.app import LlamaTUI  # Textual only when the TUI runs (reads TEXTUAL_FPS)
+    from tui.ui.app import LlamaTUI  # Textual only when the TUI runs (reads TEXTUAL_FPS)
 
     app = LlamaTUI(
         store=store,
@@ -386,7 +388,7 @@ def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
     if config.theme:
         app.use_theme(config.theme, str(config.path))
     app.run()
-    from tui.terminal import TERMINAL_GONE
+    from tui.ui.terminal import TERMINAL_GONE
 
     if TERMINAL_GONE.is_set():  # hung up: what Python flushes at exit has nowhere to go
         devnull = os.open(os.devnull, os.O_WRONLY)

@@ -1,7 +1,7 @@
 """Test harness: the engine worker process with a scripted model instead of llama.cpp.
 
 Put this folder first on PYTHONPATH and set LLAMA_TUI_FAKE_WORKER=1: a
-``python -m tui.engine.worker FD`` process then runs the real worker loop
+``python -m tui.engine.local.host FD`` process then runs the real worker loop
 (socket, command thread, cancels, queue) with :class:`ScriptedRunner` doing
 the model's part, so tests can hold the app in any state for as long as
 they need, which the real model (loaded in about a second) does not allow.
@@ -19,9 +19,8 @@ import os
 import sys
 import time
 
-if os.environ.get("LLAMA_TUI_FAKE_WORKER") == "1" and "tui.engine.worker" in sys.orig_argv:
-    from tui.engine import worker
-    from tui.engine.protocol import (
+if os.environ.get("LLAMA_TUI_FAKE_WORKER") == "1" and "tui.engine.local.host" in sys.orig_argv:
+    from tui.core.engine_protocol import (
         GenerationFinished,
         GenerationStarted,
         ModelInfo,
@@ -29,6 +28,7 @@ if os.environ.get("LLAMA_TUI_FAKE_WORKER") == "1" and "tui.engine.worker" in sys
         ModelReady,
         TokenText,
     )
+    from tui.engine import worker
 
     class ScriptedRunner(worker.ModelRunner):
         def load(self, request):  # type: ignore[override]
@@ -61,7 +61,7 @@ if os.environ.get("LLAMA_TUI_FAKE_WORKER") == "1" and "tui.engine.worker" in sys
 
     worker.ModelRunner = ScriptedRunner  # type: ignore[misc]
     try:
-        worker.main(sys.orig_argv[sys.orig_argv.index("tui.engine.worker") + 1 :])
+        worker.main(sys.orig_argv[sys.orig_argv.index("tui.engine.local.host") + 1 :])
     finally:
         sys.stderr.flush()
         os._exit(0)

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tui.engine.protocol import EngineEvent, TokenText
+from tui.core.engine_protocol import EngineEvent, TokenText
 
 
 @dataclass

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from tui.engine.protocol import (
+from tui.core.engine_protocol import (
     CleanEvents,
     Engine,
     EventCallback,
@@ -26,7 +26,7 @@ from tui.engine.protocol import (
     ModelReady,
     TokenText,
 )
-from tui.models import display_name
+from tui.core.models import display_name
 
 
 def echo_answer(job: Generate) -> str:

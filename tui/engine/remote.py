@@ -14,7 +14,7 @@ How a persona reaches the server:
   prompt as the local engine and the ``User:`` stop strings.
 
 Both stream server-sent events. Stop strings are also applied here (with
-:class:`tui.stops.StopScanner`), since not every server honours them.
+:class:`tui.core.stops.StopScanner`), since not every server honours them.
 
 Fitting the history into the window uses the same :class:`PromptBuilder` as
 the local engine, with a token counter that asks the server when it can
@@ -44,8 +44,8 @@ from typing import Any
 
 import httpx
 
-from tui.endpoints import Endpoint, config_advice
-from tui.engine.protocol import (
+from tui.core.endpoints import Endpoint, config_advice
+from tui.core.engine_protocol import (
     CANCEL_ALL,
     CleanEvents,
     Engine,
@@ -62,8 +62,8 @@ from tui.engine.protocol import (
     ModelReady,
     TokenText,
 )
-from tui.models import display_name
-from tui.prompt import (
+from tui.core.models import display_name
+from tui.core.prompt import (
     CHAT,
     TRANSCRIPT,
     PromptBuilder,
@@ -75,8 +75,8 @@ from tui.prompt import (
     fold_opening,
     prompt_budget,
 )
-from tui.sampling import Sampling
-from tui.stops import StopScanner
+from tui.core.sampling import Sampling
+from tui.core.stops import StopScanner
 
 DEFAULT_N_CTX = 4096  # when neither the server nor the endpoint config says
 # Ollama's window when neither the model (num_ctx) nor the running server says: its
@@ -267,7 +267,7 @@ class _Active:
 
 
 class RemoteEngine(Engine):
-    """Talks to one :class:`Endpoint`; implements :class:`tui.engine.protocol.Engine`."""
+    """Talks to one :class:`Endpoint`; implements :class:`tui.core.engine_protocol.Engine`."""
 
     def __init__(self, endpoint: Endpoint):
         self.endpoint = endpoint

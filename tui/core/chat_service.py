@@ -1,0 +1,352 @@
+"""Runs chat turns: the glue between the store and an engine, without any UI.
+
+The TUI and the command line both use :class:`ChatRunner`. It guarantees the
+"nothing is lost" rules: the user's message is committed before generation
+starts, the answer is saved as it streams (at most every
+:data:`FLUSH_INTERVAL` seconds, so a crash loses at most that much), and a
+cancelled or failed answer keeps the text it had.
+
+All methods must be called from one thread (the UI thread); engine events
+reach it through :meth:`handle`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from tui.core import store as st
+from tui.core.engine_protocol import (
+    Engine,
+    EngineEvent,
+    Generate,
+    GenerationFailed,
+    GenerationFinished,
+    GenerationStarted,
+    LoadModel,
+    TokenText,
+)
+from tui.core.personas import Persona, PersonaLibrary
+from tui.core.prompt import PersonaPrompt, Turn
+from tui.core.sampling import Sampling
+from tui.core.sanitize import clean_text
+
+FLUSH_INTERVAL = 0.2  # seconds between saves of a streaming answer
+CONTEXT_LIMIT_NOTE = "\n\n[reached the context limit]"
+CAPPED_NOTE = "\n\n[cut off: the server sent more than the answer's token limit allows]"
+
+
+@dataclass
+class ActiveJob:
+    """A generation in flight and the message it streams into."""
+
+    job_id: int
+    conversation_id: int
+    message_id: int
+    history_ids: list[int]
+    text: str = ""
+    flushed_at: float = field(default_factory=time.monotonic)
+    dirty: bool = False
+    started: GenerationStarted | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # kept, e.g. earlier versions
+    gone: bool = False  # its chat was deleted while it streamed: stopped, nothing to save
+
+
+class Busy(Exception):
+    """The chat already has an answer being generated."""
+
+
+class ChatRunner:
+    def __init__(
+        self,
+        store: st.Store,
+        engine: Engine,
+        personas: PersonaLibrary,
+        model: str,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+    ):
+        self.store = store
+        self.engine = engine
+        self.personas = personas
+        self.model = model  # the model new chats get, and the one loaded last
+        self.n_threads = n_threads
+        self.n_gpu_layers = n_gpu_layers
+        self.jobs: dict[int, ActiveJob] = {}
+        self.unloaded = False  # the last load failed or was cancelled: the engine has no model
+        self._ids = itertools.count(int(time.time() * 1000) % 10**9)
+
+    # --- settings ---------------------------------------------------------------------
+
+    def persona_of(self, conversation: st.Conversation) -> Persona:
+        return self.personas.get(conversation.persona)
+
+    def sampling_of(self, conversation: st.Conversation) -> Sampling:
+        """The chat's own values over its persona's defaults."""
+        base = self.persona_of(conversation).sampling_defaults()
+        return Sampling.from_dict(conversation.sampling, base)
+
+    def new_conversation(self, persona_id: str) -> st.Conversation:
+        """Create a chat; a persona's greeting becomes its first AI message."""
+        persona = self.personas.get(persona_id)
+        conversation = self.store.create_conversation(persona.id, self.model)
+        if persona.greeting:
+            self.store.add_message(conversation.id, "assistant", persona.fill(persona.greeting))
+        return conversation
+
+    def window(self, *conversations: st.Conversation) -> int:
+        """The context window to load: the largest any persona or these chats wants.
+
+        A chat's ``n_ctx`` is its prompt budget inside the loaded window, so
+        one load serves chats of every size and switching between them never
+        reloads the model (the engine caps the window at the model's training
+        context and at memory).
+        """
+        wanted = [p.sampling_defaults().n_ctx for p in self.personas.personas.values()]
+        wanted += [self.sampling_of(c).n_ctx for c in conversations]
+        return max(wanted, default=Sampling().n_ctx)
+
+    def load(self, model: str, n_ctx: int | None = None) -> None:
+        """Ask the engine for ``model``; jobs sent afterwards wait for it."""
+        self.model = model
+        self.unloaded = False
+        window = n_ctx if n_ctx is not None else self.window()
+        self.engine.load(LoadModel(model, window, self.n_threads, self.n_gpu_layers))
+
+    def model_of(self, conversation: st.Conversation) -> str:
+        """The model that answers this chat: its own file if it still exists, else the current."""
+        wanted = conversation.model
+        return wanted if wanted and Path(wanted).is_file() else self.model
+
+    def _model_for(self, conversation: st.Conversation) -> None:
+        """Each chat keeps its model: load it first if another one (or none) is loaded."""
+        wanted = self.model_of(conversation)
+        if (wanted != self.model or self.unloaded) and Path(wanted).is_file():
+            self.load(wanted, self.window(conversation))
+
+    # --- turns --------------------------------------------------------------------------
+
+    def job_for(self, conversation_id: int) -> ActiveJob | None:
+        return next((j for j in self.jobs.values() if j.conversation_id == conversation_id), None)
+
+    def send(self, conversation_id: int, text: str) -> tuple[st.Message, st.Message, int]:
+        """Commit the user's message, open the answer, and queue the job.
+
+        Returns (user message, answer message, job id). Raises :class:`Busy`
+        if this chat is still answering.
+        """
+        if self.job_for(conversation_id):
+            raise Busy("This chat is still answering: wait, or press Esc to stop it.")
+        text = clean_text(text).strip()
+        user = self.store.add_message(conversation_id, "user", text)
+        answer, job_id = self._answer(conversation_id)
+        return user, answer, job_id
+
+    def regenerate(self, conversation_id: int) -> tuple[st.Message, int]:
+        """Answer the last user message again; earlier answers stay reachable.
+
+        The replaced answer's text moves into the new answer's
+        ``meta["alternatives"]`` (see :meth:`cycle_version`).
+        """
+        if self.job_for(conversation_id):
+            raise Busy("This chat is still answering: wait, or press Esc to stop it.")
+        messages = self.store.last_messages(conversation_id, 2)
+        if len(messages) < 2 or messages[-1].role != "assistant":
+            raise ValueError("There is no answer to regenerate.")
+        last = messages[-1]  # badly typed versions were left out when it was read
+        alternatives = _numbered([*last.meta.get("alternatives", []), _version(last)])
+        self.store.delete_message(last.id)
+        meta = {"alternatives": alternatives, "version": len(alternatives) + 1}
+        return self._answer(conversation_id, meta)
+
+    def cycle_version(self, message_id: int) -> st.Message:
+        """Show the next stored version of a regenerated answer."""
+        message = self.store.get_message(message_id)  # badly typed versions are left out
+        alternatives = list(message.meta.get("alternatives", []))
+        if not alternatives:
+            return message
+        shown = alternatives.pop(0)
+        alternatives.append(_version(message))
+        meta = {**shown.get("meta", {}), "alternatives": alternatives}
+        self.store.update_message(message_id, shown["content"], meta=meta)
+        return self.store.get_message(message_id)
+
+    def edit_and_resend(
+        self, conversation_id: int, message_id: int, text: str
+    ) -> tuple[st.Message, st.Message, int]:
+        """Replace a user message and everything after it, then answer again."""
+        if self.job_for(conversation_id):
+            raise Busy("This chat is still answering: wait, or press Esc to stop it.")
+        self.store.delete_messages_from(conversation_id, message_id)
+        conversation = self.store.get_conversation(conversation_id)
+        if (conversation.context_start_id or 0) >= message_id:
+            self.store.update_conversation(conversation_id, context_start_id=None)
+        return self.send(conversation_id, text)
+
+    def _answer(
+        self, conversation_id: int, meta: dict[str, Any] | None = None
+    ) -> tuple[st.Message, int]:
+        """Open an empty answer (committed) and queue the job that fills it."""
+        conversation = self.store.get_conversation(conversation_id)
+        self._model_for(conversation)
+        meta = {**(meta or {}), "writer": st.writer_id()}
+        answer = self.store.add_message(
+            conversation_id, "assistant", "", status=st.PARTIAL, model=self.model, meta=meta
+        )
+        history, ids = self.history(conversation, upto=answer.id)
+        job_id = next(self._ids)
+        self.jobs[job_id] = ActiveJob(job_id, conversation_id, answer.id, ids, meta=meta)
+        job = Generate(
+            job_id=job_id,
+            # Placeholders ({{time}}) take the chat's start time, as the seed's script
+            # filled them once: the prompt then stays byte-identical and the cache holds.
+            persona=PersonaPrompt.from_persona(
+                self.persona_of(conversation), _started(conversation)
+            ),
+            history=history,
+            sampling=self.sampling_of(conversation).to_dict(),
+            start=0,  # the history begins with the remembered window, which never moves back
+            chat_id=conversation_id,
+        )
+        self.engine.generate(job)
+        return answer, job_id
+
+    def history(self, conversation: st.Conversation, upto: int) -> tuple[list[Turn], list[int]]:
+        """The turns the model may see, before message ``upto``, and their message ids.
+
+        From the remembered window's start (``context_start_id``) on: the
+        window only ever moves forward, and a chat of thousands of messages
+        would otherwise be read and sent to the engine whole on every turn.
+        Empty answers and error notes are left out; consecutive turns of the
+        same role (after a failed answer) are merged, since many chat
+        templates insist that roles alternate.
+        """
+        turns: list[Turn] = []
+        ids: list[int] = []
+        since = conversation.context_start_id or 0
+        for message in self.store.messages(conversation.id, since, before_id=upto):
+            if message.role not in ("user", "assistant") or not message.content.strip():
+                continue
+            content = message.content.removesuffix(CONTEXT_LIMIT_NOTE).removesuffix(CAPPED_NOTE)
+            if turns and turns[-1].role == message.role:
+                turns[-1] = Turn(message.role, turns[-1].content + "\n\n" + content)
+                continue
+            turns.append(Turn(message.role, content))
+            ids.append(message.id)
+        return turns, ids
+
+    def cancel(self, conversation_id: int | None = None) -> bool:
+        """Stop the answer of ``conversation_id`` (or every answer)."""
+        found = False
+        for job in list(self.jobs.values()):
+            if conversation_id is None or job.conversation_id == conversation_id:
+                self.engine.cancel(job.job_id)
+                found = True
+        return found
+
+    # --- engine events ------------------------------------------------------------------
+
+    def handle(self, event: EngineEvent) -> ActiveJob | None:
+        """Apply an engine event to the store; returns the job it concerned."""
+        job = self.jobs.get(getattr(event, "job_id", -1))
+        if job is None:
+            return None
+        if isinstance(event, TokenText):
+            job.text += clean_text(event.text)
+            job.dirty = True
+            if time.monotonic() - job.flushed_at >= FLUSH_INTERVAL:
+                self.flush(job)
+        elif isinstance(event, GenerationStarted):
+            job.started = event
+            if 0 <= event.start < len(job.history_ids) and not self.store.update_conversation(
+                job.conversation_id, context_start_id=job.history_ids[event.start]
+            ):
+                self._gone(job)
+        elif isinstance(event, GenerationFinished):
+            self._finish(job, event)
+        elif isinstance(event, GenerationFailed):
+            text = job.text or clean_text(event.text)
+            meta = {**job.meta, "error": event.message}
+            del self.jobs[job.job_id]
+            if not self.store.update_message(job.message_id, text, st.ERROR, meta):
+                job.gone = True
+        return job
+
+    def _gone(self, job: ActiveJob) -> None:
+        """The chat of ``job`` was deleted while it streamed: stop the job, forget it."""
+        job.gone = True
+        self.jobs.pop(job.job_id, None)
+        self.engine.cancel(job.job_id)
+
+    def flush(self, job: ActiveJob) -> None:
+        """Save the streamed text; on a write error the text stays in memory for a retry."""
+        job.flushed_at = time.monotonic()
+        if job.dirty:
+            if not self.store.update_message(job.message_id, job.text):
+                self._gone(job)
+            job.dirty = False
+
+    def _finish(self, job: ActiveJob, event: GenerationFinished) -> None:
+        status = st.CANCELLED if event.reason == "cancelled" else st.COMPLETE
+        text = job.text if event.reason == "cancelled" else clean_text(event.text)
+        if event.reason == "context":
+            text += CONTEXT_LIMIT_NOTE
+        elif event.reason == "capped":
+            text += CAPPED_NOTE
+        job.text = text
+        meta: dict[str, Any] = {
+            **job.meta,
+            "finish_reason": event.reason,
+            "prompt_tokens": event.prompt_tokens,
+            "completion_tokens": event.completion_tokens,
+            "n_ctx": event.n_ctx,
+            "tokens_per_second": round(event.tokens_per_second, 2),
+            **{k: v for k, v in event.stats.items() if k in ("ttft", "seed", "mode")},
+        }
+        del self.jobs[job.job_id]
+        if not self.store.update_message(job.message_id, text, status, meta):
+            job.gone = True
+
+    def flush_all(self, status: str | None = None) -> list[str]:
+        """Save every streaming answer now (on quit, SIGHUP, SIGTERM); returns errors."""
+        errors = []
+        for job in list(self.jobs.values()):
+            try:
+                self.store.update_message(job.message_id, job.text, status)
+                job.dirty = False
+            except st.StoreError as exc:
+                errors.append(str(exc))
+        return errors
+
+
+def _started(conversation: st.Conversation) -> datetime:
+    """When the chat began, in local time."""
+    try:
+        return datetime.fromisoformat(conversation.created_at).astimezone()
+    except ValueError:
+        return datetime.now()
+
+
+def _numbered(versions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give each version its number (1 = the first answer), kept as it cycles.
+
+    Versions stored before they were numbered are numbered in stored order,
+    which is the order they were made in unless ``v`` cycled them.
+    """
+    if all(isinstance(v.get("meta", {}).get("version"), int) for v in versions):
+        return versions
+    return [
+        {**v, "meta": {**v.get("meta", {}), "version": number}}
+        for number, v in enumerate(versions, 1)
+    ]
+
+
+def _version(message: st.Message) -> dict[str, Any]:
+    """One answer version, as kept in ``meta["alternatives"]``."""
+    meta = {k: v for k, v in message.meta.items() if k != "alternatives"}
+    meta.setdefault("version", 1)  # the first answer was never numbered
+    return {"content": message.content, "status": message.status, "meta": meta}

@@ -1,0 +1,583 @@
+"""Turning a persona and a chat history into the exact prompt for the model.
+
+Two ways, as llama.cpp users know them:
+
+- **chat mode**: the model's own chat template (``tokenizer.chat_template``
+  from the GGUF), rendered in Jinja's sandbox the way llama-cpp-python's
+  ``Jinja2ChatFormatter`` does, with the generation prompt appended;
+- **transcript mode** (the seed's ``./main -i -r "User:"``): the persona text,
+  then ``User: …`` / ``Bob: …`` lines, ending with ``Bob:``.
+
+``auto`` picks chat mode when the model has a template. Nothing here imports
+llama.cpp or Textual; token counting is passed in as a function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from tui.core.personas import Persona
+from tui.core.stops import transcript_stops
+
+CHAT, TRANSCRIPT = "chat", "transcript"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message as the model sees it."""
+
+    role: str  # "system", "user" or "assistant"
+    content: str
+
+
+@dataclass
+class PersonaPrompt:
+    """The parts of a persona that shape the prompt, placeholders filled."""
+
+    system: str
+    examples: list[Turn] = field(default_factory=list)
+    ai_name: str = "Assistant"
+    user_name: str = "User"
+    mode: str = "auto"
+    stop: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_persona(cls, persona: Persona, now: datetime | None = None) -> PersonaPrompt:
+        examples: list[Turn] = []
+        for example in persona.examples:
+            examples.append(Turn("user", persona.fill(example.user, now)))
+            examples.append(Turn("assistant", persona.fill(example.ai, now)))
+        return cls(
+            system=persona.fill(persona.system, now).strip(),
+            examples=examples,
+            ai_name=persona.ai_name,
+            user_name=persona.user_name,
+            mode=persona.mode,
+            stop=list(persona.stop),
+        )
+
+
+def choose_mode(persona_mode: str, chat_template: str | None) -> str:
+    """``chat`` or ``transcript``; never a guessed format for a template-less model."""
+    if persona_mode in (CHAT, TRANSCRIPT):
+        return CHAT if persona_mode == CHAT and chat_template else TRANSCRIPT
+    return CHAT if chat_template else TRANSCRIPT
+
+
+class TemplateError(Exception):
+    """The model's chat template could not be rendered."""
+
+
+def _raise(message: str) -> None:
+    raise TemplateError(f"the model's chat template refused this conversation: {message}")
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+def _tojson(
+    value: Any,
+    ensure_ascii: bool = False,
+    indent: int | None = None,
+    separators: tuple[str, str] | None = None,
+    sort_keys: bool = False,
+) -> str:
+    """Transformers' (and llama-cpp-python's) ``tojson``: no HTML escaping, UTF-8 kept."""
+    return json.dumps(
+        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
+    )
+
+
+@lru_cache(maxsize=1)
+def _environment() -> Any:
+    """Jinja's sandbox, made on first use: the UI process never renders a template
+    (the engine does), so it does not pay for importing Jinja at start-up.
+
+    The same environment as llama-cpp-python's Jinja2ChatFormatter (itself
+    aligned with Transformers), so a template renders here exactly as it does
+    there.
+    """
+    import jinja2
+    import jinja2.ext
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class IgnoreGenerationTags(jinja2.ext.Extension):
+        """Pass-through for Hugging Face's ``{% generation %}`` tag, as Transformers does."""
+
+        tags = {"generation"}
+
+        def parse(self, parser: Any) -> Any:
+            parser.stream.skip(1)
+            return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+    from jinja2.exceptions import SecurityError
+
+    class BoundedSandbox(ImmutableSandboxedEnvironment):
+        """No operator may build a huge string or number (``"x" * 10**10``, ``9**9**9``)."""
+
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**" and (abs(_as_number(right)) > 64 or abs(_as_number(left)) > 2**64):
+                raise SecurityError("the power is too large")
+            if operator == "*":
+                sizes = [len(v) for v in (left, right) if isinstance(v, str | list | tuple)]
+                counts = [v for v in (left, right) if isinstance(v, int)]
+                if sizes and counts and sizes[0] * max(counts[0], 0) > _BIG:
+                    raise SecurityError("the repeated text is too long")
+            return super().call_binop(context, operator, left, right)
+
+    env = BoundedSandbox(
+        loader=jinja2.BaseLoader(),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+        extensions=[IgnoreGenerationTags, jinja2.ext.loopcontrols],
+    )
+    env.filters["tojson"] = _tojson
+    env.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
+    return env
+
+
+def _as_number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
+@lru_cache(maxsize=8)
+def _compile(template: str) -> Any:
+    """Compiling a template costs more than rendering it; a build renders it often."""
+    return _environment().from_string(template)
+
+
+RENDER_SECONDS = 5.0  # a chat template renders in milliseconds; an endless loop is stopped
+RENDER_CHARS = 4 * 1024 * 1024  # plus this much beyond the messages themselves
+_BIG = 1024 * 1024  # the longest string or list one template operator may build
+
+
+class _Overrun(Exception):
+    """A template ran past :data:`RENDER_SECONDS` (raised from SIGALRM)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the block after ``seconds`` (main thread only, where signals land).
+
+    The local engine renders templates on its process's main thread; elsewhere
+    (a worker thread) only the size bounds apply.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "setitimer"
+    ):
+        yield
+        return
+
+    def overrun(_signum: int, _frame: Any) -> None:
+        raise _Overrun
+
+    previous = signal.signal(signal.SIGALRM, overrun)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def render_chat(
+    template: str,
+    turns: Sequence[Turn],
+    bos_token: str = "",
+    eos_token: str = "",
+    add_generation_prompt: bool = True,
+) -> str:
+    """Render ``turns`` with a GGUF chat template in Jinja's sandbox.
+
+    A hostile template cannot reach Python objects, files or imports: the
+    immutable sandbox refuses attribute access to internals. Message texts
+    are data to the template, never template code, so ``{{ 7*7 }}`` typed by
+    the user stays ``{{ 7*7 }}``.
+    """
+    limit = RENDER_CHARS + 2 * sum(len(t.content) for t in turns)
+    try:
+        with _time_limit(RENDER_SECONDS):
+            pieces = _compile(template).generate(
+                messages=[{"role": t.role, "content": t.content} for t in turns],
+                bos_token=bos_token,
+                eos_token=eos_token,
+                add_generation_prompt=add_generation_prompt,
+                # Passed as None, not left undefined: templates test `tools is not none`.
+                functions=None,
+                function_call=None,
+                tools=None,
+                tool_choice=None,
+            )
+            out, size = [], 0
+            for piece in pieces:
+                out.append(piece)
+                size += len(piece)
+                if size > limit:
+                    raise TemplateError(
+                        f"the model's chat template produced more than {limit} characters "
+                        "for this chat: it looks broken (an endless loop?)."
+                    )
+            return "".join(out)
+    except TemplateError:
+        raise
+    except (_Overrun, RecursionError, MemoryError):
+        raise TemplateError(
+            f"the model's chat template did not finish within {RENDER_SECONDS:g} s "
+            "(an endless loop?): choose a persona in transcript mode, or another model."
+        ) from None
+    except Exception as exc:  # a template can fail in many ways: TypeError, SecurityError…
+        raise TemplateError(f"the model's chat template failed: {exc}") from exc
+
+
+def render_transcript(persona: PersonaPrompt, turns: Sequence[Turn], open_reply: bool) -> str:
+    """The seed's transcript: persona text, ``Name: text`` lines, ending ``AI:``."""
+    parts = [persona.system + "\n\n"] if persona.system else []
+    for turn in turns:
+        name = persona.ai_name if turn.role == "assistant" else persona.user_name
+        if turn.role == "system":
+            parts.append(turn.content.strip() + "\n")
+            continue
+        parts.append(f"{name}: {turn.content.strip()}\n")
+    if open_reply:
+        parts.append(f"{persona.ai_name}:")
+    return "".join(parts)
+
+
+@dataclass
+class PromptFormat:
+    """What the engine knows about the loaded model's format."""
+
+    chat_template: str | None = None
+    bos_token: str = ""
+    eos_token: str = ""
+
+
+@dataclass
+class BuiltPrompt:
+    """A prompt ready for the model, and how the history was fitted into it."""
+
+    text: str
+    tokens: list[int]
+    mode: str
+    stops: list[str]
+    start: int  # index of the first history turn inside the window
+    n_keep: int  # tokens of the persona block, never dropped
+    # The turns in the window as the model sees them (an old answer may be cut).
+    turns: list[Turn] = field(default_factory=list)
+
+
+class PromptTooLong(Exception):
+    """Even the persona plus the newest message do not fit the window."""
+
+    def __init__(self, needed: int, budget: int, persona_tokens: int = 0):
+        if persona_tokens > budget:
+            message = (
+                f"The persona's prompt alone needs {persona_tokens} tokens but the model's "
+                f"window leaves room for {budget}. Shorten the persona, or raise the "
+                "context size (n_ctx) of this chat."
+            )
+        else:
+            message = (
+                f"This message needs {needed} tokens but the model's window leaves room "
+                f"for {budget}. Shorten it, or raise the context size (n_ctx) of this chat."
+            )
+        super().__init__(message)
+        self.needed, self.budget, self.persona_tokens = needed, budget, persona_tokens
+
+
+# Where an over-long earlier answer was cut to fit the window (see PromptBuilder.build).
+CUT_MARK = "\n[…]\n"
+
+# Tokens kept free for the answer: at most this fraction of the window (see answer_reserve).
+RESERVE_DIVISOR = 4
+
+
+def answer_reserve(n_ctx: int, max_tokens: int) -> int:
+    """Tokens the history must leave free for the answer, in proportion to the window.
+
+    ``max_tokens`` when it is smaller than a quarter of the window, else a
+    quarter: a 512-token window with max_tokens 1024 keeps 128 for the
+    answer and 384 for the history (the answer may still grow into whatever
+    the prompt leaves free, up to the window's end). Shared by the local and
+    the remote engine so that both fit a chat the same way.
+    """
+    share = max(n_ctx // RESERVE_DIVISOR, 1)
+    return max(min(max_tokens, share) if max_tokens > 0 else share, 1)
+
+
+def prompt_budget(n_ctx: int, max_tokens: int, margin: int = 0) -> int:
+    """Tokens the prompt (persona + history) may take in a window of ``n_ctx``."""
+    return n_ctx - answer_reserve(n_ctx, max_tokens) - margin
+
+
+def cut_middle(text: str, keep: int) -> str:
+    """``text`` with its middle replaced by :data:`CUT_MARK`, ``keep`` characters kept.
+
+    The beginning says what the answer was about, the end is what the user
+    read last: both matter more than the middle.
+    """
+    if keep >= len(text):
+        return text
+    tail = keep // 2
+    end = text[len(text) - tail :].lstrip() if tail else ""
+    return text[: keep - tail].rstrip() + CUT_MARK + end
+
+
+def fold_opening(
+    persona: PersonaPrompt, history: Sequence[Turn]
+) -> tuple[PersonaPrompt, list[Turn]]:
+    """Move the AI's opening words into the system text, for strict chat templates.
+
+    Some templates (Mistral's, Gemma's) refuse a conversation that does not
+    begin with the user; the greeting then reaches the model this way.
+    """
+    opening = []
+    rest = list(history)
+    while rest and rest[0].role == "assistant":
+        opening.append(rest.pop(0).content)
+    said = "\n\n".join(opening)
+    note = f"{persona.ai_name} opened the conversation with:\n{said}"
+    system = f"{persona.system}\n\n{note}" if persona.system else note
+    return replace(persona, system=system), rest
+
+
+# Characters per token of English text, roughly, for the first guess at how far back a
+# window can reach (see PromptBuilder._overflowing_suffix; a wrong guess costs time only).
+CHARS_PER_TOKEN_GUESS = 4
+
+
+class PromptBuilder:
+    """Renders persona + history for one model, and fits it into the window.
+
+    ``tokenize`` turns rendered text into the model's tokens (with BOS where
+    the model wants one); it is the only link to the model.
+    """
+
+    def __init__(self, fmt: PromptFormat, tokenize: Callable[[str], list[int]]):
+        self.fmt = fmt
+        self.tokenize = tokenize
+
+    def render(self, persona: PersonaPrompt, history: Sequence[Turn], mode: str) -> str:
+        """The whole prompt text, ending where the AI's answer begins.
+
+        A window that opens with the AI's own words (a persona's greeting) is
+        rendered as it is; a template that insists on a user turn first gets
+        those words in the system text instead (see :func:`fold_opening`).
+        """
+        if mode == CHAT:
+            try:
+                return self._render_chat(persona, history)
+            except TemplateError:
+                if not history or history[0].role != "assistant":
+                    raise
+                return self._render_chat(*fold_opening(persona, history))
+        return render_transcript(persona, [*persona.examples, *history], open_reply=True)
+
+    def _render_chat(self, persona: PersonaPrompt, history: Sequence[Turn]) -> str:
+        head = [Turn("system", persona.system)] if persona.system else []
+        return render_chat(
+            self.fmt.chat_template or "",
+            [*head, *persona.examples, *history],
+            self.fmt.bos_token,
+            self.fmt.eos_token,
+        )
+
+    def stops(self, persona: PersonaPrompt, mode: str) -> list[str]:
+        if mode == TRANSCRIPT:
+            return transcript_stops(persona.user_name, persona.stop)
+        return list(persona.stop)
+
+    def build(
+        self,
+        persona: PersonaPrompt,
+        history: Sequence[Turn],
+        budget: int,
+        start: int = 0,
+    ) -> BuiltPrompt:
+        """Fit ``history[start:]`` into ``budget`` tokens, dropping in chunks.
+
+        ``start`` is where the previous turn's window began (the caller keeps
+        it between turns). The persona block always stays (llama.cpp's
+        ``n_keep``). If the history from ``start`` does not fit, the oldest
+        turns after the persona block are dropped until what is left takes at
+        most half of the room after it, as llama.cpp's context shift does
+        (``n_discard = n_left / 2``): the next turns then extend the same
+        prefix, and the KV cache is reused, until the window fills again.
+        Nothing is dropped while things fit, so consecutive turns render
+        byte-identically up to the new message.
+
+        The latest exchange (the user's previous message and the answer to it)
+        is kept whenever it fits the budget, even past the half-room target:
+        "summarize that" must see what "that" was. An answer too long for the
+        window is cut in the middle (:data:`CUT_MARK`) rather than dropped
+        whole. A dropped window begins with a user turn; the chat's very
+        first message (a persona's greeting) is kept while it fits.
+        """
+        mode = choose_mode(persona.mode, self.fmt.chat_template)
+        start = min(max(start, 0), len(history) - 1)
+        if start > 0:
+            start = _user_turn_at_or_after(history, start)
+        over = self._overflowing_suffix(persona, history, mode, start, budget)
+        if over is not None:  # the window begins at or after it: read no further back
+            start, tokens = over
+        else:
+            tokens = self._tokens(persona, history[start:], mode)
+        head = self._tokens(persona, [], mode)
+        n_keep = _common_prefix(head, tokens)
+        window = list(history[start:])
+        if len(tokens) > budget:
+            target = n_keep + max(budget - n_keep, 0) // 2
+            start = self._first_start_fitting(persona, history, mode, start, target)
+            start, window = self._keep_latest_exchange(persona, history, mode, start, budget)
+            tokens = self._tokens(persona, window, mode)
+            if len(tokens) > budget:
+                raise PromptTooLong(len(tokens), budget, len(head))
+            n_keep = _common_prefix(head, tokens)
+        text = self.render(persona, window, mode)
+        built = BuiltPrompt(text, tokens, mode, self.stops(persona, mode), start, n_keep)
+        built.turns = window
+        return built
+
+    def _keep_latest_exchange(
+        self,
+        persona: PersonaPrompt,
+        history: Sequence[Turn],
+        mode: str,
+        start: int,
+        budget: int,
+    ) -> tuple[int, list[Turn]]:
+        """Widen a window that lost the previous exchange, if that exchange can fit.
+
+        Returns the window's start and its turns; the previous answer may be
+        cut (beginning and end kept) so that it fits.
+        """
+        users = [i for i in range(len(history)) if history[i].role == "user"]
+        if len(users) < 2 or start <= users[-2]:
+            return start, list(history[start:])
+        previous, last = users[-2], users[-1]
+        widened = list(history[previous:])
+        if len(self._tokens(persona, widened, mode)) <= budget:
+            return previous, widened
+        if last - previous != 2 or history[previous + 1].role != "assistant":
+            return start, list(history[start:])
+        answer = history[previous + 1].content
+
+        def cut_to(keep: int) -> list[Turn]:
+            return [history[previous], Turn("assistant", cut_middle(answer, keep)), *history[last:]]
+
+        low, high = 0, len(answer) - 1  # the longest cut that fits: binary search
+        if len(self._tokens(persona, cut_to(0), mode)) > budget:
+            return start, list(history[start:])
+        while low < high:
+            mid = (low + high + 1) // 2
+            if len(self._tokens(persona, cut_to(mid), mode)) <= budget:
+                low = mid
+            else:
+                high = mid - 1
+        return previous, cut_to(low)
+
+    def _tokens(self, persona: PersonaPrompt, history: Sequence[Turn], mode: str) -> list[int]:
+        return self.tokenize(self.render(persona, history, mode))
+
+    def _overflowing_suffix(
+        self,
+        persona: PersonaPrompt,
+        history: Sequence[Turn],
+        mode: str,
+        start: int,
+        budget: int,
+    ) -> tuple[int, list[int]] | None:
+        """A user turn after ``start`` from which the rest alone exceeds ``budget``, and its tokens.
+
+        Why: a chat of thousands of messages (imported, or whose window was
+        never stored) would otherwise be rendered and tokenized whole, several
+        times over, before the first answer: seconds. Everything before such a
+        turn is outside the window anyway (more turns never take fewer tokens),
+        so the search starts there and gives the same window. Suffixes of
+        ``CHARS_PER_TOKEN_GUESS`` characters per budget token are tried, doubling;
+        None when the history from ``start`` is under twice the next try (an
+        ordinary turn: no extra tokenizer call, which is an HTTP request for a
+        remote engine): then the caller reads it all, as before.
+        """
+        wanted = budget * CHARS_PER_TOKEN_GUESS
+        total = sum(len(turn.content) for turn in history[start + 1 :])
+        while 2 * wanted <= total:
+            chars, probe = 0, start
+            for index in range(len(history) - 1, start, -1):
+                chars += len(history[index].content)
+                if chars >= wanted and history[index].role == "user":
+                    probe = index
+                    break
+            if probe <= start:
+                return None
+            tokens = self._tokens(persona, history[probe:], mode)
+            if len(tokens) > budget:
+                return probe, tokens
+            wanted *= 2
+        return None
+
+    def _first_start_fitting(
+        self,
+        persona: PersonaPrompt,
+        history: Sequence[Turn],
+        mode: str,
+        start: int,
+        target: int,
+    ) -> int:
+        """The earliest user turn from which the rest fits ``target`` tokens.
+
+        Binary search over user-turn starts (fewer turns, fewer tokens). The
+        newest user turn is always kept; if even it exceeds ``target``, it is
+        used alone (the caller checks it against the whole budget).
+        """
+        candidates = [i for i in range(start, len(history)) if history[i].role == "user"]
+        if not candidates:
+            return max(len(history) - 1, 0)
+        low, high = 0, len(candidates) - 1
+        while low < high:
+            mid = (low + high) // 2
+            if len(self._tokens(persona, history[candidates[mid] :], mode)) <= target:
+                high = mid
+            else:
+                low = mid + 1
+        return candidates[low]
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two token lists share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _user_turn_at_or_after(history: Sequence[Turn], index: int) -> int:
+    """History in the window always begins with a user turn."""
+    for i in range(max(index, 0), len(history)):
+        if history[i].role == "user":
+            return i
+    return max(len(history) - 1, 0)
+
+
+def clean_reply(text: str, persona: PersonaPrompt, mode: str) -> str:
+    """The answer as shown and stored: no leading space after ``Bob:``, no name echo."""
+    if mode == TRANSCRIPT:
+        text = text.lstrip(" ")
+        prefix = f"{persona.ai_name}:"
+        if text.startswith(prefix):
+            text = text[len(prefix) :].lstrip(" ")
+    return text.rstrip()

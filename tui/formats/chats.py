@@ -1,0 +1,196 @@
+"""Chats out of and into the database: Markdown to read, JSON to round-trip.
+
+The JSON export holds every stored field, so exporting and importing again
+gives the same chat (a new id, the same everything else). Secrets never
+enter the database, so they cannot leak through an export.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from tui.core import store as st
+from tui.core.sanitize import clean_text
+
+FORMAT = "llama-tui-chat"
+FORMAT_VERSION = 1
+
+
+class ChatImportError(Exception):
+    """A file that is not a llama-tui chat export (the message says why)."""
+
+
+def to_markdown(conversation: st.Conversation, messages: list[st.Message], ai_name: str) -> str:
+    """A readable transcript. Text is cleaned of escape sequences for terminals."""
+    lines = [f"# {clean_text(conversation.title)}", ""]
+    lines.append(
+        f"*Persona: {conversation.persona} · model: {conversation.model or 'default'} · "
+        f"started {conversation.created_at[:16].replace('T', ' ')} UTC*"
+    )
+    for message in messages:
+        who = "You" if message.role == "user" else ai_name
+        note = "" if message.status == st.COMPLETE else f" ({message.status})"
+        lines += ["", f"**{who}**{note}:", "", clean_text(message.content)]
+    return "\n".join(lines) + "\n"
+
+
+def to_json(conversation: st.Conversation, messages: list[st.Message]) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "conversation": {
+            "title": conversation.title,
+            "persona": conversation.persona,
+            "model": conversation.model,
+            "sampling": conversation.sampling,
+            "created_at": conversation.created_at,
+            "updated_at": conversation.updated_at,
+            "pinned": conversation.pinned,
+            "archived": conversation.archived,
+            "context_start_index": next(
+                (i for i, m in enumerate(messages) if m.id == conversation.context_start_id),
+                None,
+            ),
+        },
+        "messages": [
+            {
+                "role": m.role,
+                "content": m.content,
+                "status": m.status,
+                "created_at": m.created_at,
+                "updated_at": m.updated_at,
+                "model": m.model,
+                "meta": m.meta,
+            }
+            for m in messages
+        ],
+    }
+
+
+def dumps(conversation: st.Conversation, messages: list[st.Message]) -> str:
+    return json.dumps(to_json(conversation, messages), ensure_ascii=False, indent=2)
+
+
+def import_json(store: st.Store, data: Any) -> st.Conversation:
+    """Create a chat from an export; validates before writing anything."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ChatImportError('not a llama-tui chat export (missing "format": "llama-tui-chat")')
+    if not isinstance(data.get("version"), int) or data["version"] > FORMAT_VERSION:
+        raise ChatImportError(f"export version {data.get('version')!r} is not supported")
+    conv, messages = data.get("conversation"), data.get("messages")
+    if not isinstance(conv, dict) or not isinstance(messages, list):
+        raise ChatImportError("the export has no conversation or no message list")
+    _check_conversation(conv)
+    for number, message in enumerate(messages, 1):
+        _check_message(message, f"message {number}")
+
+    with store.transaction():
+        conv_id = (
+            store.db["conversations"]
+            .insert(
+                {
+                    "title": str(conv.get("title", "")),
+                    "persona": str(conv.get("persona", "assistant")),
+                    "model": str(conv.get("model", "")),
+                    "sampling": json.dumps(conv.get("sampling") or {}, allow_nan=False),
+                    "created_at": str(conv.get("created_at") or st.now()),
+                    "updated_at": str(conv.get("updated_at") or st.now()),
+                    "pinned": int(bool(conv.get("pinned"))),
+                    "archived": int(bool(conv.get("archived"))),
+                }
+            )
+            .last_pk
+        )
+        ids = []
+        for message in messages:
+            ids.append(
+                store.db["messages"]
+                .insert(
+                    {
+                        "conversation_id": conv_id,
+                        "role": message["role"],
+                        "content": clean_text(message["content"]),
+                        "status": message.get("status", st.COMPLETE),
+                        "created_at": str(message.get("created_at") or st.now()),
+                        "updated_at": str(message.get("updated_at") or st.now()),
+                        "model": str(message.get("model", "")),
+                        "meta": json.dumps(message.get("meta") or {}, allow_nan=False),
+                    }
+                )
+                .last_pk
+            )
+        start = conv.get("context_start_index")
+        if isinstance(start, int) and 0 <= start < len(ids):
+            store.db["conversations"].update(conv_id, {"context_start_id": ids[start]})
+    return store.get_conversation(conv_id)
+
+
+MAX_DEPTH = 32  # nesting of meta values: an export never comes near it
+
+
+def _check_conversation(conv: dict[str, Any]) -> None:
+    """Every field the app reads must have its type: reject the file, naming the field."""
+    for name in ("title", "persona", "model", "created_at", "updated_at"):
+        if conv.get(name) is not None and not isinstance(conv[name], str):
+            raise ChatImportError(f"conversation.{name} must be text")
+    for name in ("pinned", "archived"):
+        if conv.get(name) is not None and not isinstance(conv[name], bool | int):
+            raise ChatImportError(f"conversation.{name} must be true or false")
+    start = conv.get("context_start_index")
+    if start is not None and (isinstance(start, bool) or not isinstance(start, int)):
+        raise ChatImportError("conversation.context_start_index must be a whole number")
+    sampling = conv.get("sampling")
+    if sampling is None:
+        return
+    if not isinstance(sampling, dict):
+        raise ChatImportError("conversation.sampling must be an object of settings")
+    _good, bad = st.clean_sampling(sampling)
+    if bad:
+        raise ChatImportError(f"conversation.sampling.{bad[0]} must be a number")
+    _check_depth(sampling, "conversation.sampling")
+
+
+def _check_message(message: Any, where: str) -> None:
+    if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
+        raise ChatImportError(f"{where} has no valid role")
+    if not isinstance(message.get("content"), str):
+        raise ChatImportError(f"{where} has no text content")
+    if message.get("status", st.COMPLETE) not in st.STATUSES:
+        raise ChatImportError(f"{where} has an unknown status")
+    for name in ("created_at", "updated_at", "model"):
+        if message.get(name) is not None and not isinstance(message[name], str):
+            raise ChatImportError(f"{where}: {name} must be text")
+    meta = message.get("meta")
+    if meta is None:
+        return
+    if not isinstance(meta, dict):
+        raise ChatImportError(f"{where}: meta must be an object")
+    bad = st.meta_problems(meta)
+    if bad:
+        raise ChatImportError(f"{where}: meta.{bad[0]} has the wrong type")
+    _check_depth(meta, f"{where}: meta")
+
+
+def _check_depth(value: Any, where: str, depth: int = 0) -> None:
+    """Refuse deeply nested values: they cost memory and recursion for nothing."""
+    if depth > MAX_DEPTH:
+        raise ChatImportError(f"{where} is nested more than {MAX_DEPTH} levels deep")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ChatImportError(f"{where} holds a number that is not finite (NaN or infinity)")
+    children = (
+        value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    )
+    for child in children:
+        _check_depth(child, where, depth + 1)
+
+
+def loads(text: str) -> Any:
+    """Parse an export's JSON; a nesting bomb is a :class:`ChatImportError`, not a crash."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ChatImportError("the file is nested too deeply to be a chat export") from None
+    except json.JSONDecodeError as exc:
+        raise ChatImportError(f"not valid JSON ({exc})") from None
