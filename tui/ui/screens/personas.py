@@ -321,18 +321,6 @@ def _fit(text: str, width: int) -> str:
 class PersonasScreen(Screen[str | None]):
     """Browse and manage personas; dismisses with a persona id to chat with, or None."""
 
-    DEFAULT_CSS = """
-    PersonasScreen { layout: vertical; }
-    PersonasScreen #personas-hint { height: 1; padding: 0 1; color: $text-muted; }
-    PersonasScreen #personas-main { height: 1fr; }
-    PersonasScreen #persona-detail {
-        width: 1fr; height: 1fr; border: round $primary 50%; padding: 0 1;
-    }
-    PersonasScreen #persona-detail:focus { border: round $primary; }
-    PersonasScreen #persona-buttons { height: 1; padding: 0 1; }
-    PersonasScreen #persona-buttons Button { width: auto; min-width: 0; margin-right: 1; }
-    """
-
     BINDINGS = [
         Binding("escape,f3", "close", "Close"),
         Binding("ctrl+n", "chat", "New chat"),
@@ -612,31 +600,6 @@ class PersonaEditor(Screen[Persona | None]):
 
     ``persona`` None creates a new one. The file is written here (so that a
     failed write keeps the form open) and the saved persona is the result.
-    """
-
-    DEFAULT_CSS = """
-    PersonaEditor { layout: vertical; }
-    PersonaEditor #editor-title { height: auto; padding: 0 1; background: $panel; }
-    PersonaEditor #editor-form { height: 1fr; padding: 0 1; }
-    PersonaEditor .row { height: auto; }
-    PersonaEditor .row > Label { width: 12; }
-    PersonaEditor .row > Input { width: 1fr; }
-    PersonaEditor .row > Select { width: 1fr; }
-    PersonaEditor .section { margin-top: 1; text-style: bold; }
-    PersonaEditor .help { width: 1fr; color: $text-muted; }
-    PersonaEditor .error { width: 1fr; color: $error; display: none; }
-    PersonaEditor .error.-shown { display: block; }
-    PersonaEditor TextArea { height: 6; }
-    PersonaEditor #greeting, PersonaEditor #stop { height: 3; }
-    PersonaEditor #examples { height: 10; }
-    PersonaEditor Input.-bad, PersonaEditor TextArea.-bad { background: $error 30%; }
-    PersonaEditor #sampling-grid {
-        grid-size: 4; grid-columns: 18 1fr 18 1fr; grid-rows: 1; grid-gutter: 0 1;
-        height: auto;
-    }
-    PersonaEditor #editor-buttons { height: 1; padding: 0 1; }
-    PersonaEditor #editor-buttons Button { width: auto; min-width: 0; margin-right: 1; }
-    PersonaEditor #editor-buttons #form-error { width: 1fr; }
     """
 
     BINDINGS = [

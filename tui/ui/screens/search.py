@@ -7,27 +7,17 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from tui.core.store import Store
+from tui.ui.screens.modal import Modal
 
 SNIPPET = 70
 
 
-class SearchScreen(ModalScreen[tuple[int, int] | None]):
+class SearchScreen(Modal[tuple[int, int] | None]):
     """Dismisses with (chat id, message id) of the chosen result, or None."""
-
-    DEFAULT_CSS = """
-    SearchScreen { align: center middle; }
-    SearchScreen > Vertical {
-        width: 90%; max-width: 100; height: 80%;
-        border: round $primary; background: $surface; padding: 0 1;
-    }
-    SearchScreen OptionList { height: 1fr; border: none; }
-    SearchScreen .hint { color: $text-muted; }
-    """
 
     BINDINGS = [
         Binding("escape", "dismiss(None)", "Close"),
