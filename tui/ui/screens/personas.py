@@ -6,8 +6,10 @@ writes go through :func:`tui.core.personas.save_persona` into the user directory
 The screen tells the app about changes with :class:`PersonasScreen.Changed`
 and dismisses with the id of a persona to start a new chat with (or None).
 
-Everything a user typed is shown as plain text (``rich.text.Text``), never as
-markup.
+The editor is :mod:`tui.ui.screens.persona_editor`; the text forms both use
+(examples, stop strings, numbers, new ids) are plain functions in
+:mod:`tui.core.persona_text`. Everything a user typed is shown as plain text
+(``rich.text.Text``), never as markup.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ class MessageWindow(VerticalScroll):
 
     def _widgets_for(self, chunk: list[st.Message]) -> list[Static | MessageBox]:
         """Message boxes, with the memory marker before the first remembered one."""
-        marker_at = _first_at_or_after(self._messages, self._context_start_id)
+        marker_at = first_at_or_after(self._messages, self._context_start_id)
         widgets: list[Static | MessageBox] = []
         for message in chunk:
             if message.id == marker_at:
@@ -217,7 +217,7 @@ def memory_marker(count: int) -> Static:
     )
 
 
-def _first_at_or_after(messages: list[st.Message], message_id: int | None) -> int | None:
+def first_at_or_after(messages: list[st.Message], message_id: int | None) -> int | None:
     if not message_id:
         return None
     return next((m.id for m in messages if m.id >= message_id), None)

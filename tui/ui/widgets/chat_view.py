@@ -17,7 +17,7 @@ from tui.ui.widgets.chat_paging import (
     MAX_MOUNTED,
     PAGE,
     MessageWindow,
-    _first_at_or_after,
+    first_at_or_after,
     memory_marker,
 )
 from tui.ui.widgets.message_box import MessageBox, StreamingAnswer
@@ -320,6 +320,6 @@ class ChatView(MessageWindow):
             await marker.remove()
         messages = self._messages
         forgotten = sum(1 for m in messages if start_id and m.id < start_id)
-        target = self.box(_first_at_or_after(messages, start_id) or -1)
+        target = self.box(first_at_or_after(messages, start_id) or -1)
         if forgotten and target is not None:
             await self.mount(memory_marker(forgotten), before=target)
