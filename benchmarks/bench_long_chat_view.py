@@ -315,14 +315,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--profile", choices=["open"], help="pyinstrument one open of the longest")
     parser.add_argument(
-        "--max-mounted", type=int, help="try another chat_view.MAX_MOUNTED (patched in-process)"
+        "--max-mounted", type=int, help="try another chat_paging.MAX_MOUNTED (patched in-process)"
     )
     args = parser.parse_args()
     if args.max_mounted:
-        import tui.ui.widgets.chat_view as chat_view
+        import tui.ui.widgets.chat_paging as chat_paging
 
-        chat_view.MAX_MOUNTED = args.max_mounted
-        print(f"(patched: chat_view.MAX_MOUNTED = {args.max_mounted})")
+        chat_paging.MAX_MOUNTED = args.max_mounted
+        print(f"(patched: chat_paging.MAX_MOUNTED = {args.max_mounted})")
     asyncio.run(run(args))
 
 

@@ -100,8 +100,7 @@ async def test_search_jumps_to_the_message(tmp_path: Path) -> None:
         await pilot.press("ctrl+f")
         await pilot.pause()
         await type_text(pilot, "brown fox")
-        await pilot.pause()
-        assert "the quick brown fox" in screen_text(app)
+        await wait_for(pilot, lambda: "the quick brown fox" in screen_text(app))  # off-thread
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.conversation_id == first)
         view = app.query_one(ChatView)

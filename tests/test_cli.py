@@ -68,6 +68,7 @@ def test_wheel_ships_the_bundled_personas(tmp_path: Path) -> None:
     for persona in ("assistant", "bob", "chatllama"):
         assert f"tui/_bundled_personas/{persona}.toml" in names
     assert "tui/ui/app.py" in names and "tui/engine/local/host.py" in names
+    assert "tui/ui/app.tcss" in names  # the app's stylesheet: without it every dialog is bare
 
 
 @pytest.mark.model

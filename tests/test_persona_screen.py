@@ -19,12 +19,6 @@ from tui.ui.screens.personas import (
     PersonaList,
     PersonasScreen,
     describe_persona,
-    examples_to_text,
-    parse_examples_text,
-    parse_sampling_value,
-    parse_stops_text,
-    stops_to_text,
-    unique_id,
 )
 
 REPO_PERSONAS = Path(__file__).resolve().parent.parent / "personas"
@@ -80,63 +74,6 @@ async def highlight(pilot: Pilot, option_id: str) -> None:
 
 def read(path: Path) -> dict:
     return tomllib.loads(path.read_text("utf-8"))
-
-
-# --- the text formats of the editor ------------------------------------------------------
-
-
-def test_bundled_examples_round_trip_through_the_editor_format() -> None:
-    library = load_library(REPO_PERSONAS, Path("/nonexistent"))
-    tricky = [
-        Example("User: is not a new block", "line\n\nAI: neither\n\\ backslash\n  indented"),
-        Example(" leading space", "multi\nline"),
-    ]
-    for examples in [p.examples for p in library.personas.values()] + [tricky]:
-        assert parse_examples_text(examples_to_text(examples)) == examples
-
-
-def test_examples_format_is_forgiving_about_layout_and_strict_about_pairs() -> None:
-    text = "\nuser: Hi\nAI:\nHello!\nHow are you?\n\n\nUser: Bye\nAi: Bye."
-    assert parse_examples_text(text) == [
-        Example("Hi", "Hello!\nHow are you?"),
-        Example("Bye", "Bye."),
-    ]
-    assert parse_examples_text("  \n") == []
-    with pytest.raises(ValueError, match="line 1"):
-        parse_examples_text("Hello there")
-    with pytest.raises(ValueError, match='line 3: this "User:" has no "AI:"'):
-        parse_examples_text("User: a\nAI: b\nUser: c")
-    with pytest.raises(ValueError, match='line 1: "AI:" without'):
-        parse_examples_text("AI: b")
-
-
-def test_stop_strings_escape_line_breaks() -> None:
-    stops = ["\nUser:", "a\\nb", "tab\there", "</s>"]
-    assert stops_to_text(stops) == "\\nUser:\na\\\\nb\ntab\\there\n</s>"
-    assert parse_stops_text(stops_to_text(stops)) == stops
-    assert parse_stops_text("\n  \n###\n") == ["###"]
-
-
-def test_sampling_fields_are_checked_against_the_spec() -> None:
-    assert parse_sampling_value("temperature", " ") is None
-    assert parse_sampling_value("temperature", "0.5") == 0.5
-    assert parse_sampling_value("top_k", "40.0") == 40
-    for key, raw, reason in [
-        ("temperature", "9", "between 0 and 2"),
-        ("temperature", "warm", "must be a number"),
-        ("temperature", "nan", "finite"),
-        ("top_k", "1.5", "whole number"),
-        ("seed", "-2", "between -1 and 2147483647"),
-    ]:
-        with pytest.raises(ValueError, match=reason):
-            parse_sampling_value(key, raw)
-
-
-def test_new_ids_never_override_or_overwrite() -> None:
-    assert unique_id("Bob", {"assistant"}) == "bob"
-    assert unique_id("Bob", {"bob", "bob-2"}) == "bob-3"
-    assert unique_id("../x", set()) == "x"
-    assert unique_id("a/b", set()) == "a-b"
 
 
 def test_the_detail_names_every_field() -> None:

@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 from rich.markdown import Markdown
 
-from tui.ui.widgets.chat_view import RenderedOnce
+from tui.ui.widgets.message_box import RenderedOnce
 
 SOURCE = "# Title\n\nSome *text*.\n\n```python\nprint('hi')\n```\n"
 

@@ -101,11 +101,7 @@ class EngineMessage(Message):
 
 class LlamaTUI(App[None]):
     TITLE = "llama-tui"
-    CSS = """
-    Screen { layout: vertical; }
-    #main { height: 1fr; }
-    #chat-pane { width: 1fr; }
-    """
+    CSS_PATH = "app.tcss"  # every screen's style; reusable widgets keep their DEFAULT_CSS
 
     BINDINGS = [
         Binding("ctrl+n", "new_chat", "New chat"),

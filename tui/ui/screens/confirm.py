@@ -6,27 +6,17 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from tui.ui.screens.modal import Modal
 
-class ConfirmScreen(ModalScreen[bool]):
+
+class ConfirmScreen(Modal[bool]):
     """Dismisses with True for yes, False for no (also Esc and n).
 
     The "no" button has the focus at first, so a stray Enter never confirms
     a destructive action. The question is plain text, never markup: it
     usually contains a name the user typed.
-    """
-
-    DEFAULT_CSS = """
-    ConfirmScreen { align: center middle; }
-    ConfirmScreen > Vertical {
-        width: 60; max-width: 95%; height: auto; max-height: 90%;
-        border: round $warning; background: $surface; padding: 0 1;
-    }
-    ConfirmScreen #question { margin: 0 0 1 0; }
-    ConfirmScreen Horizontal { height: auto; align-horizontal: right; }
-    ConfirmScreen Button { width: auto; min-width: 0; margin-left: 2; }
     """
 
     BINDINGS = [

@@ -7,31 +7,18 @@ from pathlib import Path
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
 from tui.core.gguf_info import GGUFError, read_gguf_info
 from tui.core.models import discover_models
 from tui.core.sanitize import clean_text
+from tui.ui.screens.modal import Modal
 
 
-class ModelPickerScreen(ModalScreen[str | None]):
+class ModelPickerScreen(Modal[str | None]):
     """Dismisses with the chosen model's path, or None."""
-
-    DEFAULT_CSS = """
-    ModelPickerScreen { align: center middle; }
-    ModelPickerScreen > Vertical {
-        width: 95%; max-width: 110; height: auto; max-height: 85%;
-        border: round $primary; background: $surface; padding: 0 1;
-    }
-    ModelPickerScreen OptionList { height: auto; max-height: 18; border: none; }
-    ModelPickerScreen .hint { color: $text-muted; }
-    """
-
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def __init__(self, model_dirs: list[str], current: str, extra: list[str]) -> None:
         super().__init__()

@@ -4,29 +4,16 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Label, OptionList
 from textual.widgets.option_list import Option
 
 from tui.core.personas import Persona
+from tui.ui.screens.modal import Modal
 
 
-class NewChatScreen(ModalScreen[str | None]):
+class NewChatScreen(Modal[str | None]):
     """A list of personas; Enter starts a chat with the highlighted one."""
-
-    DEFAULT_CSS = """
-    NewChatScreen { align: center middle; }
-    NewChatScreen > Vertical {
-        width: 64; max-width: 95%; height: auto; max-height: 80%;
-        border: round $primary; background: $surface; padding: 0 1;
-    }
-    NewChatScreen OptionList { height: auto; max-height: 16; border: none; }
-    NewChatScreen .hint { color: $text-muted; }
-    """
-
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def __init__(
         self, personas: list[Persona], default: str, title: str = "New chat with…"

@@ -6,17 +6,17 @@ writes go through :func:`tui.core.personas.save_persona` into the user directory
 The screen tells the app about changes with :class:`PersonasScreen.Changed`
 and dismisses with the id of a persona to start a new chat with (or None).
 
-Everything a user typed is shown as plain text (``rich.text.Text``), never as
-markup.
+The editor is :mod:`tui.ui.screens.persona_editor`; the text forms both use
+(examples, stop strings, numbers, new ids) are plain functions in
+:mod:`tui.core.persona_text`. Everything a user typed is shown as plain text
+(``rich.text.Text``), never as markup.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import math
-import re
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,164 +24,27 @@ from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, OptionList, Select, Static, TextArea
+from textual.widgets import Button, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from tui.core import paths
+from tui.core.persona_text import broken_files, plain_number, unique_id
 from tui.core.personas import (
-    MODES,
-    Example,
     Persona,
-    PersonaError,
     PersonaLibrary,
     PersonaProblem,
     bundled_personas_dir,
     load_library,
-    load_persona_file,
-    parse_persona,
     save_persona,
-    slugify,
 )
-from tui.core.sampling import SPEC, coerce, out_of_range
 from tui.ui.screens.confirm import ConfirmScreen
+from tui.ui.screens.persona_editor import PersonaEditor
 
 if TYPE_CHECKING:
     from tui.formats import ImportResult  # imported when used: it is slow to load
-
-EXAMPLES_HELP = (
-    'Each example is a line "User: …" then a line "AI: …"; the lines after either one '
-    'continue it. Start a line with \\ to write "User:" or "AI:" literally.'
-)
-STOP_HELP = "One stop string per line. Write \\n for a line break, \\t for a tab, \\\\ for \\."
-MODE_HELP = "auto: the model's chat template if it has one · chat · transcript (User:/AI: text)"
-
-# --- the editor's text formats ---------------------------------------------------------
-
-_ROLE_LINE = re.compile(r"(user|ai):[ ]?(.*)\Z", re.IGNORECASE)
-
-
-def examples_to_text(examples: Iterable[Example]) -> str:
-    """Examples as editable text: "User: …" / "AI: …" blocks separated by blank lines.
-
-    Continuation lines that would read as a new block (or start with a
-    backslash) get a leading backslash, so that parsing gives back exactly
-    the same texts.
-    """
-    return "\n\n".join(
-        _block_to_text("User", e.user) + "\n" + _block_to_text("AI", e.ai) for e in examples
-    )
-
-
-def _block_to_text(prefix: str, text: str) -> str:
-    first, *rest = text.split("\n")
-    escaped = ["\\" + line if _needs_escape(line) else line for line in rest]
-    return "\n".join([f"{prefix}: {first}", *escaped])
-
-
-def _needs_escape(line: str) -> bool:
-    return line.startswith("\\") or _ROLE_LINE.match(line) is not None
-
-
-def parse_examples_text(text: str) -> list[Example]:
-    """Read the format of :func:`examples_to_text`; ValueError names the line at fault."""
-    blocks: list[tuple[str, int, list[str]]] = []  # (role, line number, lines)
-    for number, line in enumerate(text.split("\n"), 1):
-        match = _ROLE_LINE.match(line)
-        if match:
-            blocks.append((match.group(1).lower(), number, [match.group(2)]))
-        elif blocks:
-            blocks[-1][2].append(line[1:] if line.startswith("\\") else line)
-        elif line.strip():
-            raise ValueError(f'line {number}: an example starts with a line "User: …"')
-    examples = []
-    for index in range(0, len(blocks), 2):
-        role, number, lines = blocks[index]
-        if role != "user":
-            raise ValueError(f'line {number}: "AI:" without a "User:" line before it')
-        if index + 1 >= len(blocks) or blocks[index + 1][0] != "ai":
-            raise ValueError(f'line {number}: this "User:" has no "AI:" answer after it')
-        examples.append(Example(user=_block_text(lines), ai=_block_text(blocks[index + 1][2])))
-    return examples
-
-
-def _block_text(lines: list[str]) -> str:
-    """The text of one block: blank lines at its end separate blocks, not content."""
-    lines = list(lines)
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if len(lines) > 1 and not lines[0]:
-        lines.pop(0)  # "User:" alone on its line, the text below it
-    return "\n".join(lines)
-
-
-_STOP_ESCAPE = re.compile(r"\\(.)")
-_STOP_CHARS = {"n": "\n", "t": "\t", "\\": "\\"}
-
-
-def stops_to_text(stops: Iterable[str]) -> str:
-    """Stop strings one per line, with line breaks, tabs and backslashes escaped."""
-    escape = str.maketrans({"\\": "\\\\", "\n": "\\n", "\t": "\\t"})
-    return "\n".join(stop.translate(escape) for stop in stops)
-
-
-def parse_stops_text(text: str) -> list[str]:
-    """The inverse of :func:`stops_to_text`; blank lines are skipped."""
-    unescape = lambda m: _STOP_CHARS.get(m.group(1), m.group(0))  # noqa: E731
-    return [_STOP_ESCAPE.sub(unescape, line) for line in text.split("\n") if line.strip()]
-
-
-def _number(value: float | int) -> str:
-    """A number as people write it: 2 rather than 2.0, full precision otherwise."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(value)
-
-
-def parse_sampling_value(key: str, raw: str) -> float | int | None:
-    """One sampling field of the form: None when empty (the default), else a checked number."""
-    raw = raw.strip()
-    if not raw:
-        return None
-    _default, rng = SPEC[key]
-    try:
-        number = float(raw)
-    except ValueError:
-        raise ValueError(f"{key} must be a number, not {raw!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{key} must be a finite number")
-    if rng.integer and not number.is_integer():
-        raise ValueError(f"{key} must be a whole number")
-    if out_of_range(key, number):
-        raise ValueError(f"{key} must be between {_number(rng.low)} and {_number(rng.high)}")
-    return coerce(key, number)
-
-
-def unique_id(name: str, taken: Collection[str]) -> str:
-    """A file stem for a new persona that neither overrides nor overwrites another."""
-    base = slugify(name)
-    candidate, number = base, 2
-    while candidate in taken:
-        candidate = f"{base[:60]}-{number}"
-        number += 1
-    return candidate
-
-
-def broken_files(library: PersonaLibrary) -> list[PersonaProblem]:
-    """The problems of files that did not load (warnings of loaded files are not)."""
-    loaded = {p.path for p in library.personas.values()}
-    broken, seen = [], set()
-    for problem in library.problems:
-        if problem.path in loaded or problem.path in seen:
-            continue
-        seen.add(problem.path)
-        try:  # a file with warnings that a user file overrides: it loads, it is not broken
-            load_persona_file(problem.path)
-        except PersonaError:
-            broken.append(problem)
-    return broken
 
 
 def describe_persona(persona: Persona, overrides_bundled: bool) -> Text:
@@ -215,7 +78,7 @@ def describe_persona(persona: Persona, overrides_bundled: bool) -> Text:
     field("Mode", persona.mode)
     field("Model", persona.model, "(any)")
     field("Stop", ", ".join(repr(s) for s in persona.stop))
-    sampling = " · ".join(f"{k} {_number(v)}" for k, v in persona.sampling.items())
+    sampling = " · ".join(f"{k} {plain_number(v)}" for k, v in persona.sampling.items())
     field("Sampling", sampling, "(llama.cpp defaults)")
     field("Greeting", persona.greeting)
     text.append("\nSystem prompt\n", style="bold")
@@ -320,18 +183,6 @@ def _fit(text: str, width: int) -> str:
 
 class PersonasScreen(Screen[str | None]):
     """Browse and manage personas; dismisses with a persona id to chat with, or None."""
-
-    DEFAULT_CSS = """
-    PersonasScreen { layout: vertical; }
-    PersonasScreen #personas-hint { height: 1; padding: 0 1; color: $text-muted; }
-    PersonasScreen #personas-main { height: 1fr; }
-    PersonasScreen #persona-detail {
-        width: 1fr; height: 1fr; border: round $primary 50%; padding: 0 1;
-    }
-    PersonasScreen #persona-detail:focus { border: round $primary; }
-    PersonasScreen #persona-buttons { height: 1; padding: 0 1; }
-    PersonasScreen #persona-buttons Button { width: auto; min-width: 0; margin-right: 1; }
-    """
 
     BINDINGS = [
         Binding("escape,f3", "close", "Close"),
@@ -600,255 +451,3 @@ class PersonasScreen(Screen[str | None]):
             self._changed(None)
 
         self.app.push_screen(ConfirmScreen(question, yes="Delete", no="Keep"), answered)
-
-
-# --- the editor ----------------------------------------------------------------------
-
-_TEXT_FIELDS = ("name", "description", "ai_name", "user_name", "model")
-
-
-class PersonaEditor(Screen[Persona | None]):
-    """A form for every field of a persona; F2 saves, Esc cancels.
-
-    ``persona`` None creates a new one. The file is written here (so that a
-    failed write keeps the form open) and the saved persona is the result.
-    """
-
-    DEFAULT_CSS = """
-    PersonaEditor { layout: vertical; }
-    PersonaEditor #editor-title { height: auto; padding: 0 1; background: $panel; }
-    PersonaEditor #editor-form { height: 1fr; padding: 0 1; }
-    PersonaEditor .row { height: auto; }
-    PersonaEditor .row > Label { width: 12; }
-    PersonaEditor .row > Input { width: 1fr; }
-    PersonaEditor .row > Select { width: 1fr; }
-    PersonaEditor .section { margin-top: 1; text-style: bold; }
-    PersonaEditor .help { width: 1fr; color: $text-muted; }
-    PersonaEditor .error { width: 1fr; color: $error; display: none; }
-    PersonaEditor .error.-shown { display: block; }
-    PersonaEditor TextArea { height: 6; }
-    PersonaEditor #greeting, PersonaEditor #stop { height: 3; }
-    PersonaEditor #examples { height: 10; }
-    PersonaEditor Input.-bad, PersonaEditor TextArea.-bad { background: $error 30%; }
-    PersonaEditor #sampling-grid {
-        grid-size: 4; grid-columns: 18 1fr 18 1fr; grid-rows: 1; grid-gutter: 0 1;
-        height: auto;
-    }
-    PersonaEditor #editor-buttons { height: 1; padding: 0 1; }
-    PersonaEditor #editor-buttons Button { width: auto; min-width: 0; margin-right: 1; }
-    PersonaEditor #editor-buttons #form-error { width: 1fr; }
-    """
-
-    BINDINGS = [
-        Binding("f2", "save", "Save"),
-        Binding("escape", "cancel", "Cancel"),
-    ]
-
-    def __init__(
-        self,
-        persona: Persona | None,
-        user_dir: Path,
-        taken: Collection[str],
-        library: PersonaLibrary | None = None,
-    ) -> None:
-        super().__init__()
-        self.original = persona
-        self.user_dir = user_dir
-        self.taken = set(taken)
-        self.library = library  # to refuse a name another persona is shown as
-        self._start: tuple[object, ...] = ()
-
-    def _title(self) -> Text:
-        persona = self.original
-        if persona is None:
-            return Text("New persona", style="bold")
-        title = Text(f"Edit {persona.name}", style="bold")
-        if persona.bundled:
-            title.append(
-                f"  (bundled: saving writes your own copy to {self.user_dir / persona.id}.toml)",
-                style="dim",
-            )
-        return title
-
-    def compose(self) -> ComposeResult:
-        persona = self.original or Persona(id="", name="")
-        yield Static(self._title(), id="editor-title")
-        with VerticalScroll(id="editor-form"):
-            for key, label in (("name", "Name"), ("description", "Description")):
-                yield from self._row(key, label, getattr(persona, key))
-            yield from self._row("ai_name", "AI name", persona.ai_name)
-            yield from self._row("user_name", "User name", persona.user_name)
-            with Horizontal(classes="row"):
-                yield Label("Mode")
-                options = [(mode, mode) for mode in MODES]
-                mode = persona.mode if persona.mode in MODES else "auto"
-                yield Select(options, value=mode, allow_blank=False, compact=True, id="mode")
-            yield Label("", id="mode-error", classes="error", markup=False)
-            yield Label(MODE_HELP, classes="help", markup=False)
-            yield from self._row("model", "Model", persona.model, "any model (optional)")
-            yield Label("System prompt", classes="section")
-            yield self._area("system", persona.system, "{{user}}, {{ai}}, {{date}}… are filled in")
-            yield Label("Greeting (the AI's first message, optional)", classes="section")
-            yield self._area("greeting", persona.greeting)
-            yield Label("Examples", classes="section")
-            yield Label(EXAMPLES_HELP, classes="help", markup=False)
-            yield self._area("examples", examples_to_text(persona.examples), "User: Hi\nAI: Hello!")
-            yield Label("", id="examples-error", classes="error", markup=False)
-            yield Label("Stop strings", classes="section")
-            yield Label(STOP_HELP, classes="help", markup=False)
-            yield self._area("stop", stops_to_text(persona.stop))
-            yield Label("", id="stop-error", classes="error", markup=False)
-            yield Label("Sampling (empty: llama.cpp's default)", classes="section")
-            with Grid(id="sampling-grid"):
-                for key, (default, _rng) in SPEC.items():
-                    yield Label(key)
-                    value = persona.sampling.get(key)
-                    yield Input(
-                        "" if value is None else _number(value),
-                        placeholder=_number(default),
-                        compact=True,
-                        id=f"sampling-{key}",
-                    )
-            yield Label("", id="sampling-error", classes="error", markup=False)
-        with Horizontal(id="editor-buttons"):
-            yield Button("Save", id="save", variant="primary", compact=True, action="screen.save")
-            yield Button("Cancel", id="cancel", compact=True, action="screen.cancel")
-            yield Label("", id="form-error", classes="error", markup=False)
-        yield Footer()
-
-    def _row(self, key: str, label: str, value: str, placeholder: str = "") -> ComposeResult:
-        with Horizontal(classes="row"):
-            yield Label(label)
-            yield Input(value, placeholder=placeholder, compact=True, id=key)
-        yield Label("", id=f"{key}-error", classes="error", markup=False)
-
-    def _area(self, key: str, text: str, placeholder: str = "") -> TextArea:
-        return TextArea(
-            text,
-            soft_wrap=True,
-            show_line_numbers=False,
-            tab_behavior="focus",
-            placeholder=placeholder,
-            id=key,
-        )
-
-    def on_mount(self) -> None:
-        self._start = self._snapshot()
-        self.query_one("#name", Input).focus()
-
-    def _snapshot(self) -> tuple[object, ...]:
-        """Every value of the form, to tell whether anything was changed."""
-        return tuple(
-            w.value if isinstance(w, Input | Select) else w.text
-            for w in self.query("Input, Select, TextArea").results()
-            if isinstance(w, Input | Select | TextArea)
-        )
-
-    def _text(self, key: str) -> str:
-        widget = self.query_one(f"#{key}")
-        if isinstance(widget, TextArea):
-            return widget.text
-        return self.query_one(f"#{key}", Input).value
-
-    def build(self) -> tuple[Persona | None, dict[str, str]]:
-        """The persona the form describes, or the errors by field id."""
-        errors: dict[str, str] = {}
-        values = {key: self._text(key) for key in _TEXT_FIELDS}
-        for key in ("name", "ai_name", "user_name"):
-            values[key] = values[key].strip()
-            if not values[key]:
-                errors[key] = f"{key.replace('_', ' ').capitalize()} is required."
-        own_id = self.original.id if self.original else ""
-        twin = self.library.same_name(values["name"], own_id) if self.library else None
-        if twin is not None and values["name"]:
-            errors["name"] = f"Another persona is already named {twin.name} ({twin.id})."
-        mode = self.query_one("#mode", Select).value
-        if mode not in MODES:
-            errors["mode"] = f"Mode must be one of {', '.join(MODES)}."
-        try:
-            examples = parse_examples_text(self._text("examples"))
-        except ValueError as exc:
-            errors["examples"] = f"Examples, {exc}"
-            examples = []
-        stop = parse_stops_text(self._text("stop"))
-        sampling: dict[str, float | int] = {}
-        bad_sampling = []
-        for key in SPEC:
-            try:
-                value = parse_sampling_value(key, self.query_one(f"#sampling-{key}", Input).value)
-            except ValueError as exc:
-                bad_sampling.append(key)
-                errors[f"sampling-{key}"] = str(exc)
-                continue
-            if value is not None:
-                sampling[key] = value
-        if bad_sampling:
-            errors["sampling"] = "; ".join(errors[f"sampling-{k}"] for k in bad_sampling)
-        if errors:
-            return None, errors
-        base = copy.deepcopy(self.original) if self.original else Persona(id="", name="")
-        persona_id = base.id or unique_id(values["name"], self.taken)
-        persona = dataclasses.replace(
-            base,
-            id=persona_id,
-            name=values["name"],
-            description=values["description"].strip(),
-            ai_name=values["ai_name"],
-            user_name=values["user_name"],
-            model=values["model"].strip(),
-            mode=str(mode),
-            system=self._text("system"),
-            greeting=self._text("greeting"),
-            examples=examples,
-            stop=stop,
-            sampling=sampling,
-            warnings=[],
-        )
-        try:  # the file must load again exactly as the app reads it
-            parse_persona(persona.to_toml_dict(), persona.id)
-        except ValueError as exc:
-            return None, {"form": str(exc)}
-        return persona, {}
-
-    def _show_errors(self, errors: dict[str, str]) -> None:
-        for label in self.query(".error").results(Label):
-            key = (label.id or "").removesuffix("-error")
-            message = errors.get(key, "")
-            label.update(Text(message))
-            label.set_class(bool(message), "-shown")
-        for widget in self.query("Input, TextArea").results():
-            widget.set_class(widget.id in errors, "-bad")
-        summary = self.query_one("#form-error", Label)
-        if "form" not in errors and errors:
-            count = len([k for k in errors if k != "sampling"])
-            summary.update(Text(f"Not saved: {count} problem{'s' if count != 1 else ''} above"))
-            summary.add_class("-shown")
-        fields = [k for k in errors if k not in ("sampling", "form")]
-        if fields:
-            self.query_one(f"#{fields[0]}").focus()
-
-    def action_save(self) -> None:
-        persona, errors = self.build()
-        if persona is None:
-            self._show_errors(errors)
-            return
-        try:
-            save_persona(persona, self.user_dir)
-        except OSError as exc:
-            self._show_errors({"form": f"Could not save: {exc}"})
-            return
-        self.dismiss(persona)
-
-    def action_cancel(self) -> None:
-        if self._snapshot() == self._start:
-            self.dismiss(None)
-            return
-
-        def answered(discard: bool | None) -> None:
-            if discard:
-                self.dismiss(None)
-
-        self.app.push_screen(
-            ConfirmScreen("Discard your changes to this persona?", "Discard", "Keep editing"),
-            answered,
-        )

@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList
 from textual.widgets.option_list import Option
 
-from tui.core.store import Store
+from tui.core.store import Message, Store, StoreError
+from tui.ui.screens.modal import Modal
 
 SNIPPET = 70
+DEBOUNCE = 0.1  # seconds of no typing before the query runs
 
 
-class SearchScreen(ModalScreen[tuple[int, int] | None]):
+class SearchScreen(Modal[tuple[int, int] | None]):
     """Dismisses with (chat id, message id) of the chosen result, or None."""
-
-    DEFAULT_CSS = """
-    SearchScreen { align: center middle; }
-    SearchScreen > Vertical {
-        width: 90%; max-width: 100; height: 80%;
-        border: round $primary; background: $surface; padding: 0 1;
-    }
-    SearchScreen OptionList { height: 1fr; border: none; }
-    SearchScreen .hint { color: $text-muted; }
-    """
 
     BINDINGS = [
         Binding("escape", "dismiss(None)", "Close"),
@@ -37,6 +31,9 @@ class SearchScreen(ModalScreen[tuple[int, int] | None]):
     def __init__(self, store: Store) -> None:
         super().__init__()
         self.store = store
+        self._wanted = ""  # what the box says: only its results are ever shown
+        self._shown = ""  # the query whose results are shown
+        self._open_when_shown = False  # Enter came before the results: open the first
 
     def compose(self) -> ComposeResult:
         with Vertical():
@@ -47,18 +44,48 @@ class SearchScreen(ModalScreen[tuple[int, int] | None]):
 
     @on(Input.Changed, "#query")
     def search(self, event: Input.Changed) -> None:
-        results = self.store.search(event.value) if len(event.value.strip()) >= 2 else []
+        """Search as the user types, off the UI thread: typing never waits for the database.
+
+        Each key replaces the search before it (an exclusive worker); the query
+        runs once typing pauses for :data:`DEBOUNCE` seconds.
+        """
+        self._wanted = event.value
+        self._open_when_shown = False  # Enter was for what the box said then
+        self.run_worker(self._search(event.value), group="search", exclusive=True)
+
+    async def _search(self, query: str) -> None:
+        results: list[tuple[Message, str]] = []
+        problem = ""
+        if len(query.strip()) >= 2:
+            await asyncio.sleep(DEBOUNCE)  # cancelled here by the next key
+            try:
+                results = await asyncio.to_thread(self.store.search, query)
+            except (sqlite3.Error, StoreError) as exc:
+                problem = f"Search failed: {exc}"
+        if query == self._wanted:  # a slow, replaced search never shows its results
+            self._show(query, results, problem)
+
+    def _show(self, query: str, results: list[tuple[Message, str]], problem: str) -> None:
+        """Put the results of ``query`` on screen (on the UI thread)."""
         options = []
         for message, title in results:
             line = Text(title[:30], style="bold")
-            line.append(f"  {_snippet(message.content, event.value)}")
+            line.append(f"  {_snippet(message.content, query)}")
             options.append(Option(line, id=f"{message.conversation_id}:{message.id}"))
         self.query_one(OptionList).set_options(options)
         count = f"{len(results)} result{'' if len(results) == 1 else 's'}"
-        self.query_one(Label).update(count if event.value.strip() else "")
+        self.query_one(Label).update(Text(problem or (count if query.strip() else "")))
+        self._shown = query
+        if self._open_when_shown:
+            self._open_when_shown = False
+            self.submit()
 
     @on(Input.Submitted, "#query")
     def submit(self) -> None:
+        """Enter in the box: open the first result (once the results of what was typed are in)."""
+        if self._shown != self._wanted:
+            self._open_when_shown = True
+            return
         results = self.query_one(OptionList)
         if results.option_count:
             self._open(results.get_option_at_index(0).id)

@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
-from textual.screen import ModalScreen
 from textual.widgets import Input, Label
 
+from tui.ui.screens.modal import Modal
 
-class TextPromptScreen(ModalScreen[str | None]):
+
+class TextPromptScreen(Modal[str | None]):
     """Dismisses with the text (Enter) or None (Esc)."""
-
-    DEFAULT_CSS = """
-    TextPromptScreen { align: center middle; }
-    TextPromptScreen > Vertical {
-        width: 64; max-width: 95%; height: auto;
-        border: round $primary; background: $surface; padding: 0 1;
-    }
-    TextPromptScreen .hint { color: $text-muted; }
-    """
-
-    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
 
     def __init__(self, title: str, value: str = "") -> None:
         super().__init__()
