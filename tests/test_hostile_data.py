@@ -408,7 +408,7 @@ def test_a_page_corrupted_database_is_one_line(tmp_path: Path) -> None:
     for n in range(40):
         conv = store.create_conversation("assistant", title=f"chat {n}")
         store.add_message(conv.id, "user", "words " * 400)
-    store.db.execute("pragma wal_checkpoint(truncate)")
+    store.conn.execute("pragma wal_checkpoint(truncate)")
     store.close()
     data = bytearray(db.read_bytes())
     page = 4096
