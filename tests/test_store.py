@@ -101,9 +101,10 @@ def test_recover_marks_answers_of_dead_writers_interrupted(store: st.Store) -> N
     alive_here = partial("still streaming", st.writer_id())
     other_host_fresh = partial("elsewhere", "other-host:123")
     other_host_old = partial("elsewhere, long ago", "other-host:456")
-    store.conn.execute(
-        "update messages set updated_at = '2000-01-01' where id = ?", [other_host_old.id]
-    )
+    with store.conn:
+        store.conn.execute(
+            "update messages set updated_at = '2000-01-01' where id = ?", [other_host_old.id]
+        )
     assert store.recover_interrupted() == 2
     status = {m.id: m.status for m in store.messages(conv.id)}
     assert status[dead_here.id] == status[other_host_old.id] == st.INTERRUPTED

@@ -144,3 +144,14 @@ def test_a_new_database_is_migrated_with_sqlite_utils(tmp_path: Path) -> None:
     store.add_message(chat.id, "user", "findable words")
     assert [m.content for m, _title in store.search("findable")] == ["findable words"]
     store.close()
+
+
+def test_import_chat_takes_only_known_fields(tmp_path: Path) -> None:
+    """Field names become column names in the SQL: anything else is refused, nothing written."""
+    path = tmp_path / "chats.db"
+    store = st.Store(path)
+    message = {"role": "user", "content": "x", "status": st.COMPLETE}
+    with pytest.raises(ValueError, match="not a field"):
+        store.import_chat({"persona": "a"}, [message, {**message, "id] = 0; --": 1}])
+    assert counts(path) == (0, 0)
+    store.close()

@@ -47,6 +47,12 @@ from tui.core.store_rows import conversation as _conversation
 from tui.core.store_rows import message as _message
 
 TITLE_LENGTH = 60
+_CHAT_FIELDS = frozenset(
+    {"title", "persona", "model", "sampling", "created_at", "updated_at", "pinned", "archived"}
+)
+_MESSAGE_FIELDS = frozenset(
+    {"role", "content", "status", "created_at", "updated_at", "model", "meta"}
+)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -174,6 +180,9 @@ class Store:
         (``sampling`` and ``meta`` as dicts); ``context_start`` is the index in
         ``messages`` of the first one inside the model's window.
         """
+        unknown = (set(chat) - _CHAT_FIELDS).union(*(set(m) - _MESSAGE_FIELDS for m in messages))
+        if unknown:  # column names go into the SQL: only ours
+            raise ValueError(f"not a field of a chat or a message: {sorted(unknown)}")
         with self.transaction():
             row = {**chat, "sampling": json.dumps(chat.get("sampling") or {}, allow_nan=False)}
             conv_id = self._insert("conversations", row)
