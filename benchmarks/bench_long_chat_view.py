@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # if tui is not installed
 
 import psutil  # noqa: E402
+import sqlite_utils  # noqa: E402
 from make_big_db import answer_text, user_text  # noqa: E402
 from ptyapp import machine, percentile, summary  # noqa: E402
 
@@ -91,8 +92,8 @@ def make_db(path: Path, sizes: list[int]) -> dict[int, int]:
                 }
             )
         store.update_conversation(conv.id, title=title_from(f"Chat of {size} messages"))
-    with store.db.conn:
-        store.db["messages"].insert_all(msg_rows, batch_size=1000)
+    with store.conn:
+        sqlite_utils.Database(store.conn)["messages"].insert_all(msg_rows, batch_size=1000)
     store.close()
     return ids
 

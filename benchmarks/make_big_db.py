@@ -31,6 +31,8 @@ from pathlib import Path
 
 sys.path.append(str(Path(__file__).resolve().parent.parent))  # if tui is not installed
 
+import sqlite_utils  # noqa: E402
+
 from tui.core.migrations import SCHEMA_VERSION  # noqa: E402
 from tui.core.store import Store, title_from  # noqa: E402
 
@@ -93,7 +95,7 @@ def build(path: Path, chats: int, messages: int, long_chat: int, seed: int = 7) 
     for suffix in ("", "-wal", "-shm", ".json"):
         Path(str(path) + suffix).unlink(missing_ok=True)
     store = Store(path)  # the real schema, all migrations applied
-    db = store.db
+    db = sqlite_utils.Database(store.conn)  # bulk inserts: a benchmark fixture, not the app
     counts = message_counts(rng, chats, messages, long_chat)
     # Chat order by recency: the long chat sits second-newest.
     order = list(range(1, chats))

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
 from tests.uihelpers import SIZE, make_app, screen_text, type_text, wait_for
 from tui.core import store as st
@@ -242,8 +243,8 @@ def long_chat(tmp_path: Path, count: int, context_start_id: int | None = None) -
     """A chat of ``count`` messages "message number 0".."message number count-1"."""
     store = st.Store(tmp_path / "chats.db")
     conv = store.create_conversation("assistant")
-    with store.db.conn:
-        store.db["messages"].insert_all(
+    with store.conn:
+        sqlite_utils.Database(store.conn)["messages"].insert_all(
             {"conversation_id": conv.id, "role": "user" if i % 2 == 0 else "assistant",
              "content": f"message number {i}", "status": "complete",
              "created_at": "t", "updated_at": "t"}

@@ -26,8 +26,8 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 def fill_database(store: st.Store) -> None:
     """Make every further page allocation fail, as on a full disk (SQLITE_FULL)."""
-    pages = store.db.execute("pragma page_count").fetchone()[0]
-    store.db.execute(f"pragma max_page_count = {pages}")
+    pages = store.conn.execute("pragma page_count").fetchone()[0]
+    store.conn.execute(f"pragma max_page_count = {pages}")
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ async def test_full_disk_keeps_the_message_in_the_input(tmp_path: Path) -> None:
         assert app.query_one(PromptInput).text == text  # nothing lost
         messages = [str(n.message) for n in app._notifications]
         assert any("database or disk is full" in m and "free some space" in m for m in messages)
-        app.store.db.execute("pragma max_page_count = 1073741823")
+        app.store.conn.execute("pragma max_page_count = 1073741823")
         await pilot.press("enter")  # space again: the same text goes through
         await wait_for(pilot, lambda: app.query_one(PromptInput).text == "")
 

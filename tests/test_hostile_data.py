@@ -323,7 +323,7 @@ def test_a_chat_template_is_bounded_in_time_and_size(template: str, said: str) -
     """Rendered as the engine does, on a process's main thread; the test waits 60 s at most."""
     script = (
         "import sys\n"
-        "from tui import prompt\n"
+        "from tui.core import prompt\n"
         "prompt.RENDER_SECONDS = 1.0\n"
         "try:\n"
         "    prompt.render_chat(sys.argv[1], [prompt.Turn('user', 'y' * 1000)])\n"
@@ -408,7 +408,7 @@ def test_a_page_corrupted_database_is_one_line(tmp_path: Path) -> None:
     for n in range(40):
         conv = store.create_conversation("assistant", title=f"chat {n}")
         store.add_message(conv.id, "user", "words " * 400)
-    store.db.execute("pragma wal_checkpoint(truncate)")
+    store.conn.execute("pragma wal_checkpoint(truncate)")
     store.close()
     data = bytearray(db.read_bytes())
     page = 4096

@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
 from tui.core import migrations
 from tui.core import store as st
@@ -81,8 +82,8 @@ def test_data_survives_reopen_and_is_private(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     second = st.Store(path)
     assert second.messages(conv.id)[0].content == "persist me"
-    assert second.db.execute("pragma journal_mode").fetchone()[0] == "wal"
-    assert migrations.version(second.db) == migrations.SCHEMA_VERSION
+    assert second.conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert migrations.version(second.conn) == migrations.SCHEMA_VERSION
     second.close()
 
 
@@ -100,9 +101,10 @@ def test_recover_marks_answers_of_dead_writers_interrupted(store: st.Store) -> N
     alive_here = partial("still streaming", st.writer_id())
     other_host_fresh = partial("elsewhere", "other-host:123")
     other_host_old = partial("elsewhere, long ago", "other-host:456")
-    store.db.execute(
-        "update messages set updated_at = '2000-01-01' where id = ?", [other_host_old.id]
-    )
+    with store.conn:
+        store.conn.execute(
+            "update messages set updated_at = '2000-01-01' where id = ?", [other_host_old.id]
+        )
     assert store.recover_interrupted() == 2
     status = {m.id: m.status for m in store.messages(conv.id)}
     assert status[dead_here.id] == status[other_host_old.id] == st.INTERRUPTED
@@ -115,7 +117,7 @@ def test_delete_conversation_removes_its_messages(store: st.Store) -> None:
     store.add_message(conv.id, "user", "bye")
     store.delete_conversation(conv.id)
     assert store.list_conversations() == []
-    assert store.db.execute("select count(*) from messages").fetchone()[0] == 0
+    assert store.conn.execute("select count(*) from messages").fetchone()[0] == 0
 
 
 def test_corrupt_database_gives_a_clear_error(tmp_path: Path) -> None:
@@ -169,7 +171,7 @@ def test_pinned_first_and_archived_hidden(store: st.Store) -> None:
 
 def test_migration_from_version_1_keeps_data_and_makes_a_backup(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    db = st._open(path)
+    db = sqlite_utils.Database(st._open(path))
     with db.conn:
         migrations.MIGRATIONS[0](db)
         db.execute("pragma user_version = 1")
@@ -182,7 +184,7 @@ def test_migration_from_version_1_keeps_data_and_makes_a_backup(tmp_path: Path) 
         )  # fmt: skip
     db.close()
     store = st.Store(path)
-    assert migrations.version(store.db) == migrations.SCHEMA_VERSION
+    assert migrations.version(store.conn) == migrations.SCHEMA_VERSION
     assert store.list_conversations()[0].title == "old chat"
     assert store.search("needle")[0][0].content == "an old needle"  # FTS index rebuilt
     backup = tmp_path / "old.db.bak-v1"
@@ -218,8 +220,8 @@ def test_search_over_thousands_of_messages(store: st.Store) -> None:
     ]  # fmt: skip
     rows[1234]["content"] = "Krakow has a dragon called Smok Wawelski near the Vistula"
     rows[4321]["content"] = "Smok the dragon, again: Smok Smok"
-    with store.db.conn:
-        store.db["messages"].insert_all(rows)
+    with store.conn:
+        sqlite_utils.Database(store.conn)["messages"].insert_all(rows)
     found = store.search("smok dragon")
     assert [m.content for m, _title in found] == [rows[4321]["content"], rows[1234]["content"]]
     assert len(store.search("dragon", limit=50)) == 50
@@ -230,7 +232,7 @@ def test_search_over_thousands_of_messages(store: st.Store) -> None:
 def test_each_migration_from_the_previous_schema(tmp_path: Path, old_version: int) -> None:
     """A database at every older version opens, keeps its data and leaves a backup."""
     path = tmp_path / f"v{old_version}.db"
-    db = st._open(path)
+    db = sqlite_utils.Database(st._open(path))
     with db.conn:
         for migration in migrations.MIGRATIONS[:old_version]:
             migration(db)
@@ -244,7 +246,7 @@ def test_each_migration_from_the_previous_schema(tmp_path: Path, old_version: in
         )  # fmt: skip
     db.close()
     store = st.Store(path)
-    assert migrations.version(store.db) == migrations.SCHEMA_VERSION
+    assert migrations.version(store.conn) == migrations.SCHEMA_VERSION
     assert store.get_conversation(1).title == "kept"
     assert store.search("needle")[0][0].content == "a partial needle"
     assert store.recover_interrupted() == 1  # no writer recorded, long untouched
@@ -257,9 +259,9 @@ def test_a_failed_delete_is_a_store_error(store: st.Store) -> None:
     conv = store.create_conversation("bob", "m", {})
     first = store.add_message(conv.id, "user", "one")
     store.add_message(conv.id, "assistant", "two")
-    store.db.execute("pragma query_only = 1")
+    store.conn.execute("pragma query_only = 1")
     with pytest.raises(st.StoreError, match="Could not save"):
         store.delete_messages_from(conv.id, first.id)
-    store.db.execute("pragma query_only = 0")
+    store.conn.execute("pragma query_only = 0")
     store.delete_messages_from(conv.id, first.id + 1)
     assert [m.content for m in store.messages(conv.id)] == ["one"]

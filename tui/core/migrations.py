@@ -4,6 +4,9 @@
 existing database is migrated a backup copy is written next to it. A database
 written by a newer llama-tui (a higher version than we know) is refused and
 left untouched.
+
+The migrations use sqlite-utils for schema work. It is imported only when one
+runs: a start-up on an up-to-date database never loads it (it imports numpy).
 """
 
 from __future__ import annotations
@@ -11,8 +14,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tui.sqlite_utils_lite import sqlite_utils
+from tui.core.store_errors import StoreError, open_problem
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
@@ -78,43 +85,38 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class SchemaTooNew(Exception):
-    pass
+def version(conn: sqlite3.Connection) -> int:
+    return conn.execute("pragma user_version").fetchone()[0]
 
 
-def version(db: sqlite_utils.Database) -> int:
-    return db.execute("pragma user_version").fetchone()[0]
-
-
-def migrate(db: sqlite_utils.Database, path: Path) -> int:
-    """Bring ``db`` to :data:`SCHEMA_VERSION`; returns the version it had."""
-    from tui.core.store import StoreError  # circular at import time only
-
-    current = version(db)  # an unreadable file: Store explains the sqlite3 error
+def migrate(conn: sqlite3.Connection, path: Path) -> int:
+    """Bring the database to :data:`SCHEMA_VERSION`; returns the version it had."""
+    current = version(conn)  # an unreadable file: Store explains the sqlite3 error
     if current > SCHEMA_VERSION:
         raise StoreError(
             f"{path} was written by a newer llama-tui (schema {current}; this version "
             f"knows {SCHEMA_VERSION}). Upgrade llama-tui, or use another file with --db PATH. "
             "The database was not modified."
         )
-    _refuse_foreign(db, path, current)
+    _refuse_foreign(conn, path, current)
     if current == SCHEMA_VERSION:
         return current
     if current > 0 and str(path) != ":memory:":
         backup = path.with_name(f"{path.name}.{BACKUP_SUFFIX}{current}")
         target = sqlite3.connect(str(backup))
         with target:
-            db.conn.backup(target)
+            conn.backup(target)
         target.close()
         backup.chmod(0o600)
+    import sqlite_utils  # only now: see the module's docstring
+
+    db = sqlite_utils.Database(conn)
     for number in range(current, SCHEMA_VERSION):
         try:
-            with db.conn:
+            with conn:
                 MIGRATIONS[number](db)
-                db.execute(f"pragma user_version = {number + 1}")
+                conn.execute(f"pragma user_version = {number + 1}")
         except sqlite3.Error as exc:
-            from tui.core.store import open_problem
-
             backup = (
                 f" A copy from before is at {path}.{BACKUP_SUFFIX}{current}." if current else ""
             )
@@ -128,24 +130,22 @@ BACKUP_SUFFIX = "bak-v"
 OUR_TABLES = frozenset({"conversations", "messages"})
 
 
-def _tables(db: sqlite_utils.Database) -> set[str]:
-    rows = db.execute(
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    rows = conn.execute(
         "select name from sqlite_master where type in ('table', 'view')"
         " and name not like 'sqlite_%'"
     ).fetchall()
     return {row[0] for row in rows}
 
 
-def _refuse_foreign(db: sqlite_utils.Database, path: Path, current: int) -> None:
+def _refuse_foreign(conn: sqlite3.Connection, path: Path, current: int) -> None:
     """Refuse, untouched, a database that another application made.
 
     Ours is either empty (new) or has our tables; anything else (a ``users``
     table, a ``messages`` table of some other schema at version 0) belongs to
     someone else, and migrating it would add tables and switch it to WAL.
     """
-    from tui.core.store import StoreError
-
-    tables = _tables(db)
+    tables = _tables(conn)
     if (current == 0 and not tables) or (current > 0 and tables >= OUR_TABLES):
         return
     names = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")

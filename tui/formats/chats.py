@@ -86,45 +86,29 @@ def import_json(store: st.Store, data: Any) -> st.Conversation:
     for number, message in enumerate(messages, 1):
         _check_message(message, f"message {number}")
 
-    with store.transaction():
-        conv_id = (
-            store.db["conversations"]
-            .insert(
-                {
-                    "title": str(conv.get("title", "")),
-                    "persona": str(conv.get("persona", "assistant")),
-                    "model": str(conv.get("model", "")),
-                    "sampling": json.dumps(conv.get("sampling") or {}, allow_nan=False),
-                    "created_at": str(conv.get("created_at") or st.now()),
-                    "updated_at": str(conv.get("updated_at") or st.now()),
-                    "pinned": int(bool(conv.get("pinned"))),
-                    "archived": int(bool(conv.get("archived"))),
-                }
-            )
-            .last_pk
-        )
-        ids = []
-        for message in messages:
-            ids.append(
-                store.db["messages"]
-                .insert(
-                    {
-                        "conversation_id": conv_id,
-                        "role": message["role"],
-                        "content": clean_text(message["content"]),
-                        "status": message.get("status", st.COMPLETE),
-                        "created_at": str(message.get("created_at") or st.now()),
-                        "updated_at": str(message.get("updated_at") or st.now()),
-                        "model": str(message.get("model", "")),
-                        "meta": json.dumps(message.get("meta") or {}, allow_nan=False),
-                    }
-                )
-                .last_pk
-            )
-        start = conv.get("context_start_index")
-        if isinstance(start, int) and 0 <= start < len(ids):
-            store.db["conversations"].update(conv_id, {"context_start_id": ids[start]})
-    return store.get_conversation(conv_id)
+    chat = {
+        "title": str(conv.get("title", "")),
+        "persona": str(conv.get("persona", "assistant")),
+        "model": str(conv.get("model", "")),
+        "sampling": conv.get("sampling") or {},
+        "created_at": str(conv.get("created_at") or st.now()),
+        "updated_at": str(conv.get("updated_at") or st.now()),
+        "pinned": int(bool(conv.get("pinned"))),
+        "archived": int(bool(conv.get("archived"))),
+    }
+    rows = [
+        {
+            "role": message["role"],
+            "content": clean_text(message["content"]),
+            "status": message.get("status", st.COMPLETE),
+            "created_at": str(message.get("created_at") or st.now()),
+            "updated_at": str(message.get("updated_at") or st.now()),
+            "model": str(message.get("model", "")),
+            "meta": message.get("meta") or {},
+        }
+        for message in messages
+    ]
+    return store.import_chat(chat, rows, conv.get("context_start_index"))
 
 
 MAX_DEPTH = 32  # nesting of meta values: an export never comes near it
