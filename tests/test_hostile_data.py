@@ -242,7 +242,9 @@ async def test_deleting_a_streaming_chat_keeps_the_app(tmp_path: Path) -> None:
                 other.delete_conversation(chat)
                 other.close()
                 await wait_for(
-                    pilot, lambda: any("was deleted" in str(n.message) for n in app._notifications)
+                    pilot,
+                    lambda: any("was deleted" in str(n.message) for n in app._notifications),
+                    timeout=30,
                 )
             await wait_for(pilot, lambda: not app.runner.jobs, timeout=30)
             assert app.is_running and app.conversation_id != chat
