@@ -35,7 +35,6 @@ class Generate:
     persona: PersonaPrompt
     history: list[Turn]  # the chat so far, ending with the new user message
     sampling: dict[str, Any]
-    start: int = 0  # first history index the model still remembers (from the last turn)
     chat_id: int | None = None  # keeps one chat's cached state from being used for another
 
 

@@ -300,28 +300,6 @@ class PromptTooLong(Exception):
 # Where an over-long earlier answer was cut to fit the window (see PromptBuilder.build).
 CUT_MARK = "\n[…]\n"
 
-# Tokens kept free for the answer: at most this fraction of the window (see answer_reserve).
-RESERVE_DIVISOR = 4
-
-
-def answer_reserve(n_ctx: int, max_tokens: int) -> int:
-    """Tokens the history must leave free for the answer, in proportion to the window.
-
-    ``max_tokens`` when it is smaller than a quarter of the window, else a
-    quarter: a 512-token window with max_tokens 1024 keeps 128 for the
-    answer and 384 for the history (the answer may still grow into whatever
-    the prompt leaves free, up to the window's end). Shared by the local and
-    the remote engine so that both fit a chat the same way.
-    """
-    share = max(n_ctx // RESERVE_DIVISOR, 1)
-    return max(min(max_tokens, share) if max_tokens > 0 else share, 1)
-
-
-def prompt_budget(n_ctx: int, max_tokens: int, margin: int = 0) -> int:
-    """Tokens the prompt (persona + history) may take in a window of ``n_ctx``."""
-    return n_ctx - answer_reserve(n_ctx, max_tokens) - margin
-
-
 def cut_middle(text: str, keep: int) -> str:
     """``text`` with its middle replaced by :data:`CUT_MARK`, ``keep`` characters kept.
 
@@ -572,12 +550,3 @@ def _user_turn_at_or_after(history: Sequence[Turn], index: int) -> int:
             return i
     return max(len(history) - 1, 0)
 
-
-def clean_reply(text: str, persona: PersonaPrompt, mode: str) -> str:
-    """The answer as shown and stored: no leading space after ``Bob:``, no name echo."""
-    if mode == TRANSCRIPT:
-        text = text.lstrip(" ")
-        prefix = f"{persona.ai_name}:"
-        if text.startswith(prefix):
-            text = text[len(prefix) :].lstrip(" ")
-    return text.rstrip()
