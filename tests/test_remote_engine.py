@@ -49,12 +49,12 @@ from tui.core.sampling import Sampling
 from tui.engine.remote import (
     CHAT_MARGIN,
     RemoteEngine,
-    _kind_from_models,
-    _sse_events,
     estimate_tokens,
     sampling_fields,
     supported_settings,
 )
+from tui.engine.remote.discovery import _kind_from_models
+from tui.engine.remote.stream import _sse_events
 
 WAIT = 20  # seconds any one event may take
 KEY = "sk-test-7f3a9c0e5b"

@@ -300,6 +300,7 @@ class PromptTooLong(Exception):
 # Where an over-long earlier answer was cut to fit the window (see PromptBuilder.build).
 CUT_MARK = "\n[…]\n"
 
+
 def cut_middle(text: str, keep: int) -> str:
     """``text`` with its middle replaced by :data:`CUT_MARK`, ``keep`` characters kept.
 
@@ -549,4 +550,3 @@ def _user_turn_at_or_after(history: Sequence[Turn], index: int) -> int:
         if history[i].role == "user":
             return i
     return max(len(history) - 1, 0)
-

@@ -79,6 +79,29 @@ def answer_room(n_ctx: int, prompt_tokens: int, max_tokens: int, margin: int = 0
     return AnswerRoom(room, limit)
 
 
+def finish_reason(
+    space: AnswerRoom,
+    *,
+    at_limit: bool,
+    cancelled: bool = False,
+    capped: bool = False,
+    window_full: bool = False,
+) -> str:
+    """Why an answer ended, the same way for every engine.
+
+    ``at_limit``: it reached the limit asked for (the local engine counted
+    ``space.limit`` tokens; a server said ``finish_reason: length``).
+    ``window_full``: the engine saw the window fill before the limit.
+    """
+    if cancelled:
+        return FINISH_CANCELLED
+    if capped:
+        return FINISH_CAPPED
+    if at_limit:
+        return space.reason_at_limit(window_full)
+    return FINISH_STOP
+
+
 class ReplyFilter:
     """The answer's text as it streams: what may be shown, piece by piece.
 

@@ -33,10 +33,10 @@ from tui.core.prompt import BuiltPrompt, PromptBuilder, PromptFormat, PromptTooL
 from tui.core.sampling import Sampling
 from tui.core.turn_policy import (
     FINISH_CANCELLED,
-    FINISH_STOP,
     ReplyFilter,
     answer_room,
     clean_reply,
+    finish_reason,
     prompt_budget,
 )
 from tui.engine.local.kv_states import (
@@ -351,7 +351,8 @@ class ModelRunner(LiveKV):
         space = answer_room(n_ctx, len(prompt), sampling.max_tokens)
         reply = ReplyFilter(built.stops, built.mode)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        raw, count, reason = "", 0, FINISH_STOP
+        raw, count = "", 0
+        cancelled = at_limit = False
         first_token_at = 0.0
 
         tokens = self.llm.generate(
@@ -378,7 +379,7 @@ class ModelRunner(LiveKV):
                     first_token_at = time.monotonic()
                     self._set_abort(None)
                 if self.cancelled(job.job_id):
-                    reason = FINISH_CANCELLED
+                    cancelled = True
                     break
                 if token in self._eog:
                     break
@@ -393,21 +394,22 @@ class ModelRunner(LiveKV):
                     if reply.stopped:
                         break
                 if count >= space.limit:
-                    # The window is full (or nearly: the last token is never evaluated).
-                    reason = space.reason_at_limit()
+                    # max_tokens, or the window is full (nearly: the last token is never read).
+                    at_limit = True
                     break
         except RuntimeError:
             # llama_decode returns 2 when our abort callback stopped the prompt.
             if first_token_at or not self.cancelled(job.job_id):
                 raise
-            reason = FINISH_CANCELLED
+            cancelled = True
             self.llm._ctx.kv_cache_seq_rm(-1, self.llm.n_tokens, -1)
             self.llm._requires_eval = True
         finally:
             self._set_abort(None)
             tokens.close()
+        reason = finish_reason(space, at_limit=at_limit, cancelled=cancelled)
         tail = reply.finish() + decoder.decode(b"", final=True)
-        if tail and reason != FINISH_CANCELLED:
+        if tail and not cancelled:
             raw += tail
             self.send(TokenText(job.job_id, tail))
         ended = time.monotonic()
