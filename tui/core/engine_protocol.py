@@ -100,7 +100,7 @@ class TokenText:
 class GenerationFinished:
     job_id: int
     text: str  # the whole cleaned answer
-    reason: str  # "stop", "length", "context", "cancelled", "capped" (server sent too much)
+    reason: str  # one of tui.core.turn_policy.FINISH_REASONS ("stop", "length", "context"…)
     completion_tokens: int = 0
     seconds: float = 0.0
     prompt_tokens: int = 0
