@@ -4,7 +4,7 @@ Builds two chats (A and B) of about ``--history-tokens`` tokens each with
 SmolLM2 at n_ctx 2048, then alternates: A, A, B, B, A, A, ... The first turn
 after a switch is a *return* (the other chat's prompt is in the KV cache); the
 second is a *continuing* turn. The whole play runs three times through
-:class:`tui.engine.local.host.ModelRunner`: with its state cache in files (what
+:class:`tui.engine.local.model.ModelRunner`: with its state cache in files (what
 the app's engine does), in RAM, and turned off (every return re-reads the
 whole history).
 
@@ -39,7 +39,7 @@ from tui.core.engine_protocol import (  # noqa: E402
 from tui.core.models import default_model_path  # noqa: E402
 from tui.core.personas import load_library  # noqa: E402
 from tui.core.prompt import PersonaPrompt, Turn  # noqa: E402
-from tui.engine.local.host import ModelRunner  # noqa: E402
+from tui.engine.local.model import ModelRunner  # noqa: E402
 
 PASSAGES = {
     "A": "The garden behind the old mill grows beans, leeks and sunflowers; the gardener "

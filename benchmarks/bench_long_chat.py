@@ -1,6 +1,6 @@
 """A 300-turn chat with SmolLM2 at n_ctx 2048: does the time to first token stay flat?
 
-Plays one long conversation through :class:`tui.engine.local.host.ModelRunner`
+Plays one long conversation through :class:`tui.engine.local.model.ModelRunner`
 in-process (the same code the engine's child process runs) and prints the
 time to first token (TTFT) per turn, summarised: median, p95 and max, for
 ordinary turns and for the turns where the history was trimmed (marked
@@ -39,7 +39,7 @@ from tui.core.engine_protocol import (  # noqa: E402
 from tui.core.models import default_model_path  # noqa: E402
 from tui.core.personas import load_library  # noqa: E402
 from tui.core.prompt import PersonaPrompt, Turn  # noqa: E402
-from tui.engine.local.host import ModelRunner  # noqa: E402
+from tui.engine.local.model import ModelRunner  # noqa: E402
 
 TOPICS = [
     "the history of bread",
@@ -165,7 +165,7 @@ def main() -> None:
         events.clear()
         cpu_first.clear()
         cpu_start = time.process_time()
-        runner.generate(Generate(i + 1, persona, list(history), sampling, start))
+        runner.generate(Generate(i + 1, persona, list(history[start:]), sampling))
         end = events[-1]
         if isinstance(end, GenerationFailed):
             sys.exit(f"turn {i + 1} failed: {end.message}")
@@ -178,9 +178,9 @@ def main() -> None:
             prompt_tokens=begun.prompt_tokens,
             cached_tokens=begun.cached_tokens,
             completion_tokens=end.completion_tokens,
-            truncated=begun.start != start,
+            truncated=begun.start != 0,
             shifted=end.stats.get("shifted", 0),
-            start=begun.start,
+            start=start + begun.start,
         )
         stats.append(row)
         if args.verbose:
@@ -192,7 +192,7 @@ def main() -> None:
                 f"shifted {row.shifted:4d}  reply {row.completion_tokens:3d}  start {row.start}"
             )
         history.append(Turn("assistant", end.text or "OK."))
-        start = begun.start
+        start += begun.start
     total = time.monotonic() - started_at
 
     # What a truncation turn would cost without the context shift: read the
@@ -205,7 +205,7 @@ def main() -> None:
         events.clear()
         cpu_first.clear()
         cpu_start = time.process_time()
-        runner.generate(Generate(10**6, persona, list(history[:-1]), sampling, start))
+        runner.generate(Generate(10**6, persona, list(history[start:-1]), sampling))
         cold.append(events[-1].stats["ttft"])
         cold_cpu.append((cpu_first[0] if cpu_first else time.process_time()) - cpu_start)
 

@@ -48,7 +48,7 @@ from tui.core.engine_protocol import LoadModel  # noqa: E402
 from tui.core.models import default_model_path  # noqa: E402
 from tui.core.personas import load_library  # noqa: E402
 from tui.core.prompt import PersonaPrompt, PromptBuilder  # noqa: E402
-from tui.engine.local.host import ModelRunner  # noqa: E402
+from tui.engine.local.model import ModelRunner  # noqa: E402
 
 
 class FullReadBuilder(PromptBuilder):

@@ -117,7 +117,7 @@ def raw_server(config_dir: Path, prompt: str, max_tokens: int, threads: int | No
     from tui.core.personas import load_library
     from tui.core.prompt import PersonaPrompt, Turn
     from tui.core.sampling import Sampling
-    from tui.engine.local.host import ModelRunner
+    from tui.engine.local.model import ModelRunner
 
     events: list[object] = []
     runner = ModelRunner(events.append, lambda job_id: False)

@@ -105,7 +105,7 @@ def test_context_larger_than_the_model_supports_is_capped(model_path: Path) -> N
     import queue
 
     from tui.core.engine_protocol import LoadModel, ModelReady
-    from tui.engine.local.host import ModelRunner
+    from tui.engine.local.model import ModelRunner
 
     events: queue.Queue = queue.Queue()
     runner = ModelRunner(events.put, lambda job_id: False)

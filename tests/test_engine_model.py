@@ -48,7 +48,7 @@ class Harness:
     """A ModelRunner whose cancel predicate a test can steer."""
 
     def __init__(self, path: Path, **kwargs: Any) -> None:
-        from tui.engine.local.host import ModelRunner
+        from tui.engine.local.model import ModelRunner
 
         self.events: list[Any] = []
         self.cancel_if: Callable[[Any], bool] = lambda event: False
@@ -69,13 +69,11 @@ class Harness:
         limit = self.cancel_after_calls
         return self._cancel.is_set() or (limit is not None and self._calls > limit)
 
-    def run(
-        self, persona: PersonaPrompt, history: list[Turn], sampling: dict[str, Any], start: int = 0
-    ) -> Result:
+    def run(self, persona: PersonaPrompt, history: list[Turn], sampling: dict[str, Any]) -> Result:
         self.events.clear()
         self._cancel.clear()
         self._calls = 0
-        self.runner.generate(Generate(next(self._ids), persona, list(history), sampling, start))
+        self.runner.generate(Generate(next(self._ids), persona, list(history), sampling))
         self.cancel_if = lambda event: False
         self.cancel_after_calls = None
         started = next((e for e in self.events if isinstance(e, GenerationStarted)), None)
@@ -375,7 +373,7 @@ def test_state_cache_is_bounded(model_path: Path, personas: Any) -> None:
 
 
 def test_no_model_loaded_fails_cleanly() -> None:
-    from tui.engine.local.host import ModelRunner
+    from tui.engine.local.model import ModelRunner
 
     events: list[Any] = []
     runner = ModelRunner(events.append, lambda job_id: False, verbose=False)
@@ -390,7 +388,7 @@ def test_no_model_loaded_fails_cleanly() -> None:
 def saved(tokens: list[int], size: int = 10, n_keep: int = 2) -> Any:
     import numpy as np
 
-    from tui.engine.local.host import SavedState
+    from tui.engine.local.kv_states import SavedState
 
     return SavedState(np.asarray(tokens, dtype=np.intc), None, size, n_keep)
 
@@ -398,7 +396,7 @@ def saved(tokens: list[int], size: int = 10, n_keep: int = 2) -> Any:
 def test_state_cache_picks_the_longest_prefix_and_evicts_oldest() -> None:
     import numpy as np
 
-    from tui.engine.local.host import StateCache
+    from tui.engine.local.kv_states import StateCache
 
     cache = StateCache(max_entries=2, max_bytes=100)
     a, b = saved([1, 2, 3, 4, 5] + [10] * 20), saved([1, 2, 7, 8] + [20] * 20)
@@ -411,7 +409,7 @@ def test_state_cache_picks_the_longest_prefix_and_evicts_oldest() -> None:
 
 
 def test_state_cache_replaces_older_states_of_the_same_chat() -> None:
-    from tui.engine.local.host import StateCache
+    from tui.engine.local.kv_states import StateCache
 
     cache = StateCache(max_entries=4, max_bytes=100)
     persona = [1, 2]
@@ -427,7 +425,7 @@ def test_state_cache_replaces_older_states_of_the_same_chat() -> None:
 
 
 def test_state_cache_respects_the_byte_cap() -> None:
-    from tui.engine.local.host import StateCache
+    from tui.engine.local.kv_states import StateCache
 
     cache = StateCache(max_entries=10, max_bytes=25)
     assert not cache.put(saved([1, 2, 3], size=26))  # alone too big: not kept at all
@@ -440,7 +438,7 @@ def test_state_cache_in_files_round_trips_and_cleans_up(tmp_path: Path) -> None:
     import ctypes
     import os
 
-    from tui.engine.local.host import StateCache
+    from tui.engine.local.kv_states import StateCache
 
     cache = StateCache(max_entries=2, max_bytes=1000, directory=tmp_path)
     stale = tmp_path / "999999999"  # no such process
@@ -470,7 +468,7 @@ def test_state_cache_in_files_round_trips_and_cleans_up(tmp_path: Path) -> None:
 def test_state_cache_stays_in_ram_when_its_directory_is_unwritable(tmp_path: Path) -> None:
     import ctypes
 
-    from tui.engine.local.host import StateCache
+    from tui.engine.local.kv_states import StateCache
 
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the directory should be")
@@ -484,7 +482,7 @@ def test_state_cache_stays_in_ram_when_its_directory_is_unwritable(tmp_path: Pat
 def test_load_reports_progress_and_can_be_cancelled(model_path: Path) -> None:
     """llama.cpp's progress callback: ModelLoading events, and a cancelled load."""
     from tui.core.engine_protocol import LoadModel, ModelFailed, ModelLoading, ModelReady
-    from tui.engine.local.host import ModelRunner
+    from tui.engine.local.model import ModelRunner
 
     events: list = []
     runner = ModelRunner(events.append, lambda job_id: False, verbose=False)

@@ -16,10 +16,10 @@ import pytest
 from tests.remote_servers import Reply, ScriptedServer, StallReply, chat_chunk
 from tests.test_remote_engine import Recorder, connect, job, server, text_of  # noqa: F401
 from tui.core.engine_protocol import GenerationFailed, GenerationFinished, LoadModel, ModelFailed
-from tui.engine import remote
+from tui.engine.remote import discovery, stream
 
 MAX_TOKENS = 16
-CHAR_CAP = MAX_TOKENS * getattr(remote, "CHARS_PER_TOKEN", 64)  # 64: before it existed
+CHAR_CAP = MAX_TOKENS * getattr(stream, "CHARS_PER_TOKEN", 64)  # 64: before it existed
 
 
 @dataclass
@@ -134,7 +134,7 @@ def test_a_stalled_models_list_reports_the_real_timeout(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """/models waits at most METADATA_TIMEOUT, and the message says that, not the answer's."""
-    monkeypatch.setattr(remote, "METADATA_TIMEOUT", 0.5)
+    monkeypatch.setattr(discovery, "METADATA_TIMEOUT", 0.5)
     server.routes[("GET", "/v1/models")] = StallReply()
     engine, events = connect(server.base_url, timeout=30)
     engine.load(LoadModel("test"))

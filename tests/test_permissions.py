@@ -71,7 +71,7 @@ def test_every_path_the_app_creates_is_private(
 ) -> None:
     """Config, personas, data, database, log, KV states and exports under umask 000."""
     from tui.engine.local.client import _open_log
-    from tui.engine.local.host import SavedState, StateCache
+    from tui.engine.local.kv_states import SavedState, StateCache
 
     home = tmp_path / "home"  # nothing exists yet: the app creates every level
     monkeypatch.setenv("LLAMA_TUI_CONFIG_DIR", str(home / "cfg" / "llama-tui"))

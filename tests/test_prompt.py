@@ -19,9 +19,9 @@ from tui.core.prompt import (
     TemplateError,
     Turn,
     choose_mode,
-    clean_reply,
     render_chat,
 )
+from tui.core.turn_policy import clean_reply
 
 SEED_BOB_PROMPT = (
     "Transcript of a dialog, where the User interacts with an Assistant named Bob. Bob is "
@@ -179,7 +179,7 @@ def copy_without_chat_template(src: Path, dst: Path) -> None:
 
 def load_runner(path: Path) -> Any:
     from tui.core.engine_protocol import LoadModel, ModelReady
-    from tui.engine.local.host import ModelRunner
+    from tui.engine.local.model import ModelRunner
 
     events: list[Any] = []
     runner = ModelRunner(events.append, lambda job_id: False, verbose=False)

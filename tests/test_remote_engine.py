@@ -49,12 +49,12 @@ from tui.core.sampling import Sampling
 from tui.engine.remote import (
     CHAT_MARGIN,
     RemoteEngine,
-    _kind_from_models,
-    _sse_events,
     estimate_tokens,
     sampling_fields,
     supported_settings,
 )
+from tui.engine.remote.discovery import _kind_from_models
+from tui.engine.remote.stream import _sse_events
 
 WAIT = 20  # seconds any one event may take
 KEY = "sk-test-7f3a9c0e5b"
@@ -305,6 +305,25 @@ def test_transcript_persona_uses_completions_and_stops_at_user(
     (request,) = server.posts("/v1/completions")
     assert request.body["prompt"].endswith("User: How are you?\nBob:")
     assert "\nUser:" in request.body["stop"]
+
+
+def test_text_held_back_for_a_stop_string_is_kept_when_the_answer_ends(
+    server: ScriptedServer, connect
+) -> None:
+    """An answer ending in "#" (maybe the start of the stop "###") keeps the "#".
+
+    The held tail used to go through the stop scanner a second time and be
+    held again, so it was lost from both the stream and the stored answer.
+    """
+    server.routes[("POST", "/v1/chat/completions")] = StreamReply(
+        [chat_chunk("Use C#"), chat_chunk(None, "stop"), sse("[DONE]")]
+    )
+    engine, events = connect(server.base_url)
+    persona = PersonaPrompt("Be brief.", stop=["###"])
+    engine.generate(job(1, "Which language?", persona))
+    seen = events.until(GenerationFinished)
+    assert text_of(seen) == "Use C#"
+    assert seen[-1].text == "Use C#" and seen[-1].reason == "stop"
 
 
 def test_a_server_that_does_not_stream_is_still_understood(server: ScriptedServer, connect) -> None:

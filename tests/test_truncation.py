@@ -19,9 +19,8 @@ from tui.core.prompt import (
     PromptFormat,
     PromptTooLong,
     Turn,
-    answer_reserve,
-    prompt_budget,
 )
+from tui.core.turn_policy import answer_reserve, prompt_budget
 
 CHATML = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
@@ -346,7 +345,7 @@ def test_an_over_long_last_answer_is_cut_not_dropped() -> None:
 def harness(model_path: Path) -> Iterator[Any]:
     """SmolLM2 at n_ctx 512, in-process (``model_path`` skips cleanly without it)."""
     from tui.core.engine_protocol import LoadModel
-    from tui.engine.local.host import ModelRunner
+    from tui.engine.local.model import ModelRunner
 
     events: list[Any] = []
     runner = ModelRunner(events.append, lambda job_id: False, verbose=False)
@@ -372,7 +371,8 @@ def test_hundred_turns_at_n_ctx_512(harness: Any) -> None:
     for i in range(100):
         history.append(Turn("user", f"A fact about {TOPICS[i % 9]}? ({i})"))
         events.clear()
-        runner.generate(Generate(i, p, list(history), sampling, start))
+        # As the chat service does: the history begins where the last window began.
+        runner.generate(Generate(i, p, list(history[start:]), sampling))
         started = next(e for e in events if isinstance(e, GenerationStarted))
         finished = events[-1]
         assert isinstance(finished, GenerationFinished), finished
@@ -384,13 +384,13 @@ def test_hundred_turns_at_n_ctx_512(harness: Any) -> None:
         built = runner.last_built
         assert built.text.startswith(f"<|im_start|>system\n{p.system}<|im_end|>")
         assert list(runner.llm.input_ids[: built.n_keep]) == built.tokens[: built.n_keep]
-        truncated = started.start != start
+        truncated = started.start != 0
         rows.append((truncated, started, finished))
         if i > 0 and not truncated:
             # The whole previous prompt is reused from the KV cache.
             assert started.cached_tokens >= previous_prompt
         history.append(Turn("assistant", finished.text or "OK."))
-        start, previous_prompt = started.start, started.prompt_tokens
+        start, previous_prompt = start + started.start, started.prompt_tokens
     truncations = [r for r in rows if r[0]]
     # Dropped in chunks: a handful of truncations, not one per turn.
     assert 3 <= len(truncations) <= 25
@@ -406,7 +406,7 @@ def test_hundred_turns_at_n_ctx_512(harness: Any) -> None:
 
 def shift_planner() -> Any:
     """A ModelRunner without a model, for its shift arithmetic alone."""
-    from tui.engine.local.host import ModelRunner
+    from tui.engine.local.model import ModelRunner
 
     runner = ModelRunner(lambda event: None, lambda job_id: False, verbose=False)
     runner._can_shift = lambda: True  # type: ignore[method-assign]

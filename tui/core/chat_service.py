@@ -209,7 +209,6 @@ class ChatRunner:
             ),
             history=history,
             sampling=self.sampling_of(conversation).to_dict(),
-            start=0,  # the history begins with the remembered window, which never moves back
             chat_id=conversation_id,
         )
         self.engine.generate(job)

@@ -35,7 +35,6 @@ class Generate:
     persona: PersonaPrompt
     history: list[Turn]  # the chat so far, ending with the new user message
     sampling: dict[str, Any]
-    start: int = 0  # first history index the model still remembers (from the last turn)
     chat_id: int | None = None  # keeps one chat's cached state from being used for another
 
 
@@ -101,7 +100,7 @@ class TokenText:
 class GenerationFinished:
     job_id: int
     text: str  # the whole cleaned answer
-    reason: str  # "stop", "length", "context", "cancelled", "capped" (server sent too much)
+    reason: str  # one of tui.core.turn_policy.FINISH_REASONS ("stop", "length", "context"…)
     completion_tokens: int = 0
     seconds: float = 0.0
     prompt_tokens: int = 0

@@ -29,7 +29,6 @@ _SCALARS = {
     12: "d",
 }
 _STRING, _ARRAY = 8, 9
-_WANTED_ARRAYS: frozenset[str] = frozenset()  # we never need array values
 
 # general.file_type -> the quantisation name users know (llama.cpp's llama_ftype)
 FILE_TYPES = {

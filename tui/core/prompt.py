@@ -14,16 +14,11 @@ llama.cpp or Textual; token counting is passed in as a function.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import signal
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from functools import lru_cache
-from typing import Any
 
+from tui.core.chat_template import TemplateError, render_chat
 from tui.core.personas import Persona
 from tui.core.stops import transcript_stops
 
@@ -70,175 +65,6 @@ def choose_mode(persona_mode: str, chat_template: str | None) -> str:
     if persona_mode in (CHAT, TRANSCRIPT):
         return CHAT if persona_mode == CHAT and chat_template else TRANSCRIPT
     return CHAT if chat_template else TRANSCRIPT
-
-
-class TemplateError(Exception):
-    """The model's chat template could not be rendered."""
-
-
-def _raise(message: str) -> None:
-    raise TemplateError(f"the model's chat template refused this conversation: {message}")
-
-
-def _strftime_now(fmt: str) -> str:
-    return datetime.now().strftime(fmt)
-
-
-def _tojson(
-    value: Any,
-    ensure_ascii: bool = False,
-    indent: int | None = None,
-    separators: tuple[str, str] | None = None,
-    sort_keys: bool = False,
-) -> str:
-    """Transformers' (and llama-cpp-python's) ``tojson``: no HTML escaping, UTF-8 kept."""
-    return json.dumps(
-        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
-    )
-
-
-@lru_cache(maxsize=1)
-def _environment() -> Any:
-    """Jinja's sandbox, made on first use: the UI process never renders a template
-    (the engine does), so it does not pay for importing Jinja at start-up.
-
-    The same environment as llama-cpp-python's Jinja2ChatFormatter (itself
-    aligned with Transformers), so a template renders here exactly as it does
-    there.
-    """
-    import jinja2
-    import jinja2.ext
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    class IgnoreGenerationTags(jinja2.ext.Extension):
-        """Pass-through for Hugging Face's ``{% generation %}`` tag, as Transformers does."""
-
-        tags = {"generation"}
-
-        def parse(self, parser: Any) -> Any:
-            parser.stream.skip(1)
-            return parser.parse_statements(("name:endgeneration",), drop_needle=True)
-
-    from jinja2.exceptions import SecurityError
-
-    class BoundedSandbox(ImmutableSandboxedEnvironment):
-        """No operator may build a huge string or number (``"x" * 10**10``, ``9**9**9``)."""
-
-        intercepted_binops = frozenset({"*", "**"})
-
-        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-            if operator == "**" and (abs(_as_number(right)) > 64 or abs(_as_number(left)) > 2**64):
-                raise SecurityError("the power is too large")
-            if operator == "*":
-                sizes = [len(v) for v in (left, right) if isinstance(v, str | list | tuple)]
-                counts = [v for v in (left, right) if isinstance(v, int)]
-                if sizes and counts and sizes[0] * max(counts[0], 0) > _BIG:
-                    raise SecurityError("the repeated text is too long")
-            return super().call_binop(context, operator, left, right)
-
-    env = BoundedSandbox(
-        loader=jinja2.BaseLoader(),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-        extensions=[IgnoreGenerationTags, jinja2.ext.loopcontrols],
-    )
-    env.filters["tojson"] = _tojson
-    env.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
-    return env
-
-
-def _as_number(value: Any) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
-
-
-@lru_cache(maxsize=8)
-def _compile(template: str) -> Any:
-    """Compiling a template costs more than rendering it; a build renders it often."""
-    return _environment().from_string(template)
-
-
-RENDER_SECONDS = 5.0  # a chat template renders in milliseconds; an endless loop is stopped
-RENDER_CHARS = 4 * 1024 * 1024  # plus this much beyond the messages themselves
-_BIG = 1024 * 1024  # the longest string or list one template operator may build
-
-
-class _Overrun(Exception):
-    """A template ran past :data:`RENDER_SECONDS` (raised from SIGALRM)."""
-
-
-@contextlib.contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the block after ``seconds`` (main thread only, where signals land).
-
-    The local engine renders templates on its process's main thread; elsewhere
-    (a worker thread) only the size bounds apply.
-    """
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-        signal, "setitimer"
-    ):
-        yield
-        return
-
-    def overrun(_signum: int, _frame: Any) -> None:
-        raise _Overrun
-
-    previous = signal.signal(signal.SIGALRM, overrun)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def render_chat(
-    template: str,
-    turns: Sequence[Turn],
-    bos_token: str = "",
-    eos_token: str = "",
-    add_generation_prompt: bool = True,
-) -> str:
-    """Render ``turns`` with a GGUF chat template in Jinja's sandbox.
-
-    A hostile template cannot reach Python objects, files or imports: the
-    immutable sandbox refuses attribute access to internals. Message texts
-    are data to the template, never template code, so ``{{ 7*7 }}`` typed by
-    the user stays ``{{ 7*7 }}``.
-    """
-    limit = RENDER_CHARS + 2 * sum(len(t.content) for t in turns)
-    try:
-        with _time_limit(RENDER_SECONDS):
-            pieces = _compile(template).generate(
-                messages=[{"role": t.role, "content": t.content} for t in turns],
-                bos_token=bos_token,
-                eos_token=eos_token,
-                add_generation_prompt=add_generation_prompt,
-                # Passed as None, not left undefined: templates test `tools is not none`.
-                functions=None,
-                function_call=None,
-                tools=None,
-                tool_choice=None,
-            )
-            out, size = [], 0
-            for piece in pieces:
-                out.append(piece)
-                size += len(piece)
-                if size > limit:
-                    raise TemplateError(
-                        f"the model's chat template produced more than {limit} characters "
-                        "for this chat: it looks broken (an endless loop?)."
-                    )
-            return "".join(out)
-    except TemplateError:
-        raise
-    except (_Overrun, RecursionError, MemoryError):
-        raise TemplateError(
-            f"the model's chat template did not finish within {RENDER_SECONDS:g} s "
-            "(an endless loop?): choose a persona in transcript mode, or another model."
-        ) from None
-    except Exception as exc:  # a template can fail in many ways: TypeError, SecurityError…
-        raise TemplateError(f"the model's chat template failed: {exc}") from exc
 
 
 def render_transcript(persona: PersonaPrompt, turns: Sequence[Turn], open_reply: bool) -> str:
@@ -299,27 +125,6 @@ class PromptTooLong(Exception):
 
 # Where an over-long earlier answer was cut to fit the window (see PromptBuilder.build).
 CUT_MARK = "\n[…]\n"
-
-# Tokens kept free for the answer: at most this fraction of the window (see answer_reserve).
-RESERVE_DIVISOR = 4
-
-
-def answer_reserve(n_ctx: int, max_tokens: int) -> int:
-    """Tokens the history must leave free for the answer, in proportion to the window.
-
-    ``max_tokens`` when it is smaller than a quarter of the window, else a
-    quarter: a 512-token window with max_tokens 1024 keeps 128 for the
-    answer and 384 for the history (the answer may still grow into whatever
-    the prompt leaves free, up to the window's end). Shared by the local and
-    the remote engine so that both fit a chat the same way.
-    """
-    share = max(n_ctx // RESERVE_DIVISOR, 1)
-    return max(min(max_tokens, share) if max_tokens > 0 else share, 1)
-
-
-def prompt_budget(n_ctx: int, max_tokens: int, margin: int = 0) -> int:
-    """Tokens the prompt (persona + history) may take in a window of ``n_ctx``."""
-    return n_ctx - answer_reserve(n_ctx, max_tokens) - margin
 
 
 def cut_middle(text: str, keep: int) -> str:
@@ -571,13 +376,3 @@ def _user_turn_at_or_after(history: Sequence[Turn], index: int) -> int:
         if history[i].role == "user":
             return i
     return max(len(history) - 1, 0)
-
-
-def clean_reply(text: str, persona: PersonaPrompt, mode: str) -> str:
-    """The answer as shown and stored: no leading space after ``Bob:``, no name echo."""
-    if mode == TRANSCRIPT:
-        text = text.lstrip(" ")
-        prefix = f"{persona.ai_name}:"
-        if text.startswith(prefix):
-            text = text[len(prefix) :].lstrip(" ")
-    return text.rstrip()

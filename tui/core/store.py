@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tui.core import migrations, paths
+from tui.core.processes import pid_exists
 from tui.core.sanitize import clean_text
 from tui.core.store_errors import StoreError, open_problem, write_problem
 from tui.core.store_errors import describe as describe  # for the command line
@@ -374,7 +375,7 @@ class Store:
             writer = json.loads(row["meta"] or "{}").get("writer", "")
             host, _, pid = writer.rpartition(":")
             if host == HOSTNAME and pid.isdigit():
-                alive = _process_alive(int(pid))
+                alive = pid_exists(int(pid))
             else:
                 alive = row["updated_at"] >= stale
             if not alive:
@@ -394,18 +395,6 @@ HOSTNAME = socket.gethostname()
 def writer_id() -> str:
     """Who is writing an answer: ``host:pid`` (see :meth:`Store.recover_interrupted`)."""
     return f"{HOSTNAME}:{os.getpid()}"
-
-
-def _process_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:

@@ -102,7 +102,7 @@ class FakeEngine(Engine):
                 return
         with self._lock:
             n_ctx = int(job.sampling.get("n_ctx", 4096))
-            self._on_event(GenerationStarted(job.job_id, 10, n_ctx, job.start, "chat"))
+            self._on_event(GenerationStarted(job.job_id, 10, n_ctx, 0, "chat"))
             words = self.answer(job).split(" ")
             text, reason, started = "", "stop", time.monotonic()
             for index, word in enumerate(words):

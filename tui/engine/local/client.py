@@ -33,6 +33,7 @@ from tui.core.engine_protocol import (
     LoadModel,
     ModelFailed,
 )
+from tui.core.turn_policy import FINISH_CANCELLED
 
 CLOSE_GRACE = 0.5  # seconds the worker gets to stop by itself on close before it is killed
 
@@ -109,7 +110,7 @@ class LocalEngine(Engine):
             self._send(Cancel(job_id), respawn=False)
         elif self._on_event is not None:
             for job in ended:  # nothing is running them: they end now, as cancelled
-                self._on_event(GenerationFinished(job, "", "cancelled"))
+                self._on_event(GenerationFinished(job, "", FINISH_CANCELLED))
 
     def cancel_load(self) -> None:
         """Abandon the model load in progress (it ends with ModelFailed)."""

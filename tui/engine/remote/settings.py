@@ -1,0 +1,98 @@
+"""What a request to a server says: the sampling fields it knows, and token counts.
+
+See :mod:`tui.engine.remote` for how a persona reaches a server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tui.core.sampling import Sampling
+
+CHAT_MARGIN = 32  # tokens kept free for the server's real chat template
+
+# Used only to *count* chat-mode tokens: the server renders its own template.
+COUNTING_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+OPENAI_SETTINGS = frozenset(
+    {"temperature", "top_p", "presence_penalty", "frequency_penalty", "max_tokens", "seed"}
+)
+# n_ctx is honoured here (the chat's window is capped at it), whatever the server.
+_CLIENT_SIDE = frozenset({"n_ctx"})
+_EXTENSIONS: dict[str, frozenset[str]] = {
+    "llama.cpp": frozenset(
+        {
+            "top_k",
+            "min_p",
+            "typical_p",
+            "repeat_penalty",
+            "repeat_last_n",
+            "mirostat_mode",
+            "mirostat_tau",
+            "mirostat_eta",
+        }
+    ),
+    "llama-cpp-python": frozenset(
+        {"top_k", "min_p", "repeat_penalty", "mirostat_mode", "mirostat_tau", "mirostat_eta"}
+    ),
+    "vllm": frozenset({"top_k", "min_p", "repeat_penalty"}),
+}
+
+
+def supported_settings(kind: str) -> frozenset[str]:
+    """The sampling settings a server of ``kind`` acts on; the UI greys out the rest.
+
+    Plain OpenAI-style servers (and Ollama's OpenAI API) only know the
+    OpenAI fields; llama.cpp's server knows nearly all of llama.cpp's.
+    """
+    return OPENAI_SETTINGS | _CLIENT_SIDE | _EXTENSIONS.get(kind, frozenset())
+
+
+def sampling_fields(sampling: Sampling, kind: str) -> dict[str, Any]:
+    """The request fields for ``sampling`` on a server of ``kind`` (no max_tokens/stop).
+
+    Only fields the server knows are sent: OpenAI itself rejects unknown ones.
+    """
+    fields: dict[str, Any] = {
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "presence_penalty": sampling.presence_penalty,
+        "frequency_penalty": sampling.frequency_penalty,
+    }
+    if sampling.seed >= 0:
+        fields["seed"] = sampling.seed
+    extra = _EXTENSIONS.get(kind, frozenset())
+    if "top_k" in extra:
+        # vLLM disables top-k with -1 (older versions reject 0).
+        fields["top_k"] = -1 if kind == "vllm" and sampling.top_k <= 0 else sampling.top_k
+    if "min_p" in extra:
+        fields["min_p"] = sampling.min_p
+    if "typical_p" in extra:
+        fields["typical_p"] = sampling.typical_p
+    if "repeat_penalty" in extra:
+        name = "repetition_penalty" if kind == "vllm" else "repeat_penalty"
+        fields[name] = sampling.repeat_penalty
+    if "repeat_last_n" in extra:
+        fields["repeat_last_n"] = sampling.repeat_last_n
+    if "mirostat_mode" in extra:
+        name = "mirostat" if kind == "llama.cpp" else "mirostat_mode"
+        fields[name] = sampling.mirostat_mode
+        fields["mirostat_tau"] = sampling.mirostat_tau
+        fields["mirostat_eta"] = sampling.mirostat_eta
+    return fields
+
+
+def estimate_tokens(text: str) -> int:
+    """A deliberately high guess of the token count, for servers that cannot count.
+
+    One token per 3 bytes of UTF-8 (prose runs about 4 characters a token,
+    CJK about one a character), plus one per digit (Llama tokenizers split
+    numbers into digits), plus 8. Too high by about a third for English, so
+    a request stays inside the window; a server that still refuses one is
+    reported as "too long" with the advice to set the endpoint's n_ctx.
+    """
+    data = text.encode("utf-8")
+    return (len(data) + 2) // 3 + sum(ch.isdigit() for ch in text) + 8
