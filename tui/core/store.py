@@ -200,10 +200,14 @@ class Store:
         return self.get_conversation(conv_id)
 
     def get_conversation(self, conv_id: int) -> Conversation:
-        rows = self._query("select * from conversations where id = ?", [conv_id])
+        return _conversation(self._row("conversations", conv_id, "chat"))
+
+    def _row(self, table: str, row_id: int, noun: str) -> dict[str, Any]:
+        """One row by id; KeyError naming the ``noun`` when there is none."""
+        rows = self._query(f"select * from {table} where id = ?", [row_id])
         if not rows:
-            raise KeyError(f"no chat with id {conv_id}")
-        return _conversation(rows[0])
+            raise KeyError(f"no {noun} with id {row_id}")
+        return rows[0]
 
     def list_conversations(
         self, limit: int | None = None, archived: bool = False
@@ -320,10 +324,7 @@ class Store:
         return self._update("messages", msg_id, values)
 
     def get_message(self, msg_id: int) -> Message:
-        rows = self._query("select * from messages where id = ?", [msg_id])
-        if not rows:
-            raise KeyError(f"no message with id {msg_id}")
-        return _message(rows[0])
+        return _message(self._row("messages", msg_id, "message"))
 
     def messages(
         self, conv_id: int, since_id: int = 0, before_id: int | None = None
