@@ -166,6 +166,12 @@ class LlamaTUI(App[None]):
         self._engine_started = False
         # Set once the message box has the focus: keys typed before wait for it.
         self.input_ready = asyncio.Event()
+        self._hung_up = False  # SIGHUP or SIGTERM came: saving and exiting
+        self._old_handlers: dict[int, Any] = {}
+        self._loaded_model = ""  # the model the engine has ready ("" while none is)
+        # An F4 choice being loaded: (path, its chat, the chat's model before, runner's before).
+        self._switch: tuple[str, int | None, str, str] | None = None
+        self._cancelling_load = False
 
     def get_driver_class(self) -> type[Driver]:
         """In a real terminal: pastes whole, keys one at a time (tui.ui.terminal_input), and
@@ -193,12 +199,6 @@ class LlamaTUI(App[None]):
     def action_help_quit(self) -> None:
         """Ctrl+C: how to quit (Textual's own note is markup, which notify never takes)."""
         self.notify("Press Ctrl+Q (or F10) to quit.", title="Do you want to quit?")
-        self._hung_up = False  # SIGHUP or SIGTERM came: saving and exiting
-        self._old_handlers: dict[int, Any] = {}
-        self._loaded_model = ""  # the model the engine has ready ("" while none is)
-        # An F4 choice being loaded: (path, its chat, the chat's model before, runner's before).
-        self._switch: tuple[str, int | None, str, str] | None = None
-        self._cancelling_load = False
 
     @property
     def has_backend(self) -> bool:
