@@ -188,10 +188,10 @@ async def test_stop_key_cancels_and_keeps_partial_answer(tmp_path: Path) -> None
     async with app.run_test(size=SIZE) as pilot:
         await type_text(pilot, "go")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: bool(app.runner.jobs))
+        await wait_for(pilot, lambda: bool(app.service.jobs))
         await pilot.pause(0.2)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: not app.runner.jobs)
+        await wait_for(pilot, lambda: not app.service.jobs)
         (conv,) = app.store.list_conversations()
         answer = app.store.messages(conv.id)[1]
         assert answer.status == st.CANCELLED

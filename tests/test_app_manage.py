@@ -339,7 +339,7 @@ async def test_an_answer_unmounted_while_streaming_comes_back_whole(tmp_path: Pa
         await pilot.press("enter")
         await wait_for(pilot, lambda: "w20" in screen_text(app))
         view = app.query_one(ChatView)
-        answer_id = app.runner.job_for(app.conversation_id).message_id
+        answer_id = app.service.job_for(app.conversation_id).message_id
         view.focus()
         await pilot.press("home")
         await wait_for(pilot, lambda: view.box(answer_id) is None)  # unmounted while it streams
@@ -353,7 +353,7 @@ async def test_an_answer_unmounted_while_streaming_comes_back_whole(tmp_path: Pa
         streaming = box.query_one("StreamingAnswer")
         await wait_for(pilot, lambda: f"{shown.split()[-1]} w" in streaming.text)  # goes on
         await pilot.press("escape")  # stop it
-        await wait_for(pilot, lambda: not app.runner.jobs)
+        await wait_for(pilot, lambda: not app.service.jobs)
         await pilot.pause()
         saved = app.store.get_message(answer_id)
         assert saved.status == st.CANCELLED

@@ -1,4 +1,4 @@
-"""ChatRunner: the user's message is committed first; answers are saved as they stream."""
+"""ChatService: the user's message is committed first; answers are saved as they stream."""
 
 from __future__ import annotations
 
@@ -45,11 +45,11 @@ def store(tmp_path: Path) -> st.Store:
 
 
 @pytest.fixture
-def runner(store: st.Store) -> rn.ChatRunner:
-    return rn.ChatRunner(store, ManualEngine(), load_library(), "model.gguf")
+def runner(store: st.Store) -> rn.ChatService:
+    return rn.ChatService(store, ManualEngine(), load_library(), "model.gguf")
 
 
-def test_user_message_is_committed_before_generation(runner: rn.ChatRunner) -> None:
+def test_user_message_is_committed_before_generation(runner: rn.ChatService) -> None:
     conv = runner.new_conversation("bob")
     user, answer, job_id = runner.send(conv.id, "Hello there")
     # Another connection sees both rows before any token arrived.
@@ -68,7 +68,7 @@ def test_user_message_is_committed_before_generation(runner: rn.ChatRunner) -> N
 
 
 def test_streamed_text_is_flushed_periodically_and_finished(
-    runner: rn.ChatRunner, monkeypatch: pytest.MonkeyPatch
+    runner: rn.ChatService, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     conv = runner.new_conversation("assistant")
     _user, answer, job_id = runner.send(conv.id, "count")
@@ -85,7 +85,7 @@ def test_streamed_text_is_flushed_periodically_and_finished(
     assert runner.jobs == {}
 
 
-def test_cancel_keeps_the_partial_answer(runner: rn.ChatRunner) -> None:
+def test_cancel_keeps_the_partial_answer(runner: rn.ChatService) -> None:
     conv = runner.new_conversation("assistant")
     _user, answer, job_id = runner.send(conv.id, "tell me a story")
     runner.handle(TokenText(job_id, "Once upon"))
@@ -96,7 +96,7 @@ def test_cancel_keeps_the_partial_answer(runner: rn.ChatRunner) -> None:
     assert (final.content, final.status) == ("Once upon", st.CANCELLED)
 
 
-def test_failure_keeps_text_and_records_the_error(runner: rn.ChatRunner) -> None:
+def test_failure_keeps_text_and_records_the_error(runner: rn.ChatService) -> None:
     conv = runner.new_conversation("assistant")
     _user, answer, job_id = runner.send(conv.id, "hi")
     runner.handle(TokenText(job_id, "Hel"))
@@ -106,7 +106,7 @@ def test_failure_keeps_text_and_records_the_error(runner: rn.ChatRunner) -> None
     assert final.meta["error"] == "The inference process stopped"
 
 
-def test_one_answer_at_a_time_per_chat(runner: rn.ChatRunner) -> None:
+def test_one_answer_at_a_time_per_chat(runner: rn.ChatService) -> None:
     conv = runner.new_conversation("assistant")
     runner.send(conv.id, "first")
     with pytest.raises(rn.Busy):
@@ -116,7 +116,7 @@ def test_one_answer_at_a_time_per_chat(runner: rn.ChatRunner) -> None:
     assert len(runner.engine.jobs) == 2
 
 
-def test_history_skips_empty_answers_and_merges_roles(runner: rn.ChatRunner) -> None:
+def test_history_skips_empty_answers_and_merges_roles(runner: rn.ChatService) -> None:
     conv = runner.new_conversation("assistant")
     _u, answer, job_id = runner.send(conv.id, "first try")
     runner.handle(GenerationFailed(job_id, "boom"))  # no text: left out
@@ -125,7 +125,7 @@ def test_history_skips_empty_answers_and_merges_roles(runner: rn.ChatRunner) -> 
     assert [(t.role, t.content) for t in history] == [("user", "first try\n\nsecond try")]
 
 
-def test_context_start_is_remembered_between_turns(runner: rn.ChatRunner) -> None:
+def test_context_start_is_remembered_between_turns(runner: rn.ChatService) -> None:
     conv = runner.new_conversation("assistant")
     for text in ("a", "b", "c"):
         _u, _a, job_id = runner.send(conv.id, text)
@@ -145,7 +145,7 @@ def test_context_start_is_remembered_between_turns(runner: rn.ChatRunner) -> Non
 
 def test_greeting_becomes_first_message(tmp_path: Path, store: st.Store) -> None:
     (tmp_path / "greeter.toml").write_text('name = "G"\ngreeting = "Hi {{user}}!"\n')
-    runner = rn.ChatRunner(store, ManualEngine(), load_library(user_dir=tmp_path), "m")
+    runner = rn.ChatService(store, ManualEngine(), load_library(user_dir=tmp_path), "m")
     conv = runner.new_conversation("greeter")
     assert [m.content for m in store.messages(conv.id)] == ["Hi User!"]
 
@@ -154,7 +154,7 @@ def test_fake_engine_streams_through_the_runner(store: st.Store) -> None:
     events: queue.Queue = queue.Queue()
     engine = FakeEngine()
     engine.start(events.put)
-    runner = rn.ChatRunner(store, engine, load_library(), "fake")
+    runner = rn.ChatService(store, engine, load_library(), "fake")
     conv = runner.new_conversation("assistant")
     _u, answer, _job = runner.send(conv.id, "ping")
     while runner.jobs:
@@ -162,7 +162,7 @@ def test_fake_engine_streams_through_the_runner(store: st.Store) -> None:
     assert store.get_message(answer.id).content == "You said: ping"
 
 
-def test_terminal_escapes_never_reach_the_store(runner: rn.ChatRunner) -> None:
+def test_terminal_escapes_never_reach_the_store(runner: rn.ChatService) -> None:
     conv = runner.new_conversation("assistant")
     user, _a, job_id = runner.send(conv.id, "hi\x1b[2J\x1b]52;c;ZXZpbA==\x07 there")
     runner.handle(TokenText(job_id, "ok\x1b[31m red"))
@@ -171,11 +171,11 @@ def test_terminal_escapes_never_reach_the_store(runner: rn.ChatRunner) -> None:
     assert "\x1b" not in runner.store.messages(conv.id)[1].content
 
 
-def finish(runner: rn.ChatRunner, job_id: int, text: str) -> None:
+def finish(runner: rn.ChatService, job_id: int, text: str) -> None:
     runner.handle(GenerationFinished(job_id, text, "stop", 3, 0.1, 20, 512))
 
 
-def test_regenerate_keeps_earlier_answers_reachable(runner: rn.ChatRunner) -> None:
+def test_regenerate_keeps_earlier_answers_reachable(runner: rn.ChatService) -> None:
     conv = runner.new_conversation("assistant")
     _u, first, job_id = runner.send(conv.id, "a joke please")
     finish(runner, job_id, "first joke")
@@ -191,7 +191,7 @@ def test_regenerate_keeps_earlier_answers_reachable(runner: rn.ChatRunner) -> No
     assert runner.cycle_version(second.id).content == "second joke"
 
 
-def test_versions_keep_their_numbers_as_they_cycle(runner: rn.ChatRunner) -> None:
+def test_versions_keep_their_numbers_as_they_cycle(runner: rn.ChatService) -> None:
     """`3 versions (v)` never said which one was shown: each version keeps its number."""
     conv = runner.new_conversation("assistant")
     _u, answer, job_id = runner.send(conv.id, "a joke please")
@@ -213,13 +213,13 @@ def test_versions_keep_their_numbers_as_they_cycle(runner: rn.ChatRunner) -> Non
     assert sorted(v["meta"]["version"] for v in newest.meta["alternatives"]) == [1, 2, 3]
 
 
-def test_regenerate_needs_an_answer(runner: rn.ChatRunner) -> None:
+def test_regenerate_needs_an_answer(runner: rn.ChatService) -> None:
     conv = runner.new_conversation("assistant")
     with pytest.raises(ValueError, match="no answer"):
         runner.regenerate(conv.id)
 
 
-def test_edit_and_resend_replaces_the_rest_of_the_chat(runner: rn.ChatRunner) -> None:
+def test_edit_and_resend_replaces_the_rest_of_the_chat(runner: rn.ChatService) -> None:
     conv = runner.new_conversation("assistant")
     user, _a, job_id = runner.send(conv.id, "capital of Frnace?")
     finish(runner, job_id, "what?")
