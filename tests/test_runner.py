@@ -1,8 +1,12 @@
-"""ChatService: the user's message is committed first; answers are saved as they stream."""
+"""ChatService: the user's message is committed first; answers are saved as they stream;
+chats are deleted (with an undo copy), restored and exported in one place for the TUI and the CLI.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import queue
+import stat
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,7 @@ from tui.core.engine_protocol import (
 )
 from tui.core.personas import load_library
 from tui.engine.fake import FakeEngine
+from tui.formats import chats as chat_formats
 
 
 class ManualEngine:
@@ -232,3 +237,140 @@ def test_edit_and_resend_replaces_the_rest_of_the_chat(runner: rn.ChatService) -
         ("assistant", ""),
     ]
     assert [t.content for t in runner.engine.jobs[-1].history] == ["capital of France?"]
+
+
+# --- what handle() says changed -------------------------------------------------------
+
+
+def test_handle_returns_the_answer_as_saved(runner: rn.ChatService) -> None:
+    """The UI shows what handle() returns: it must be what the store now holds."""
+    conv = runner.new_conversation("assistant")
+    for text in ("a", "b"):
+        _u, _a, job_id = runner.send(conv.id, text)
+        finish(runner, job_id, f"answer {text}")
+    _u, answer, job_id = runner.send(conv.id, "c")
+    started = runner.handle(GenerationStarted(job_id, 100, 512, 2, "chat"))
+    assert started is not None and started.message is None
+    assert started.job.context_start_id == runner.store.get_conversation(conv.id).context_start_id
+    assert started.job.context_start_id is not None  # the window moved: two turns dropped
+    piece = runner.handle(TokenText(job_id, "par\x1b[31mtial"))
+    assert piece is not None and piece.text == "partial"  # cleaned, as saved
+    done = runner.handle(GenerationFinished(job_id, "whole answer", "context", 3, 0.1, 20, 512))
+    assert done is not None and done.message is not None
+    saved = runner.store.get_message(answer.id)
+    assert dataclasses.replace(done.message, updated_at="") == dataclasses.replace(
+        saved, updated_at=""
+    )
+    assert saved.content.endswith(rn.CONTEXT_LIMIT_NOTE)
+
+    _u, failed, job_id = runner.send(conv.id, "d")
+    runner.handle(TokenText(job_id, "half"))
+    ended = runner.handle(GenerationFailed(job_id, "boom"))
+    assert ended is not None and ended.message is not None
+    saved = runner.store.get_message(failed.id)
+    assert (ended.message.content, ended.message.status, ended.message.meta) == (
+        saved.content,
+        saved.status,
+        saved.meta,
+    )
+    assert runner.handle(TokenText(job_id, "late")) is None  # not a job of ours any more
+
+
+def test_an_answer_whose_chat_was_deleted_ends_without_a_message(
+    runner: rn.ChatService,
+) -> None:
+    conv = runner.new_conversation("assistant")
+    _u, _a, job_id = runner.send(conv.id, "hi")
+    runner.store.delete_conversation(conv.id)  # e.g. by `llama-tui chats delete`
+    change = runner.handle(GenerationFinished(job_id, "too late", "stop"))
+    assert change is not None and change.job.gone and change.message is None
+
+
+# --- chat delete, undo and export: one place for the TUI and the CLI --------------------
+
+
+@pytest.fixture
+def service(store: st.Store) -> rn.ChatService:
+    return rn.ChatService(store, ManualEngine(), load_library(), "m.gguf", formats=chat_formats)
+
+
+def test_delete_stops_the_answer_and_undo_brings_the_chat_back(service: rn.ChatService) -> None:
+    conv = service.new_conversation("bob")
+    _u, _a, job_id = service.send(conv.id, "precious words")
+    finish(service, job_id, "kept too")
+    service.store.update_conversation(conv.id, title="Mine", pinned=1, sampling={"top_k": 7})
+    _u, _a, streaming = service.send(conv.id, "and more")
+
+    deleted = service.delete_chat(conv.id)
+    assert deleted.title == "Mine"
+    assert service.engine.cancelled == [streaming]  # its answer is stopped
+    assert service.store.list_conversations() == []
+
+    restored = service.undo_delete()
+    assert restored is not None
+    assert (restored.title, restored.persona, restored.pinned) == ("Mine", "bob", True)
+    assert restored.sampling == {"top_k": 7}
+    contents = [m.content for m in service.store.messages(restored.id)]
+    assert contents == ["precious words", "kept too", "and more", ""]
+    assert service.undo_delete() is None  # one copy, used once
+
+
+def test_a_failed_restore_keeps_the_undo_copy(
+    service: rn.ChatService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conv = service.new_conversation("assistant")
+    service.store.add_message(conv.id, "user", "keep me")
+    service.delete_chat(conv.id)
+
+    def refused(store: st.Store, data: object) -> st.Conversation:
+        raise st.StoreError("the disk is full")
+
+    monkeypatch.setattr(chat_formats, "import_json", refused)
+    with pytest.raises(st.StoreError):
+        service.undo_delete()
+    monkeypatch.undo()
+    restored = service.undo_delete()  # the copy was kept: a second try works
+    assert restored is not None
+    assert [m.content for m in service.store.messages(restored.id)] == ["keep me"]
+
+
+def test_delete_without_a_copy_and_of_a_missing_chat(service: rn.ChatService) -> None:
+    conv = service.new_conversation("assistant")
+    service.delete_chat(conv.id, keep_copy=False)  # the command line: no undo after it exits
+    assert service.undo_delete() is None
+    with pytest.raises(KeyError):
+        service.delete_chat(conv.id)
+    assert service.deleted == []  # nothing deleted, nothing to undo
+
+
+def test_export_writes_a_private_file_in_either_format(
+    service: rn.ChatService, tmp_path: Path
+) -> None:
+    conv = service.new_conversation("bob")
+    _u, _a, job_id = service.send(conv.id, "a private matter")
+    finish(service, job_id, "indeed")
+    md, js = tmp_path / "chat.md", tmp_path / "chat.json"
+    md.write_text("old")
+    md.chmod(0o644)  # an existing file readable by others becomes private too
+    assert service.export_chat(conv.id, md, "md") == md
+    assert service.export_chat(conv.id, js, "json") == js
+    for path in (md, js):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    text = md.read_text()
+    assert "a private matter" in text and "Bob" in text  # the persona's AI name
+    data = chat_formats.loads(js.read_text())
+    assert js.read_text().endswith("}\n")
+    again = chat_formats.import_json(service.store, data)
+    assert [m.content for m in service.store.messages(again.id)] == ["a private matter", "indeed"]
+    with pytest.raises(ValueError):
+        service.render_chat(conv.id, "html")
+
+
+def test_a_service_without_formats_keeps_no_copy_and_exports_nothing(
+    runner: rn.ChatService,
+) -> None:
+    conv = runner.new_conversation("assistant")
+    with pytest.raises(RuntimeError):
+        runner.render_chat(conv.id)
+    runner.delete_chat(conv.id)
+    assert runner.undo_delete() is None

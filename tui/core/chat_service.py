@@ -158,7 +158,7 @@ class ChatService:
         return conversation
 
     def undo_delete(self) -> st.Conversation | None:
-        """Bring back the chat deleted last (a new id); None if there is none to bring back."""
+        """Bring back the chat deleted last; None if there is none to bring back."""
         if not self.deleted or self.formats is None:
             return None
         copy = self.deleted.pop()
