@@ -29,9 +29,7 @@ from textual.widgets import Footer
 from tui.core import store as st
 from tui.core.chat_service import Busy, ChatService
 from tui.core.endpoints import Endpoint
-from tui.core.engine_protocol import (
-    Engine,
-)
+from tui.core.engine_protocol import Engine
 from tui.core.models import display_name
 from tui.core.personas import PersonaLibrary
 from tui.engine.batching import TokenBatcher

@@ -16,9 +16,7 @@ from textual.widgets import OptionList
 
 from tui.core import store as st
 from tui.core.chat_service import Busy, ChatService
-from tui.core.engine_protocol import (
-    Engine,
-)
+from tui.core.engine_protocol import Engine
 from tui.core.models import display_name
 from tui.core.personas import PersonaLibrary
 from tui.ui.screens.confirm import ConfirmScreen

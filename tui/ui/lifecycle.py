@@ -17,9 +17,7 @@ from textual.timer import Timer
 
 from tui.core import store as st
 from tui.core.chat_service import ChatService
-from tui.core.engine_protocol import (
-    Engine,
-)
+from tui.core.engine_protocol import Engine
 from tui.core.personas import PersonaLibrary
 from tui.ui.terminal import STOPPING, TERMINAL_GONE
 

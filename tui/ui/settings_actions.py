@@ -11,9 +11,7 @@ from textual.app import App
 
 from tui.core import store as st
 from tui.core.chat_service import ChatService
-from tui.core.engine_protocol import (
-    Engine,
-)
+from tui.core.engine_protocol import Engine
 from tui.core.models import display_name
 from tui.core.personas import PersonaLibrary, save_persona
 from tui.core.sampling import SPEC, Sampling
