@@ -28,7 +28,7 @@ if os.environ.get("LLAMA_TUI_FAKE_WORKER") == "1" and "tui.engine.local.host" in
         ModelReady,
         TokenText,
     )
-    from tui.engine import worker
+    from tui.engine.local import host as worker
 
     class ScriptedRunner(worker.ModelRunner):
         def load(self, request):  # type: ignore[override]
