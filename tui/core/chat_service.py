@@ -2,10 +2,10 @@
 
 The TUI and the command line both use :class:`ChatService`: it creates,
 deletes (with an undo copy), restores and exports chats, and runs their
-turns. It guarantees the "nothing is lost" rules: the user's message is committed before generation
-starts, the answer is saved as it streams (at most every
-:data:`FLUSH_INTERVAL` seconds, so a crash loses at most that much), and a
-cancelled or failed answer keeps the text it had.
+turns. It guarantees the "nothing is lost" rules: the user's message is
+committed before generation starts, the answer is saved as it streams (at
+most every :data:`FLUSH_INTERVAL` seconds, so a crash loses at most that
+much), and a cancelled or failed answer keeps the text it had.
 
 All methods must be called from one thread (the UI thread); engine events
 reach it through :meth:`handle`, which says what changed, so that a screen
