@@ -33,6 +33,7 @@ from tui.core.engine_protocol import (
     ModelFailed,
     ModelLoading,
     ModelReady,
+    TokenText,
 )
 from tui.core.models import display_name
 from tui.core.personas import PersonaLibrary
@@ -99,8 +100,11 @@ class EngineEvents(App[None]):
         self._paint_timer = None
         self._painted_at = time.monotonic()
         text = self.batcher.take(job_id)
-        if not text or self._hung_up:
-            return
+        if text and not self._hung_up:
+            await self._add_text(job_id, text)
+
+    async def _add_text(self, job_id: int, text: str) -> None:
+        """Streamed text: to the service (which saves it in time), then to the screen."""
         change = self.service.add_text(job_id, text)
         if change is None:
             return
@@ -124,6 +128,9 @@ class EngineEvents(App[None]):
             return  # saved as interrupted: a late "cancelled" must not overwrite that
         if isinstance(event, TokensReady):
             await self._tokens_ready(event.job_id)
+            return
+        if isinstance(event, TokenText):  # not through a batcher (the app's own merges them)
+            await self._add_text(event.job_id, event.text)
             return
         if isinstance(event, GenerationFinished | GenerationFailed):
             await self._paint(event.job_id)  # the last tokens first
