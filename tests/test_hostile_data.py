@@ -218,7 +218,7 @@ def test_runner_stops_the_job_of_a_chat_deleted_elsewhere(tmp_path: Path) -> Non
     job = runner.jobs[job_id]
     job.flushed_at = 0  # the next piece is saved
     gone = runner.handle(TokenText(job_id, " more"))
-    assert gone is not None and gone.gone
+    assert gone is not None and gone.job.gone
     assert job_id not in runner.jobs and engine.cancelled == [job_id]
     assert runner.handle(GenerationFinished(job_id, "x", "cancelled")) is None
 
@@ -323,7 +323,7 @@ def test_a_chat_template_is_bounded_in_time_and_size(template: str, said: str) -
     """Rendered as the engine does, on a process's main thread; the test waits 60 s at most."""
     script = (
         "import sys\n"
-        "from tui import prompt\n"
+        "from tui.core import prompt\n"
         "prompt.RENDER_SECONDS = 1.0\n"
         "try:\n"
         "    prompt.render_chat(sys.argv[1], [prompt.Turn('user', 'y' * 1000)])\n"
