@@ -3,7 +3,7 @@
 Two costs grow with a chat's length unless they are bounded:
 
 - **history**: the UI reads the chat's messages and sends the turns to the
-  engine (``ChatRunner.history`` and the pickle that crosses the pipe);
+  engine (``ChatService.history`` and the pickle that crosses the pipe);
 - **window**: the engine renders and tokenizes the turns to find the window
   that fits the context (``PromptBuilder.build``, with SmolLM2's tokenizer).
 
@@ -43,7 +43,7 @@ from make_big_db import benchmark_db  # noqa: E402
 from ptyapp import machine, summary  # noqa: E402
 
 from tui.core import store as st  # noqa: E402
-from tui.core.chat_service import ChatRunner  # noqa: E402
+from tui.core.chat_service import ChatService  # noqa: E402
 from tui.core.engine_protocol import LoadModel  # noqa: E402
 from tui.core.models import default_model_path  # noqa: E402
 from tui.core.personas import load_library  # noqa: E402
@@ -58,7 +58,7 @@ class FullReadBuilder(PromptBuilder):
         return None
 
 
-def full_history(runner: ChatRunner, conversation: st.Conversation) -> tuple[list, list]:
+def full_history(runner: ChatService, conversation: st.Conversation) -> tuple[list, list]:
     """The baseline: the whole chat, whatever window is stored."""
     return runner.history(dataclasses.replace(conversation, context_start_id=None), upto=2**62)
 
@@ -76,7 +76,7 @@ def main() -> None:
         a.backup(b)
     store = st.Store(db)
     chat_id = info["long_chat_id"]
-    runner = ChatRunner.__new__(ChatRunner)  # only its history(): no engine, no personas
+    runner = ChatService.__new__(ChatService)  # only its history(): no engine, no personas
     runner.store = store
 
     devnull = os.open(os.devnull, os.O_WRONLY)

@@ -161,7 +161,7 @@ async def scroll_keys(app: LlamaTUI, pilot, first_text: str) -> dict[str, list[f
 async def stream_into(app: LlamaTUI, pilot, conv_id: int | None) -> tuple[float, float, int]:
     """Stream STREAM_ANSWER (word by word, no delay); seconds, UI CPU seconds, tokens."""
     if conv_id is None:
-        conv = app.runner.new_conversation("assistant")
+        conv = app.service.new_conversation("assistant")
         conv_id = conv.id
     await app.open_conversation(conv_id)
     await pilot.pause()
@@ -176,7 +176,7 @@ async def stream_into(app: LlamaTUI, pilot, conv_id: int | None) -> tuple[float,
 
     def done() -> bool:
         msgs = app.store.messages(conv_id)
-        return len(msgs) >= before + 2 and msgs[-1].status == "complete" and not app.runner.jobs
+        return len(msgs) >= before + 2 and msgs[-1].status == "complete" and not app.service.jobs
 
     await until(done, timeout=120, step=0.01)
     await pilot.pause()

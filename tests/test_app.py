@@ -11,6 +11,7 @@ import pytest
 
 from tests.uihelpers import SIZE, make_app, screen_text, type_text, wait_for
 from tui.core import store as st
+from tui.core.engine_protocol import GenerationFinished, GenerationStarted, TokenText
 from tui.engine.fake import FakeEngine
 from tui.engine.local.client import LocalEngine
 from tui.ui.widgets.chat_list import ChatList
@@ -188,10 +189,10 @@ async def test_stop_key_cancels_and_keeps_partial_answer(tmp_path: Path) -> None
     async with app.run_test(size=SIZE) as pilot:
         await type_text(pilot, "go")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: bool(app.runner.jobs))
+        await wait_for(pilot, lambda: bool(app.service.jobs))
         await pilot.pause(0.2)
         await pilot.press("escape")
-        await wait_for(pilot, lambda: not app.runner.jobs)
+        await wait_for(pilot, lambda: not app.service.jobs)
         (conv,) = app.store.list_conversations()
         answer = app.store.messages(conv.id)[1]
         assert answer.status == st.CANCELLED
@@ -257,3 +258,39 @@ async def test_text_for_a_box_not_built_yet_is_kept_not_lost_or_fatal() -> None:
     assert streaming.text == "Hello there"
     await box.finish(replace(answer, content="Hello world!", status=st.COMPLETE))
     assert box.message.status == st.COMPLETE
+
+
+async def test_streamed_text_is_painted_directly_and_nothing_is_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batched text goes one way (batcher → paint → service → screen), and the end of an
+    answer is shown from what the service returns, not read back from the database."""
+    engine = FakeEngine(answer=lambda job: " ".join(["word"] * 60), delay=0.005)
+    app = make_app(tmp_path, engine)
+    handled: list[type] = []
+    reads: list[int] = []
+    async with app.run_test(size=SIZE) as pilot:
+        handle, get_message = app.service.handle, app.store.get_message
+
+        def recording_handle(event):
+            handled.append(type(event))
+            if isinstance(event, GenerationStarted):
+                reads.clear()  # sending read the new rows back (the store's own add_message)
+            return handle(event)
+
+        def counting_get_message(message_id: int) -> st.Message:
+            reads.append(message_id)
+            return get_message(message_id)
+
+        monkeypatch.setattr(app.service, "handle", recording_handle)
+        monkeypatch.setattr(app.store, "get_message", counting_get_message)
+        await type_text(pilot, "go")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: len(complete_answers(app)) == 1, timeout=30)
+        await pilot.pause()
+        assert "word word" in screen_text(app)
+    assert GenerationStarted in handled and GenerationFinished in handled
+    assert TokenText not in handled  # painted straight from the batcher, not re-posted
+    assert reads == []  # the answer's end came from the service, not the database
+    (answer,) = complete_answers(app)
+    assert answer.content == " ".join(["word"] * 60)

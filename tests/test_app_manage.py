@@ -26,6 +26,10 @@ def answers(app, status: str = st.COMPLETE) -> list[st.Message]:
     ]
 
 
+def notified(app, text: str) -> bool:
+    return any(text in str(n.message) for n in app._notifications)
+
+
 async def say(pilot, app, text: str) -> None:
     before = len(answers(app))
     await type_text(pilot, text)
@@ -87,6 +91,46 @@ async def test_delete_asks_first_and_can_be_undone(tmp_path: Path) -> None:
         (restored,) = app.store.list_conversations()
         contents = [m.content for m in app.store.messages(restored.id)]
         assert contents == ["precious words", "You said: precious words"]
+
+
+async def test_a_refused_delete_or_undo_is_a_notification(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database refusing (locked, read-only, full) must not crash the app or lose the copy."""
+    app = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await say(pilot, app, "precious words")
+        chat = app.conversation_id
+        delete_conversation = app.store.delete_conversation
+
+        def refused(conv_id: int) -> None:
+            raise st.StoreError("Cannot write the chat database: it is locked.")
+
+        monkeypatch.setattr(app.store, "delete_conversation", refused)
+        app.action_delete_chat()
+        await wait_for(pilot, lambda: "Delete the chat" in screen_text(app))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: notified(app, "it is locked"))
+        assert app.is_running and app.conversation_id == chat
+        assert app.service.deleted == []  # nothing was deleted: nothing to undo
+
+        monkeypatch.setattr(app.store, "delete_conversation", delete_conversation)
+        app.action_delete_chat()
+        await wait_for(pilot, lambda: "Delete the chat" in screen_text(app))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: app.store.list_conversations() == [])
+        import_json = app.service.formats.import_json
+
+        def import_refused(store: st.Store, data: object) -> st.Conversation:
+            raise st.StoreError("Cannot write the chat database: the disk is full.")
+
+        monkeypatch.setattr(app.service.formats, "import_json", import_refused)
+        await app.action_undo_delete()
+        await wait_for(pilot, lambda: notified(app, "the disk is full"))
+        assert app.is_running and len(app.service.deleted) == 1  # the copy is kept
+        monkeypatch.setattr(app.service.formats, "import_json", import_json)
+        await app.action_undo_delete()
+        await wait_for(pilot, lambda: len(app.store.list_conversations()) == 1)
 
 
 async def test_search_jumps_to_the_message(tmp_path: Path) -> None:
@@ -339,7 +383,7 @@ async def test_an_answer_unmounted_while_streaming_comes_back_whole(tmp_path: Pa
         await pilot.press("enter")
         await wait_for(pilot, lambda: "w20" in screen_text(app))
         view = app.query_one(ChatView)
-        answer_id = app.runner.job_for(app.conversation_id).message_id
+        answer_id = app.service.job_for(app.conversation_id).message_id
         view.focus()
         await pilot.press("home")
         await wait_for(pilot, lambda: view.box(answer_id) is None)  # unmounted while it streams
@@ -353,7 +397,7 @@ async def test_an_answer_unmounted_while_streaming_comes_back_whole(tmp_path: Pa
         streaming = box.query_one("StreamingAnswer")
         await wait_for(pilot, lambda: f"{shown.split()[-1]} w" in streaming.text)  # goes on
         await pilot.press("escape")  # stop it
-        await wait_for(pilot, lambda: not app.runner.jobs)
+        await wait_for(pilot, lambda: not app.service.jobs)
         await pilot.pause()
         saved = app.store.get_message(answer_id)
         assert saved.status == st.CANCELLED

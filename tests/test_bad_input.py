@@ -78,9 +78,9 @@ async def test_full_disk_while_streaming_is_reported_once(tmp_path: Path) -> Non
     async with app.run_test(size=SIZE) as pilot:
         await type_text(pilot, "go")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: bool(app.runner.jobs))
+        await wait_for(pilot, lambda: bool(app.service.jobs))
         fill_database(app.store)
-        await wait_for(pilot, lambda: not app.runner.jobs, timeout=30)
+        await wait_for(pilot, lambda: not app.service.jobs, timeout=30)
         await pilot.pause()
         full = [n for n in app._notifications if "disk is full" in str(n.message)]
         assert len(full) == 1
@@ -93,7 +93,7 @@ async def test_huge_paste_with_control_bytes(tmp_path: Path) -> None:
         paste = ("x" * 1023 + "\n") * 1024 + "\x00\x07\x1b[2Jend"  # 1 MB and some junk
         app.query_one(PromptInput).insert(paste)
         await pilot.press("enter")
-        await wait_for(pilot, lambda: not app.runner.jobs and app.store.list_conversations())
+        await wait_for(pilot, lambda: not app.service.jobs and app.store.list_conversations())
         (conv,) = app.store.list_conversations()
         stored = app.store.messages(conv.id)[0].content
         assert len(stored) > 1_000_000

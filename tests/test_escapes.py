@@ -410,7 +410,7 @@ async def test_a_markup_title_survives_delete_and_undo(tmp_path: Path) -> None:
         await type_text(pilot, "[/code] x")
         await pilot.press("enter")
         await wait_for(pilot, lambda: app.conversation_id is not None)
-        await wait_for(pilot, lambda: not app.runner.jobs)
+        await wait_for(pilot, lambda: not app.service.jobs)
         app.action_delete_chat()
         await pilot.pause()
         await pilot.press("y")
@@ -428,7 +428,7 @@ async def test_a_persona_named_with_markup_can_be_chosen(tmp_path: Path) -> None
     async with app.run_test(size=(120, 30), notifications=True) as pilot:
         await type_text(pilot, "hello")
         await pilot.press("enter")
-        await wait_for(pilot, lambda: not app.runner.jobs and app.conversation_id is not None)
+        await wait_for(pilot, lambda: not app.service.jobs and app.conversation_id is not None)
         app.action_change_persona()
         await pilot.pause()
         from textual.widgets import OptionList

@@ -149,13 +149,13 @@ async def test_a_chat_with_bad_stored_values_opens_with_a_warning(
         await wait_for(pilot, lambda: any(n.title == "Damaged chat" for n in app._notifications))
         assert app.conversation_id == conv.id
         # the chat still works: its settings are the persona's defaults
-        runner = app.runner
+        runner = app.service
         assert runner.sampling_of(app.store.get_conversation(conv.id)).temperature >= 0
 
 
 def test_cycling_versions_with_bad_alternatives_does_not_crash(tmp_path: Path) -> None:
     store = st.Store(tmp_path / "chats.db")
-    runner = rn.ChatRunner(store, ManualEngine(), load_library(), "m.gguf")
+    runner = rn.ChatService(store, ManualEngine(), load_library(), "m.gguf")
     conv = store.create_conversation("assistant")
     store.add_message(conv.id, "user", "q")
     answer = store.add_message(conv.id, "assistant", "a")
@@ -208,7 +208,7 @@ def test_runner_stops_the_job_of_a_chat_deleted_elsewhere(tmp_path: Path) -> Non
 
     store = st.Store(tmp_path / "chats.db")
     engine = ManualEngine()
-    runner = rn.ChatRunner(store, engine, load_library(), "m.gguf")
+    runner = rn.ChatService(store, engine, load_library(), "m.gguf")
     conv = runner.new_conversation("assistant")
     _user, _answer, job_id = runner.send(conv.id, "hello")
     runner.handle(GenerationStarted(job_id, 5, 100, 0, "chat"))
@@ -218,7 +218,7 @@ def test_runner_stops_the_job_of_a_chat_deleted_elsewhere(tmp_path: Path) -> Non
     job = runner.jobs[job_id]
     job.flushed_at = 0  # the next piece is saved
     gone = runner.handle(TokenText(job_id, " more"))
-    assert gone is not None and gone.gone
+    assert gone is not None and gone.job.gone
     assert job_id not in runner.jobs and engine.cancelled == [job_id]
     assert runner.handle(GenerationFinished(job_id, "x", "cancelled")) is None
 
@@ -246,7 +246,7 @@ async def test_deleting_a_streaming_chat_keeps_the_app(tmp_path: Path) -> None:
                     lambda: any("was deleted" in str(n.message) for n in app._notifications),
                     timeout=30,
                 )
-            await wait_for(pilot, lambda: not app.runner.jobs, timeout=30)
+            await wait_for(pilot, lambda: not app.service.jobs, timeout=30)
             assert app.is_running and app.conversation_id != chat
             with pytest.raises(KeyError):
                 app.store.get_conversation(chat)

@@ -118,7 +118,7 @@ def test_capped_answers_are_saved_with_a_note(tmp_path) -> None:
         def cancel(self, job_id: int) -> None: ...
 
     store = st.Store(tmp_path / "chats.db")
-    runner = rn.ChatRunner(store, Engine(), load_library(), "m")
+    runner = rn.ChatService(store, Engine(), load_library(), "m")
     conv = runner.new_conversation("assistant")
     _user, answer, job_id = runner.send(conv.id, "hi")
     runner.handle(GenerationFinished(job_id, "xxxx", "capped", 16, 1.0, 5, 100))

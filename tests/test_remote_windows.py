@@ -473,7 +473,7 @@ def test_a_greeting_chat_on_llama_cpp_python_keeps_greeting_and_marks_the_cut(
     engine.start(events)
     store = st.Store(tmp_path / "chats.db")
     try:
-        chat = rn.ChatRunner(store, engine, load_library(user_dir=user_dir), "remote")
+        chat = rn.ChatService(store, engine, load_library(user_dir=user_dir), "remote")
         conversation = chat.new_conversation("greeter")
         greeting = store.messages(conversation.id)[0]
         answer = run_turn(chat, events, conversation.id, "Tell me a long story.")

@@ -31,7 +31,7 @@ def test_window_cap_follows_training_context_and_memory() -> None:
 
 def test_the_window_loaded_is_the_largest_any_persona_or_chat_wants(tmp_path: Path) -> None:
     store = st.Store(tmp_path / "chats.db")
-    runner = rn.ChatRunner(store, None, load_library(), "model.gguf")  # type: ignore[arg-type]
+    runner = rn.ChatService(store, None, load_library(), "model.gguf")  # type: ignore[arg-type]
     wanted = max(p.sampling_defaults().n_ctx for p in runner.personas.personas.values())
     assert runner.window() == wanted
     chat = runner.new_conversation("bob")
@@ -48,7 +48,7 @@ def test_alternating_bob_and_assistant_loads_the_model_once(
     store = st.Store(tmp_path / "chats.db")
     events: queue.Queue = queue.Queue()
     engine = LocalEngine(tmp_path / "engine.log")
-    runner = rn.ChatRunner(store, engine, load_library(), str(model_path))
+    runner = rn.ChatService(store, engine, load_library(), str(model_path))
     engine.start(events.put)
     seen: list = []
     try:

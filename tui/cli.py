@@ -1,6 +1,6 @@
 """The ``llama-tui`` command: the TUI by default, plus subcommands for scripts.
 
-Subcommands reuse the core modules (store, personas, runner, engine); nothing
+Subcommands reuse the core modules (store, personas, chat service, engine); nothing
 here imports Textual unless the TUI is started.
 """
 
@@ -18,7 +18,7 @@ from tui import cli_personas as persona_commands
 from tui.core import paths
 from tui.core.config import Config, load_config
 from tui.core.endpoints import Endpoint
-from tui.core.engine_protocol import Engine
+from tui.core.engine_protocol import Engine, EventCallback, Generate, LoadModel
 from tui.core.models import INSTALL_HINT, ModelFileError, check_model_file, default_model_path
 from tui.core.personas import load_library
 from tui.core.store import Store, StoreError, describe
@@ -233,7 +233,8 @@ def config_command(args: argparse.Namespace, config: Config) -> int:
 
 
 def chats_command(args: argparse.Namespace, store: Store) -> int:
-    from tui.formats import chats as export
+    from tui.core.chat_service import ChatService
+    from tui.formats import chats as chat_formats
 
     action = args.action or "list"
     if action == "list":
@@ -245,50 +246,60 @@ def chats_command(args: argparse.Namespace, store: Store) -> int:
         return 0
     if action == "import":
         try:
-            data = export.loads(Path(args.file).read_text("utf-8"))
-            conversation = export.import_json(store, data)
-        except (OSError, UnicodeDecodeError, export.ChatImportError) as exc:
+            data = chat_formats.loads(Path(args.file).read_text("utf-8"))
+            conversation = chat_formats.import_json(store, data)
+        except (OSError, UnicodeDecodeError, chat_formats.ChatImportError) as exc:
             print(f"llama-tui: cannot import {args.file}: {exc}", file=sys.stderr)
             return 1
         print(f"imported as chat {conversation.id}: {conversation.title}")
         return 0
     try:
-        conversation = store.get_conversation(args.id)
+        store.get_conversation(args.id)
     except KeyError:
         print(
             f"llama-tui: there is no chat {args.id} (see `llama-tui chats list`)", file=sys.stderr
         )
         return 1
+    service = ChatService(store, _NoEngine(), load_library(), "", formats=chat_formats)
     if action == "delete":
-        store.delete_conversation(conversation.id)
+        conversation = service.delete_chat(args.id, keep_copy=False)  # no undo after we exit
         print(f"deleted chat {conversation.id}: {conversation.title}")
-        return 0
-    messages = store.messages(conversation.id)
-    ai_name = load_library().get(conversation.persona).ai_name
-    if action == "show" or args.format == "md":
-        text = export.to_markdown(conversation, messages, ai_name)
-    else:
-        text = export.dumps(conversation, messages) + "\n"
-    if action == "export" and args.output:
-        out = Path(args.output).expanduser()
-        paths.write_private(out, text)
+    elif action == "export" and args.output:
+        out = service.export_chat(args.id, Path(args.output), args.format)
         print(f"wrote {out}", file=sys.stderr)
     else:
-        sys.stdout.write(text)
+        sys.stdout.write(service.render_chat(args.id, "md" if action == "show" else args.format))
     return 0
+
+
+class _NoEngine(Engine):
+    """The engine of the commands that run no turn (delete, show, export)."""
+
+    def start(self, on_event: EventCallback) -> None:
+        raise RuntimeError("this command runs no chat turn")
+
+    def load(self, request: LoadModel) -> None:
+        raise RuntimeError("this command loads no model")
+
+    def generate(self, job: Generate) -> None:
+        raise RuntimeError("this command runs no chat turn")
+
+    def cancel(self, job_id: int) -> None:
+        """Nothing runs here, so there is nothing to stop."""
+
+    def close(self) -> None:
+        """Nothing was started."""
 
 
 def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
     """One turn without the TUI, stored like a TUI turn; exit status 1 on failure."""
-    from tui.core.chat_service import ChatRunner
+    from tui.core.chat_service import ChatService
     from tui.core.engine_protocol import (
         GenerationFailed,
         GenerationFinished,
-        LoadModel,
         ModelFailed,
         TokenText,
     )
-    from tui.core.sanitize import clean_text
 
     prompt = args.prompt if args.prompt not in (None, "-") else sys.stdin.read()
     if not prompt.strip():
@@ -304,7 +315,7 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
     library = load_library()
     events: queue.Queue = queue.Queue()
     engine = make_engine(endpoint)
-    runner = ChatRunner(store, engine, library, model_id)
+    service = ChatService(store, engine, library, model_id)
     if args.chat is not None:
         try:
             conversation = store.get_conversation(args.chat)
@@ -313,7 +324,7 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
             return 1
     else:
         persona = args.ask_persona or args.persona or config.persona
-        conversation = runner.new_conversation(persona)
+        conversation = service.new_conversation(persona)
         conversation.model = ""  # a new chat had no model: one that fails to load is not kept
     engine.start(events.put)
     status = 0
@@ -322,18 +333,18 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
         engine.load(
             LoadModel(
                 model_id,
-                n_ctx=runner.sampling_of(conversation).n_ctx,
+                n_ctx=service.sampling_of(conversation).n_ctx,
                 n_threads=args.threads or config.n_threads,
                 n_gpu_layers=gpu_layers,
             )
         )
-        runner.send(conversation.id, prompt)
+        service.send(conversation.id, prompt)
         reported: list[str] = []
-        while runner.jobs:
+        while service.jobs:
             event = events.get()
-            runner.handle(event)
-            if isinstance(event, TokenText):
-                sys.stdout.write(clean_text(event.text))
+            change = service.handle(event)
+            if isinstance(event, TokenText) and change is not None:
+                sys.stdout.write(change.text)  # cleaned by the service, as it saved it
                 sys.stdout.flush()
             elif isinstance(event, GenerationFinished) and event.reason == "capped":
                 print(
@@ -343,7 +354,7 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
                 )
             elif isinstance(event, ModelFailed | GenerationFailed):
                 status = 1 if isinstance(event, GenerationFailed) else status
-                if isinstance(event, ModelFailed) and event.path == runner.model:
+                if isinstance(event, ModelFailed) and event.path == service.model:
                     # The chat keeps the model it had, not one that cannot load.
                     store.update_conversation(conversation.id, model=conversation.model)
                 # A failed load also fails the job, whose message repeats the reason.
@@ -352,8 +363,8 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
                     print(f"llama-tui: {event.message}", file=sys.stderr)
         sys.stdout.write("\n")
     except KeyboardInterrupt:
-        runner.cancel()
-        runner.flush_all("cancelled")
+        service.cancel()
+        service.flush_all("cancelled")
         status = 130
     finally:
         engine.close()

@@ -1,24 +1,28 @@
-"""Runs chat turns: the glue between the store and an engine, without any UI.
+"""The chat service: chats and their turns, between the store and an engine, without any UI.
 
-The TUI and the command line both use :class:`ChatRunner`. It guarantees the
-"nothing is lost" rules: the user's message is committed before generation
-starts, the answer is saved as it streams (at most every
-:data:`FLUSH_INTERVAL` seconds, so a crash loses at most that much), and a
-cancelled or failed answer keeps the text it had.
+The TUI and the command line both use :class:`ChatService`: it creates,
+deletes (with an undo copy), restores and exports chats, and runs their
+turns. It guarantees the "nothing is lost" rules: the user's message is
+committed before generation starts, the answer is saved as it streams (at
+most every :data:`FLUSH_INTERVAL` seconds, so a crash loses at most that
+much), and a cancelled or failed answer keeps the text it had.
 
 All methods must be called from one thread (the UI thread); engine events
-reach it through :meth:`handle`.
+reach it through :meth:`handle`, which says what changed, so that a screen
+never reads back what the service has just written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from tui.core import paths
 from tui.core import store as st
 from tui.core.engine_protocol import (
     Engine,
@@ -48,6 +52,8 @@ class ActiveJob:
     conversation_id: int
     message_id: int
     history_ids: list[int]
+    answer: st.Message  # the answer as opened; what it became is in :class:`Change`
+    context_start_id: int | None = None  # where the chat's remembered window starts
     text: str = ""
     flushed_at: float = field(default_factory=time.monotonic)
     dirty: bool = False
@@ -56,11 +62,42 @@ class ActiveJob:
     gone: bool = False  # its chat was deleted while it streamed: stopped, nothing to save
 
 
+@dataclass
+class Change:
+    """What one engine event changed, as :meth:`ChatService.handle` applied it."""
+
+    job: ActiveJob
+    text: str = ""  # the (cleaned) text it added to the answer
+    message: st.Message | None = None  # the answer as saved, once the job ended
+
+
 class Busy(Exception):
     """The chat already has an answer being generated."""
 
 
-class ChatRunner:
+class ChatFormats(Protocol):
+    """How chats become files and come back (the module :mod:`tui.formats.chats`).
+
+    The service is handed it, so that the core never imports the layer above it.
+    """
+
+    def to_json(
+        self, conversation: st.Conversation, messages: list[st.Message]
+    ) -> dict[str, Any]: ...
+
+    def dumps(self, conversation: st.Conversation, messages: list[st.Message]) -> str: ...
+
+    def to_markdown(
+        self, conversation: st.Conversation, messages: list[st.Message], ai_name: str
+    ) -> str: ...
+
+    def import_json(self, store: st.Store, data: Any) -> st.Conversation: ...
+
+
+EXPORT_FORMATS = ("md", "json")
+
+
+class ChatService:
     def __init__(
         self,
         store: st.Store,
@@ -69,10 +106,13 @@ class ChatRunner:
         model: str,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
+        formats: ChatFormats | None = None,
     ):
         self.store = store
         self.engine = engine
         self.personas = personas
+        self.formats = formats  # None: no export, and deleting keeps no undo copy
+        self.deleted: list[dict[str, Any]] = []  # copies of the chats deleted, newest last
         self.model = model  # the model new chats get, and the one loaded last
         self.n_threads = n_threads
         self.n_gpu_layers = n_gpu_layers
@@ -97,6 +137,58 @@ class ChatRunner:
         if persona.greeting:
             self.store.add_message(conversation.id, "assistant", persona.fill(persona.greeting))
         return conversation
+
+    # --- chats --------------------------------------------------------------------------
+
+    def delete_chat(self, conversation_id: int, keep_copy: bool = True) -> st.Conversation:
+        """Stop the chat's answer and delete it; returns the chat as it was.
+
+        With ``keep_copy`` (and formats), a copy stays in memory for
+        :meth:`undo_delete` until this process ends. Raises KeyError if there
+        is no such chat, StoreError if the database refuses.
+        """
+        conversation = self.store.get_conversation(conversation_id)
+        copy = None
+        if keep_copy and self.formats is not None:
+            copy = self.formats.to_json(conversation, self.store.messages(conversation_id))
+        self.cancel(conversation_id)
+        self.store.delete_conversation(conversation_id)
+        if copy is not None:
+            self.deleted.append(copy)
+        return conversation
+
+    def undo_delete(self) -> st.Conversation | None:
+        """Bring back the chat deleted last; None if there is none to bring back."""
+        if not self.deleted or self.formats is None:
+            return None
+        copy = self.deleted.pop()
+        try:
+            return self.formats.import_json(self.store, copy)
+        except BaseException:
+            self.deleted.append(copy)  # not restored: it can be tried again
+            raise
+
+    def render_chat(self, conversation_id: int, fmt: str = "md") -> str:
+        """The chat as Markdown (``md``) or as lossless JSON (``json``, importable)."""
+        if self.formats is None:
+            raise RuntimeError("this chat service was made without chat formats")
+        if fmt not in EXPORT_FORMATS:
+            raise ValueError(f"unknown chat format {fmt!r}: use md or json")
+        conversation = self.store.get_conversation(conversation_id)
+        messages = self.store.messages(conversation_id)
+        if fmt == "json":
+            return self.formats.dumps(conversation, messages) + "\n"
+        ai_name = self.persona_of(conversation).ai_name
+        return self.formats.to_markdown(conversation, messages, ai_name)
+
+    def export_chat(self, conversation_id: int, path: Path, fmt: str = "md") -> Path:
+        """Write the chat to ``path`` (``~`` expanded), readable by its owner alone (0600).
+
+        Raises OSError if the file cannot be written, KeyError if there is no such chat.
+        """
+        path = path.expanduser()
+        paths.write_private(path, self.render_chat(conversation_id, fmt))  # chats are private
+        return path
 
     def window(self, *conversations: st.Conversation) -> int:
         """The context window to load: the largest any persona or these chats wants.
@@ -199,7 +291,10 @@ class ChatRunner:
         )
         history, ids = self.history(conversation, upto=answer.id)
         job_id = next(self._ids)
-        self.jobs[job_id] = ActiveJob(job_id, conversation_id, answer.id, ids, meta=meta)
+        start = conversation.context_start_id
+        self.jobs[job_id] = ActiveJob(
+            job_id, conversation_id, answer.id, ids, answer, start, meta=meta
+        )
         job = Generate(
             job_id=job_id,
             # Placeholders ({{time}}) take the chat's start time, as the seed's script
@@ -249,31 +344,51 @@ class ChatRunner:
 
     # --- engine events ------------------------------------------------------------------
 
-    def handle(self, event: EngineEvent) -> ActiveJob | None:
-        """Apply an engine event to the store; returns the job it concerned."""
+    def handle(self, event: EngineEvent) -> Change | None:
+        """Apply an engine event to the store; says what changed (None: no job of ours).
+
+        A store error propagates (the job stays, its text in memory for a retry).
+        """
         job = self.jobs.get(getattr(event, "job_id", -1))
         if job is None:
             return None
         if isinstance(event, TokenText):
-            job.text += clean_text(event.text)
-            job.dirty = True
-            if time.monotonic() - job.flushed_at >= FLUSH_INTERVAL:
-                self.flush(job)
-        elif isinstance(event, GenerationStarted):
+            change = self.add_text(event.job_id, event.text)
+            self.save_due(job)
+            return change
+        change = Change(job)
+        if isinstance(event, GenerationStarted):
             job.started = event
-            if 0 <= event.start < len(job.history_ids) and not self.store.update_conversation(
-                job.conversation_id, context_start_id=job.history_ids[event.start]
-            ):
-                self._gone(job)
+            if 0 <= event.start < len(job.history_ids):
+                start = job.history_ids[event.start]
+                if self.store.update_conversation(job.conversation_id, context_start_id=start):
+                    job.context_start_id = start
+                else:
+                    self._gone(job)
         elif isinstance(event, GenerationFinished):
-            self._finish(job, event)
+            change.message = self._finish(job, event)
         elif isinstance(event, GenerationFailed):
             text = job.text or clean_text(event.text)
             meta = {**job.meta, "error": event.message}
             del self.jobs[job.job_id]
-            if not self.store.update_message(job.message_id, text, st.ERROR, meta):
-                job.gone = True
-        return job
+            job.text = text
+            change.message = self._save_end(job, st.ERROR, meta)
+        return change
+
+    def add_text(self, job_id: int, text: str) -> Change | None:
+        """Append streamed text to the answer of ``job_id``, in memory (see :meth:`save_due`)."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return None
+        text = clean_text(text)
+        job.text += text
+        job.dirty = True
+        return Change(job, text=text)
+
+    def save_due(self, job: ActiveJob) -> None:
+        """Save the streamed text if :data:`FLUSH_INTERVAL` passed since the last save."""
+        if time.monotonic() - job.flushed_at >= FLUSH_INTERVAL:
+            self.flush(job)
 
     def _gone(self, job: ActiveJob) -> None:
         """The chat of ``job`` was deleted while it streamed: stop the job, forget it."""
@@ -289,7 +404,7 @@ class ChatRunner:
                 self._gone(job)
             job.dirty = False
 
-    def _finish(self, job: ActiveJob, event: GenerationFinished) -> None:
+    def _finish(self, job: ActiveJob, event: GenerationFinished) -> st.Message | None:
         status = st.CANCELLED if event.reason == "cancelled" else st.COMPLETE
         text = job.text if event.reason == "cancelled" else clean_text(event.text)
         if event.reason == "context":
@@ -307,8 +422,16 @@ class ChatRunner:
             **{k: v for k, v in event.stats.items() if k in ("ttft", "seed", "mode")},
         }
         del self.jobs[job.job_id]
-        if not self.store.update_message(job.message_id, text, status, meta):
+        return self._save_end(job, status, meta)
+
+    def _save_end(self, job: ActiveJob, status: str, meta: dict[str, Any]) -> st.Message | None:
+        """Save the ended answer; returns it as saved (None: its chat was deleted meanwhile)."""
+        if not self.store.update_message(job.message_id, job.text, status, meta):
             job.gone = True
+            return None
+        return dataclasses.replace(
+            job.answer, content=job.text, status=status, meta=meta, updated_at=st.now()
+        )
 
     def flush_all(self, status: str | None = None) -> list[str]:
         """Save every streaming answer now (on quit, SIGHUP, SIGTERM); returns errors."""

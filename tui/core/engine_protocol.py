@@ -188,4 +188,11 @@ class Engine(Protocol):
         """The sampling settings this backend honours (a server may ignore some)."""
         return frozenset(SPEC)
 
+    def kill(self) -> None:
+        """End at once, without waiting (the app's last resort after a hang-up).
+
+        By default there is nothing to end: an engine without a process of its
+        own ends with the app's.
+        """
+
     def close(self) -> None: ...
