@@ -72,7 +72,12 @@ def wait_until(term: Terminal, check: Callable[[], Any], what: str, timeout: flo
 
 
 def user_messages(db: Path) -> list[str]:
-    return [r[0] for r in rows(db, "select content from messages where role='user' order by id")]
+    """The user's messages so far; none while the app is still creating the database."""
+    try:
+        found = rows(db, "select content from messages where role='user' order by id")
+    except sqlite3.OperationalError:  # the file is there, its tables not yet
+        return []
+    return [r[0] for r in found]
 
 
 PLACEHOLDER = "ask something…"  # what an empty message box shows
