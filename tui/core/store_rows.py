@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,11 +60,18 @@ class Message:
 # here, where it enters.
 
 
+def _json_field(
+    row: dict[str, Any], name: str, clean: Callable[[dict[str, Any]], tuple[dict[str, Any], Any]]
+) -> tuple[dict[str, Any], list[str]]:
+    """A JSON object column, its unusable values left out, and the names of what was."""
+    value, problem = _json_object(row[name], name)
+    value, bad = clean(value)
+    return value, [p for p in (problem, *(f"{name}.{key}" for key in bad)) if p]
+
+
 def conversation(row: dict[str, Any]) -> Conversation:
     """A chat from its row; damaged stored values give way to defaults, never a crash."""
-    sampling, problem = _json_object(row["sampling"], "sampling")
-    sampling, bad = clean_sampling(sampling)
-    problems = [p for p in (problem, *(f"sampling.{key}" for key in bad)) if p]
+    sampling, problems = _json_field(row, "sampling", clean_sampling)
     title = row["title"]
     if not isinstance(title, str):
         title, problems = str(title), [*problems, "title"]
@@ -84,9 +92,7 @@ def conversation(row: dict[str, Any]) -> Conversation:
 
 def message(row: dict[str, Any]) -> Message:
     """A message from its row; damaged meta values are left out, never a crash."""
-    meta, problem = _json_object(row["meta"], "meta")
-    meta, bad = clean_meta(meta)
-    problems = [p for p in (problem, *(f"meta.{key}" for key in bad)) if p]
+    meta, problems = _json_field(row, "meta", clean_meta)
     content = row["content"]
     if not isinstance(content, str):
         content, problems = "" if content is None else str(content), [*problems, "content"]
