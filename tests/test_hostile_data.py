@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.test_runner import ManualEngine
 from tests.uihelpers import SIZE, make_app, screen_text, wait_for
 from tui.core import chat_service as rn
 from tui.core import store as st
@@ -185,22 +186,6 @@ def test_export_then_import_of_a_damaged_chat_round_trips(tmp_path: Path) -> Non
 
 
 # --- item 5: a chat deleted while it streams ------------------------------------------
-
-
-class ManualEngine:
-    def __init__(self) -> None:
-        self.jobs: list = []
-        self.cancelled: list[int] = []
-
-    def start(self, on_event) -> None: ...
-    def load(self, request) -> None: ...
-    def close(self) -> None: ...
-
-    def generate(self, job) -> None:
-        self.jobs.append(job)
-
-    def cancel(self, job_id: int) -> None:
-        self.cancelled.append(job_id)
 
 
 def test_runner_stops_the_job_of_a_chat_deleted_elsewhere(tmp_path: Path) -> None:
