@@ -45,9 +45,10 @@ from tui.ui.widgets.keys_help import KeysHelp, find_keys_help
 from tui.ui.widgets.prompt_input import PromptInput
 from tui.ui.widgets.sampling_panel import SamplingPanel
 from tui.ui.widgets.status_line import StatusLine
+from tui.ui.wire import LineDiffDisplay
 
 
-class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle):
+class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle, LineDiffDisplay):
     """The app: the layout, start-up, sending and stopping; the rest is in its parts.
 
     Its parts, one module each under tui/ui/: chat_actions (chats and messages),

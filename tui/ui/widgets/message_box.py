@@ -20,6 +20,7 @@ from textual.widgets import Static
 
 from tui.core import store as st
 from tui.ui.markdown_chunks import Chunk, MarkdownChunker
+from tui.ui.widgets.stream_room import RoomToGrow
 
 _STATUS_NOTES = {
     st.PARTIAL: "…",
@@ -105,7 +106,7 @@ class MessageBox(Vertical):
             await self.mount(Static(Text(self._error()), classes="error-note"))
 
 
-class StreamingAnswer(Vertical):
+class StreamingAnswer(RoomToGrow, Vertical):
     """An answer as it streams: finished chunks stay as rendered, only the tail is redrawn.
 
     Re-rendering (and re-laying out) the whole answer on every repaint made
