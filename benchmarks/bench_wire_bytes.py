@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_streaming import write_config  # noqa: E402
 from ptyapp import Term, app_env, machine  # noqa: E402
 from wireapp import (  # noqa: E402
     END,
@@ -71,6 +72,7 @@ def run_once(command: Path, cols: int, rows: int, tokens: list[str], rate: float
     reply = PacedReply(tokens, rate)
     server = paced_server(reply)
     home = Path(tempfile.mkdtemp(prefix="bench-wire-"))
+    write_config(home, 8000, None)  # no token limit in the way
     env = app_env(home, COLUMNS=str(cols), LINES=str(rows))
     term = Term(str(command), ["--endpoint", server.base_url], env=env, cols=cols, rows=rows)
     try:

@@ -118,6 +118,7 @@ class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle, LineDiffDi
         # Set once the message box has the focus: keys typed before wait for it.
         self.input_ready = asyncio.Event()
         self._hung_up = False  # SIGHUP or SIGTERM came: saving and exiting
+        self.input_pending = 0  # keys being handled (tui.ui.terminal_input.deliver)
         self._old_handlers: dict[int, Any] = {}
         self._loaded_model = ""  # the model the engine has ready ("" while none is)
         # An F4 choice being loaded: (path, its chat, the chat's model before, runner's before).

@@ -175,7 +175,9 @@ class EngineEvents(App[None]):
     ) -> None:
         """An answer ended: show it as saved (``shown``: it is in the open chat), and why."""
         if shown is not None and shown.message is not None:
-            await self.query_one(ChatView).update_message(shown.message)
+            # After the frame that shows the last tokens: the final rendering of a
+            # long answer takes a while, and the end of the answer must not wait for it.
+            self.call_after_refresh(self.query_one(ChatView).update_message, shown.message)
         if isinstance(event, GenerationFinished):
             if shown is not None:
                 status.speed = event.tokens_per_second

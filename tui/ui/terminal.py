@@ -39,11 +39,21 @@ class SafeWriterThread(WriterThread):
     def __init__(self, file: IO[str]) -> None:
         super().__init__(file)
         self.dead = threading.Event()  # a write failed: the terminal is gone
+        # Characters handed to write(), and those the terminal has taken (the
+        # kernel accepted them): the difference is the backlog of a slow link.
+        self.queued = 0
+        self.taken = 0
+
+    @property
+    def backlog(self) -> int:
+        """Characters written by the app that the terminal has not taken yet."""
+        return 0 if self._dropping() else self.queued - self.taken
 
     def _dropping(self) -> bool:
         return self.dead.is_set() or TERMINAL_GONE.is_set()
 
     def write(self, text: str) -> None:
+        self.queued += len(text)
         while not self._dropping():
             try:
                 self._queue.put(text, timeout=PUT_WAIT)
@@ -54,7 +64,7 @@ class SafeWriterThread(WriterThread):
 
     def run(self) -> None:
         try:
-            super().run()
+            self._copy()
         except (OSError, ValueError):  # EIO, or the file was closed: the terminal is gone
             pass
         finally:
@@ -63,10 +73,31 @@ class SafeWriterThread(WriterThread):
                 while True:
                     self._queue.get_nowait()
 
+    def _copy(self) -> None:
+        """Textual's loop (8.2.8): queue to file, flushed at each pause, counting."""
+        write, flush = self._file.write, self._file.flush
+        get, qsize = self._queue.get, self._queue.qsize
+        unflushed = 0
+        while (text := get()) is not None:
+            write(text)
+            unflushed += len(text)
+            if qsize() == 0:
+                flush()
+                self.taken += unflushed
+                unflushed = 0
+        flush()
+        self.taken += unflushed
+
     def stop(self) -> None:
         with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=STOP_WAIT)
         self.join(timeout=STOP_WAIT)  # a write stuck in the kernel is left behind (daemon)
+
+
+def output_backlog(driver: object) -> int:
+    """Characters the app wrote that the terminal has not taken yet (0 if unknown)."""
+    writer = getattr(driver, "_writer_thread", None)
+    return writer.backlog if isinstance(writer, SafeWriterThread) else 0
 
 
 @contextlib.contextmanager

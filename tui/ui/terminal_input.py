@@ -221,9 +221,14 @@ async def deliver(app: App[Any], message: Message) -> None:
         await ready.wait()
     workers_before = set(app.workers)
     screen_before = _screen(app)
-    app.post_message(message)
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(settle(app, screen_before, workers_before), SETTLE_TIMEOUT)
+    # Counted while it is handled: a streaming answer's repaint waits for it (tui.ui.wire).
+    app.input_pending = getattr(app, "input_pending", 0) + 1  # type: ignore[attr-defined]
+    try:
+        app.post_message(message)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(settle(app, screen_before, workers_before), SETTLE_TIMEOUT)
+    finally:
+        app.input_pending -= 1  # type: ignore[attr-defined]
 
 
 async def settle(app: App[Any], screen_before: object, workers_before: set[object]) -> None:

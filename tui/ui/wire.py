@@ -21,6 +21,26 @@ from textual._compositor import ChopsUpdate, LayoutUpdate
 from textual.app import App
 from textual.strip import Strip
 
+from tui.ui.terminal import output_backlog
+
+HOLD_RECHECK = 0.01  # seconds: a held paint looks again this often
+HOLD_BACKLOG = 0  # characters the terminal has not taken yet that hold a streaming paint
+
+
+def paint_held(app: App[object]) -> bool:
+    """Should a streaming answer wait before it repaints?
+
+    While the terminal has not taken what was written (a slow SSH link), a new
+    frame would only queue behind the old ones, and a key's echo behind both:
+    the answer catches up in one frame once the link drains. While a key is
+    being handled, its echo goes first.
+    """
+    return (
+        output_backlog(getattr(app, "_driver", None)) > HOLD_BACKLOG
+        or getattr(app, "input_pending", 0) > 0
+    )
+
+
 # What is on the terminal now, as written: per line, per chop start: (end, text, strip).
 Painted = dict[int, dict[int, tuple[int, str, Strip]]]
 

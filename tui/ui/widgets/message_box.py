@@ -15,12 +15,14 @@ from rich.measure import Measurement
 from rich.segment import Segment
 from rich.text import Text
 from textual.containers import Vertical
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Static
 
 from tui.core import store as st
 from tui.ui.markdown_chunks import Chunk, MarkdownChunker
 from tui.ui.widgets.stream_room import RoomToGrow
+from tui.ui.wire import HOLD_RECHECK, paint_held
 
 _STATUS_NOTES = {
     st.PARTIAL: "…",
@@ -124,6 +126,10 @@ class StreamingAnswer(RoomToGrow, Vertical):
         super().__init__(**kwargs)
         self.text = text
         self.chunker = MarkdownChunker()
+        self.shown = len(text)  # self.text[:shown] is on screen (or in compose's first frame)
+        self.renders = 0  # re-renders of the tail (tests count them)
+        self.held = 0  # appends that waited for the terminal or a key
+        self._catch_up: Timer | None = None
 
     def compose(self):  # type: ignore[override]
         yield from self._chunk_widgets(self.chunker.feed(self.text))
@@ -131,9 +137,26 @@ class StreamingAnswer(RoomToGrow, Vertical):
 
     async def append(self, text: str) -> None:
         self.text += text
+        if not self.is_attached:
+            return  # compose starts from self.text
+        if paint_held(self.app):  # the terminal is behind, or a key is being handled
+            self.held += 1
+            if self._catch_up is None:
+                self._catch_up = self.set_timer(HOLD_RECHECK, self.catch_up)
+            return
+        await self.catch_up()
+
+    async def catch_up(self) -> None:
+        """Show the text that came since the last time (all of it at once)."""
+        self._catch_up = None
+        if paint_held(self.app):
+            self._catch_up = self.set_timer(HOLD_RECHECK, self.catch_up)
+            return
         tail = self.query_one_optional(".tail")
-        if not isinstance(tail, Static):
-            return  # not built yet: compose starts from self.text, the next paint catches up
+        if not isinstance(tail, Static) or self.shown == len(self.text):
+            return  # not built yet (compose starts from self.text), or nothing new
+        self.shown = len(self.text)
+        self.renders += 1
         new = self.chunker.feed(self.text)
         if new:
             await self.mount_all(self._chunk_widgets(new), before=tail)
