@@ -112,6 +112,7 @@ class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle, LineDiffDi
         self._last_error = ""
         self.batcher = TokenBatcher(lambda event: self.post_message(EngineMessage(event)))
         self._painted_at = 0.0  # when streamed text last reached the screen
+        self._paint_cost = 0.0  # seconds the last paint took, its frame included
         self._paint_timer: Timer | None = None
         self._tidy_timer: Timer | None = None
         self._engine_started = False

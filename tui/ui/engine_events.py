@@ -75,6 +75,7 @@ class EngineEvents(App[None]):
     _hung_up: bool
     _last_error: str
     _painted_at: float
+    _paint_cost: float
     _paint_timer: Timer | None
     _loaded_model: str
     _switch: tuple[str, int | None, str, str] | None
@@ -87,8 +88,12 @@ class EngineEvents(App[None]):
             self.notify(text, title=title, severity="error", timeout=20)
 
     async def _tokens_ready(self, job_id: int) -> None:
-        """Show streamed text at most :data:`PAINT_INTERVAL` apart (one layout per frame)."""
-        wait = self._painted_at + PAINT_INTERVAL - time.monotonic()
+        """Show streamed text at most :data:`PAINT_INTERVAL` apart (one layout per frame),
+        and at most half the time busy painting: a paint that took long (a fast server's
+        big batches, a busy machine) waits as long again before the next one, so typing
+        and the engine keep their share of the CPU."""
+        gap = max(PAINT_INTERVAL, 2 * self._paint_cost)
+        wait = self._painted_at + gap - time.monotonic()
         if wait > 0:
             if self._paint_timer is None:
                 self._paint_timer = self.set_timer(wait, lambda: self._paint(job_id))
@@ -98,10 +103,15 @@ class EngineEvents(App[None]):
     async def _paint(self, job_id: int) -> None:
         """Hand the text streamed since the last paint to the service, and show what it added."""
         self._paint_timer = None
-        self._painted_at = time.monotonic()
+        self._painted_at = started = time.monotonic()
         text = self.batcher.take(job_id)
         if text and not self._hung_up:
             await self._add_text(job_id, text)
+            self.call_after_refresh(self._paint_done, started)
+
+    def _paint_done(self, started: float) -> None:
+        """The frame of a paint is on its way: how long the paint took, frame included."""
+        self._paint_cost = time.monotonic() - started
 
     async def _add_text(self, job_id: int, text: str) -> None:
         """Streamed text: to the service (which saves it in time), then to the screen."""

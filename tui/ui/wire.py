@@ -164,11 +164,11 @@ def _changed_cells(old: Strip, new: Strip) -> tuple[int, int] | None:
 class LineDiffDisplay(App[None]):
     """The app's display step with :class:`DiffedChops` (a part of ``LlamaTUI``)."""
 
-    _painted: Painted
+    _wire_painted: Painted
     chops_skipped: int
 
     def _display(self, screen, renderable):  # type: ignore[no-untyped-def]
-        painted = self.__dict__.setdefault("_painted", {})
+        painted = self.__dict__.setdefault("_wire_painted", {})
         if isinstance(renderable, LayoutUpdate):
             painted.clear()  # everything is written again
         elif isinstance(renderable, ChopsUpdate) and not self.is_inline:
@@ -179,4 +179,4 @@ class LineDiffDisplay(App[None]):
 
     def _on_resize(self, event: object) -> None:
         """(Textual calls each class's handler in turn: App's does the resize.)"""
-        self.__dict__.setdefault("_painted", {}).clear()  # a full repaint follows
+        self.__dict__.setdefault("_wire_painted", {}).clear()  # a full repaint follows
