@@ -10,7 +10,8 @@ by the answer's length in characters and by the stream's duration.
 Side by side in the same run, interleaved: **base** (the code before this
 branch, checked out into a temporary ``git worktree``; ``--baseline REV``)
 and **new** (this tree). Also printed: the last token's delay on screen
-(server sent it -> its frame read from the pty) and the UI's CPU seconds.
+(server sent it -> its frame read from the pty) and the UI's CPU seconds, and
+where the bytes go (frames that repaint half the pane or more, colour codes).
 
 Target: <= 40 bytes per answer character at both sizes.
 
@@ -24,6 +25,8 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import collections
+import re
 import statistics
 import sys
 import tempfile
@@ -105,6 +108,25 @@ def run_once(command: Path, cols: int, rows: int, tokens: list[str], rate: float
         server.close()
 
 
+def where_the_bytes_go(output: bytes, rows: int) -> str:
+    """Frames (split where the cursor goes back to the prompt after each one), classed by
+    how many rows they touch; and the share of colour codes, cursor moves and spaces."""
+    ends = collections.Counter(re.findall(rb"\x1b\[(\d+;\d+)H(?=\x1b\[\d+;\d+H)", output))
+    if not ends or not output:
+        return "no frames"
+    end = b"\x1b[" + ends.most_common(1)[0][0] + b"H"
+    frames = [f for f in output.split(end) if f]
+    whole = [f for f in frames if len(set(re.findall(rb"\x1b\[(\d+);\d+H", f))) >= rows // 2]
+    sgr = sum(len(m) for m in re.findall(rb"\x1b\[[0-9;]*m", output))
+    moves = sum(len(m) for m in re.findall(rb"\x1b\[[0-9;]*H", output))
+    return (
+        f"{len(frames)} frames; {len(whole)} repaint half the rows or more, "
+        f"{sum(map(len, whole)) / len(output):.0%} of the bytes; colour codes "
+        f"{sgr / len(output):.0%}, cursor moves {moves / len(output):.0%}, "
+        f"spaces {output.count(b' ') / len(output):.0%}"
+    )
+
+
 def line(name: str, runs: list[Run]) -> str:
     def med(values: list[float]) -> str:
         return f"{statistics.median(values):.1f} [{min(values):.1f}..{max(values):.1f}]"
@@ -152,6 +174,7 @@ def main() -> None:
             print(f"-- {cols}x{rows}, {reps} reps (median [min..max])")
             for name, runs in results.items():
                 print(line(name, runs), flush=True)
+                print(f"         {where_the_bytes_go(runs[0].output, rows)}")
             new = statistics.median(r.per_char for r in results["new"])
             verdict = "OK" if new <= 40 else "over target"
             print(f"   new: {new:.1f} bytes per answer character (target <= 40: {verdict})")
