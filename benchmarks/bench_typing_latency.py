@@ -188,7 +188,18 @@ def one_version(name: str, command: str, args: argparse.Namespace, prompt: str, 
 
         values = type_keys(term, 300, None, answering, args.interval)
         streaming.extend(values)
-        extra = f" · tmux server CPU {tmux_cpu() - cpu0:.2f} s" if tmux_cpu else ""
+        extra = ""
+        if tmux_cpu:
+            # tmux stops drawing for 100 ms (then redraws everything) whenever more than
+            # 1 + cols*rows*8 bytes wait for the terminal: it counts what it dropped.
+            dropped = subprocess.run(
+                ["tmux", "-S", str(socket), "list-clients", "-F", "#{client_discarded}"],
+                capture_output=True, text=True,
+            ).stdout.split()  # fmt: skip
+            extra = (
+                f" · tmux server CPU {tmux_cpu() - cpu0:.2f} s"
+                f" · tmux discarded {int(dropped[0]) // 1024 if dropped else '?'} KiB"
+            )
         print(f"{name} rep {rep + 1} {report('streaming', values)}{extra}", flush=True)
         if answering():
             term.send(ESC)
