@@ -123,6 +123,7 @@ def launcher(tree: Path, directory: Path, name: str) -> Path:
     script.write_text(
         f"#!{sys.executable}\n"
         "import os, sys\n"
+        f"os.chdir({str(tree)!r})  # the engine child runs python -m tui.engine.local.host\n"
         f"os.environ['PYTHONPATH'] = {str(tree)!r}\n"
         f"sys.path.insert(0, {str(tree)!r})\n"
         "from tui.cli import main\n"
