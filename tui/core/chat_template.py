@@ -58,13 +58,25 @@ def _environment() -> Any:
     """Jinja's sandbox, made on first use: the UI process never renders a template
     (the engine does), so it does not pay for importing Jinja at start-up.
 
-    The same environment as llama-cpp-python's Jinja2ChatFormatter (itself
-    aligned with Transformers), so a template renders here exactly as it does
-    there.
+    The environment of llama-cpp-python's Jinja2ChatFormatter (itself aligned
+    with Transformers), with the few rules where llama.cpp's own Jinja differs
+    and real templates rely on them: ``none`` and undefined values join text
+    as "" (``"a" + none``, ``"a" ~ none``, ``{{ none }}``).
     """
     import jinja2
     import jinja2.ext
+    from jinja2.compiler import CodeGenerator
     from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class LlamaJoin(CodeGenerator):
+        """``a ~ b`` joins None and undefined values as "", as llama.cpp does."""
+
+        def visit_Concat(self, node: Any, frame: Any) -> None:  # noqa: N802 (Jinja's name)
+            self.write("environment.llama_join((")
+            for arg in node.nodes:
+                self.visit(arg, frame)
+                self.write(", ")
+            self.write("))")
 
     class IgnoreGenerationTags(jinja2.ext.Extension):
         """Pass-through for Hugging Face's ``{% generation %}`` tag, as Transformers does."""
@@ -85,6 +97,11 @@ def _environment() -> Any:
         """
 
         intercepted_binops = frozenset({"*", "**", "+"})
+        code_generator_class = LlamaJoin
+
+        @staticmethod
+        def llama_join(values: Sequence[Any]) -> str:
+            return "".join("" if _is_nothing(v) else str(v) for v in values)
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             if operator == "+" and _text_and_nothing(left, right):
@@ -104,6 +121,7 @@ def _environment() -> Any:
         lstrip_blocks=True,
         autoescape=False,
         extensions=[IgnoreGenerationTags, jinja2.ext.loopcontrols],
+        finalize=lambda value: "" if value is None else value,
     )
     env.filters["tojson"] = _tojson
     env.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
