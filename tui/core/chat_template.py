@@ -1,8 +1,10 @@
 """Rendering a model's own chat template (``tokenizer.chat_template`` from the GGUF).
 
-In Jinja's sandbox, the way llama-cpp-python's ``Jinja2ChatFormatter`` does,
-with bounds on time and size: a template is data from a downloaded file, and
-one that loops or builds huge strings is stopped with a :class:`TemplateError`.
+To the same text as llama-server (``--jinja``) renders, since that is the
+prompt the model's makers and llama.cpp users expect (what llama.cpp adds is
+in :mod:`tui.core.template_compat`). In Jinja's sandbox, with bounds on time
+and size: a template is data from a downloaded file, and one that loops or
+builds huge strings is stopped with a :class:`TemplateError`.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def _raise(message: str) -> None:
 
 
 def _strftime_now(fmt: str) -> str:
-    return datetime.now().strftime(fmt)
+    return datetime.now().strftime(str(fmt)[:100])
 
 
 def _tojson(
@@ -124,6 +126,7 @@ def _environment() -> Any:
         finalize=lambda value: "" if value is None else value,
     )
     env.filters["tojson"] = _tojson
+    # llama.cpp's builtins; each render passes its own strftime_now (its date can be set)
     env.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
     return env
 
@@ -221,7 +224,7 @@ def render_chat(
     or imports. Message texts are data to the template, never template code,
     so ``{{ 7*7 }}`` typed by the user stays ``{{ 7*7 }}``.
     """
-    limit = RENDER_CHARS + 2 * sum(len(t.content) + len(getattr(t, "reasoning", "")) for t in turns)
+    limit = RENDER_CHARS + 2 * sum(len(t.content) + len(t.reasoning) for t in turns)
     try:
         with _time_limit(RENDER_SECONDS):
             caps = _caps(template)

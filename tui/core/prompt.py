@@ -31,7 +31,7 @@ class Turn:
 
     role: str  # "system", "user" or "assistant"
     content: str
-    reasoning: str = ""  # an answer's thinking; the template gets it as reasoning_content
+    reasoning: str = ""
 
 
 @dataclass

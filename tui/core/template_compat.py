@@ -250,7 +250,7 @@ def llama_messages(turns: Sequence[Turn], caps: TemplateCaps) -> list[dict[str, 
     trim = _C_SPACE if caps.trim_content else ""
     for turn in turns:
         message: dict[str, Any] = {"role": turn.role, "content": turn.content.strip(trim)}
-        reasoning = getattr(turn, "reasoning", "").strip(trim)
+        reasoning = turn.reasoning.strip(trim)
         if reasoning:
             message["reasoning_content"] = reasoning
             if caps.thinking_field:
