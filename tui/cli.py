@@ -395,6 +395,7 @@ def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
         model_dirs=config.model_dirs,
         endpoint=endpoint,
         config_problems=config.problems,  # printed above too, but the TUI hides that at once
+        thinking=config.thinking,
     )
     if config.theme:
         app.use_theme(config.theme, str(config.path))

@@ -94,6 +94,10 @@ class ChatActions(App[None]):
         # The speed of this chat's last answer; never another chat's.
         speed = last.meta.get("tokens_per_second") if last else None
         status.speed = float(speed) if isinstance(speed, int | float) else 0.0
+        thinking = last.meta.get("thinking_tokens", 0) if last else 0
+        answered = last.meta.get("completion_tokens", 0) if last else 0
+        status.thinking_tokens = thinking if isinstance(thinking, int) else 0
+        status.answer_tokens = max(answered - status.thinking_tokens, 0)
         self.refresh_chat_list()
         self._show_sampling()
         self._schedule_tidy()
@@ -284,6 +288,12 @@ class ChatActions(App[None]):
         if event.action == "copy":
             self.copy_to_clipboard(message.content)
             self.notify("Message copied to the clipboard.")
+        elif event.action == "copy_thinking":
+            if not message.reasoning:
+                self.notify("This message has no thinking (c copies the message).")
+                return
+            self.copy_to_clipboard(message.reasoning)
+            self.notify("Thinking copied to the clipboard.")
         elif event.action == "copy_code":
             blocks = _CODE_BLOCK.findall(message.content)
             if not blocks:
