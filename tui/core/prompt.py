@@ -31,6 +31,9 @@ class Turn:
 
     role: str  # "system", "user" or "assistant"
     content: str
+    # An assistant turn's thinking (a reasoning model's), never inside ``content``:
+    # the chat template gets it as ``reasoning_content`` and decides what to keep.
+    reasoning: str = ""
 
 
 @dataclass

@@ -29,7 +29,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Button, Static
 
-from tui.core.sampling import FIELD_NAMES, SPEC, Sampling, coerce
+from tui.core.sampling import FIELD_NAMES, NUMERIC, SPEC, Range, Sampling, coerce
 from tui.ui.widgets.slider import Number, Slider, decimals_of, format_number
 
 MIROSTAT_LABELS = ("off", "v1", "v2")
@@ -284,7 +284,9 @@ class SamplingPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="sampling-rows"):
-            for name, (_default, rng) in SPEC.items():
+            for name in NUMERIC:  # the word settings (reasoning on/off) are not sliders
+                rng = SPEC[name][1]
+                assert isinstance(rng, Range)
                 value = getattr(self._values, name)
                 if name == "seed":
                     slider: Slider = SeedField(value, name=name, id=f"slider-{name}")
