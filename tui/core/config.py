@@ -28,7 +28,6 @@ from typing import Any
 from tui.core import paths
 from tui.core.endpoints import Endpoint, parse_endpoints
 
-
 THINKING_MODES = ("collapsed", "expanded", "hidden")
 """How the TUI shows a reasoning model's thinking: folded to one line, open, or not at all."""
 

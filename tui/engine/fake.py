@@ -129,8 +129,15 @@ class FakeEngine(Engine):
                 text, answered, reason = self._stream(job.job_id, answer, False)
             self._on_event(
                 GenerationFinished(
-                    job.job_id, text, reason, count + answered, time.monotonic() - started,
-                    10, n_ctx, stats, reasoning=reasoning,
+                    job.job_id,
+                    text,
+                    reason,
+                    count + answered,
+                    time.monotonic() - started,
+                    10,
+                    n_ctx,
+                    stats,
+                    reasoning=reasoning,
                 )  # fmt: skip
             )
 

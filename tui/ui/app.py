@@ -305,7 +305,7 @@ class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle):
             "hidden": "hidden",
         }[event.mode]
         self.notify(
-            f"Thinking {shown}. To start this way, set thinking = \"{event.mode}\" in config.toml."
+            f'Thinking {shown}. To start this way, set thinking = "{event.mode}" in config.toml.'
         )
 
     def action_help(self) -> None:

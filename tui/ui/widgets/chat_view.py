@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from tui.core import store as st
+from tui.core.config import THINKING_MODES
 from tui.ui.widgets.chat_paging import (
     MAX_MOUNTED,
     PAGE,
@@ -21,7 +22,6 @@ from tui.ui.widgets.chat_paging import (
     memory_marker,
 )
 from tui.ui.widgets.message_box import MessageBox, StreamingAnswer
-from tui.core.config import THINKING_MODES
 from tui.ui.widgets.thinking_block import ThinkingBlock
 
 __all__ = ["MAX_MOUNTED", "PAGE", "ChatView", "MessageBox", "StreamingAnswer"]

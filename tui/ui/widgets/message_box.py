@@ -111,12 +111,10 @@ class MessageBox(Vertical):
             return ""
         if message.status == st.COMPLETE:
             reason = message.meta.get("finish_reason")
-            return "cut off before the answer" if reason in ("length", "context") else ""
-        return {
-            st.CANCELLED: "stopped while thinking",
-            st.INTERRUPTED: "interrupted while thinking",
-            st.ERROR: "failed while thinking",
-        }.get(message.status, "")
+            return "cut off" if reason in ("length", "context", "capped") else ""
+        return {st.CANCELLED: "stopped", st.INTERRUPTED: "interrupted", st.ERROR: "failed"}.get(
+            message.status, ""
+        )
 
     async def append_thinking(self, text: str, tokens: int | None = None) -> None:
         """Stream ``text`` onto the thinking of the answer being generated."""

@@ -75,7 +75,7 @@ def thinking_label(
     if live:
         head = "Thinking…" if seconds is None else f"Thinking… {int(seconds)} s"
     else:
-        head = "Thought" if not seconds else f"Thought for {duration(seconds)}"
+        head = "Thought" if seconds is None else f"Thought for {duration(seconds)}"
         head = f"{'▾' if is_open else '▸'} {head}"
     parts = [head]
     if tokens:
@@ -118,7 +118,7 @@ class ThinkingBlock(Vertical):
         color: $text-muted;
     }
     ThinkingBlock.-live { border-left: outer $accent 60%; }
-    ThinkingBlock .thinking-head { height: 1; text-style: italic; }
+    ThinkingBlock .thinking-head { height: auto; text-style: italic; }
     ThinkingBlock .thinking-head:hover { color: $text; text-style: italic underline; }
     ThinkingBlock .thinking-text { height: auto; color: $text-muted; }
     ThinkingBlock.-folded .thinking-text { display: none; }
@@ -224,7 +224,6 @@ class ThinkingBlock(Vertical):
         self.is_open = is_open
         self._set_classes()
         self._redraw()
-
 
 
 class ThinkingHead(Static):
