@@ -241,3 +241,21 @@ async def test_a_page_mounted_mid_thought_shows_the_thinking_so_far(tmp_path: Pa
         assert "kindly." in screen_text(app) and block(app).live
         gate.set()
         await wait_for(pilot, lambda: "▸ Thought for" in screen_text(app))
+
+
+async def test_a_search_hit_in_the_thinking_opens_it(tmp_path: Path) -> None:
+    app = make_app(tmp_path, FakeEngine(thinker()))
+    chat = app.store.create_conversation("assistant", "fake.gguf")
+    app.store.add_message(chat.id, "user", "what is 6 times 7?")
+    app.store.add_message(
+        chat.id, "assistant", "42.", reasoning="Six sevens: multiplication gives forty-two."
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "▸ Thought" in screen_text(app))
+        assert "multiplication" not in screen_text(app)
+        await pilot.press("ctrl+f", "ctrl+t")
+        await type_text(pilot, "multiplication")
+        await wait_for(pilot, lambda: "1 result" in screen_text(app))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "multiplication gives" in screen_text(app))
+        assert "▾ Thought" in screen_text(app)

@@ -164,14 +164,19 @@ class ChatActions(App[None]):
         self.query_one(PromptInput).focus()
 
     def action_search(self) -> None:
+        screen = SearchScreen(self.store)
+
         async def jump(result: tuple[int, int] | None) -> None:
             if result:
                 chat, message = result
                 await self.open_conversation(chat)
-                if not await self.query_one(ChatView).select_message(message):
+                view = self.query_one(ChatView)
+                if not await view.select_message(message):
                     self.notify("That message is older than the ones shown.")
+                elif screen.opened_in_thinking:  # found in its thinking: show it open
+                    await view.open_thinking(message)
 
-        self.push_screen(SearchScreen(self.store), jump)
+        self.push_screen(screen, jump)
 
     def action_rename_chat(self, conversation_id: int | None = None) -> None:
         chat_id = conversation_id or self.conversation_id

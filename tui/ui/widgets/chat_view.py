@@ -336,6 +336,18 @@ class ChatView(MessageWindow):
             self._select(box, scroll=False)
         await self._toggle(box)
 
+    async def open_thinking(self, message_id: int) -> None:
+        """Show the thinking of message ``message_id`` open (a search found it there)."""
+        box = self.box(message_id)
+        if box is None or not box.message.reasoning:
+            return
+        if self.thinking.mode == "hidden":
+            await self.set_thinking_mode("collapsed")  # it was asked for: show it
+            self.post_message(self.ThinkingModeChanged("collapsed"))
+        self.thinking.toggled[message_id] = True
+        await box.show_thinking()
+        self.scroll_to_widget(box, animate=False, immediate=True)
+
     async def action_thinking_mode(self) -> None:
         """``T``: thinking folded to a line (default), all of it open, or hidden."""
         mode = THINKING_MODES[(THINKING_MODES.index(self.thinking.mode) + 1) % len(THINKING_MODES)]
