@@ -41,7 +41,8 @@ from tui.core.prompt import (
     Turn,
     fold_opening,
 )
-from tui.core.sampling import Sampling
+from tui.core.reasoning import INLINE, PLAIN
+from tui.core.sampling import REASONING_OFF, Sampling
 from tui.core.turn_policy import (
     FINISH_CANCELLED,
     FINISH_CONTEXT,
@@ -68,6 +69,8 @@ from tui.engine.remote.messages import (
 from tui.engine.remote.settings import (
     CHAT_MARGIN,
     COUNTING_TEMPLATE,
+    PREFILL_KINDS,
+    reasoning_fields,
     sampling_fields,
     supported_settings,
 )
@@ -221,12 +224,15 @@ class RemoteEngine(ServerDiscovery, Engine):
                 self._active = None
 
     def _fail(self, job: Generate, active: _Active, progress: _Progress, why: str) -> None:
+        thought = progress.reasoning.strip()
         if active.aborted:  # the failure is the cut we made ourselves
             self._send(
-                GenerationFinished(job.job_id, progress.text, FINISH_CANCELLED, progress.pieces)
+                GenerationFinished(
+                    job.job_id, progress.text, FINISH_CANCELLED, progress.pieces, reasoning=thought
+                )
             )
         else:
-            self._send(GenerationFailed(job.job_id, why, progress.text))
+            self._send(GenerationFailed(job.job_id, why, progress.text, reasoning=thought))
 
     def _generate_job(self, job: Generate, active: _Active, progress: _Progress) -> None:
         """Answer ``job``; a prompt the server finds too long is trimmed and sent once more.
@@ -294,13 +300,19 @@ class RemoteEngine(ServerDiscovery, Engine):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if built.mode == CHAT:
+            payload.update(reasoning_fields(sampling, self.kind))
+            if "reasoning_budget_tokens" not in payload and self.kind in _REASONING_KINDS:
+                progress.budget = sampling.reasoning_budget  # ours to enforce
         if self.model:
             payload["model"] = self.model
         if stops:
             payload["stop"] = stops
         if built.mode == CHAT:
             url = f"{self.base}/chat/completions"
-            payload["messages"] = _messages(job.persona.system, job.persona.examples, built.turns)
+            payload["messages"] = self._messages(
+                job.persona.system, job.persona.examples, built.turns
+            )
         else:
             url = f"{self.base}/completions"
             payload["prompt"] = built.text
@@ -315,13 +327,15 @@ class RemoteEngine(ServerDiscovery, Engine):
                 raise
             # A template that wants the user first: the greeting goes into the system text.
             persona, turns = fold_opening(job.persona, built.turns)
-            payload["messages"] = _messages(persona.system, persona.examples, turns)
+            payload["messages"] = self._messages(persona.system, persona.examples, turns)
             result = self._stream(url, payload, job, active, built, progress)
         except _StreamCut:
             if progress.pieces or active.aborted or self.window_reported:
                 raise
             self._why_no_answer(url, payload)  # raises _TooLong when that was the reason
             raise
+        if progress.over_budget and not active.aborted:
+            result = self._answer_after_thinking(url, payload, job, active, built, progress)
         ended = time.monotonic()
         first = progress.first_at or ended
         finish, usage = result
@@ -359,9 +373,49 @@ class RemoteEngine(ServerDiscovery, Engine):
                     "endpoint": self.endpoint.name,
                     "model": self.model,
                     **({"seed": sampling.seed} if sampling.seed >= 0 else {}),
+                    **_thinking_stats(progress, usage, ended),
                 },
+                reasoning=progress.reasoning.strip(),
             )
         )
+
+    def _answer_after_thinking(
+        self,
+        url: str,
+        payload: dict[str, Any],
+        job: Generate,
+        active: _Active,
+        built: BuiltPrompt,
+        progress: _Progress,
+    ) -> tuple[str | None, dict[str, Any]]:
+        """The thinking ran past its budget: close it and have the model answer.
+
+        A server that continues a prefilled answer (vLLM) gets the thinking so
+        far, closed, as the start of the answer, and writes on from there;
+        others (Ollama) are asked again with thinking off, the thinking so
+        far kept beside the answer (the model does not see it).
+        """
+        again = {k: v for k, v in payload.items() if k not in _THINKING_REQUEST}
+        again["max_tokens"] = max(int(payload.get("max_tokens", 1)) - progress.pieces, 1)
+        thought = progress.reasoning.strip()
+        if self.kind in PREFILL_KINDS:
+            prefill = {"role": "assistant", "content": f"<think>\n{thought}\n</think>\n\n"}
+            again["messages"] = [*payload["messages"], prefill]
+            again.update(continue_final_message=True, add_generation_prompt=False)
+        else:
+            off = Sampling(reasoning=REASONING_OFF)
+            again.update(reasoning_fields(off, self.kind))
+        progress.budget = -1
+        progress.over_budget = False
+        reply = ReplyFilter(built.stops, built.mode, INLINE)
+        reply.splitter.thought = True  # stray thinking markup is never part of the answer
+        return self._stream(url, again, job, active, built, progress, reply)
+
+    def _messages(
+        self, system: str, examples: list[Turn], history: list[Turn]
+    ) -> list[dict[str, str]]:
+        """The chat messages, with earlier answers' thinking where this server takes it."""
+        return _messages(system, examples, history, _HISTORY_REASONING.get(self.kind, ""))
 
     def _stream(
         self,
@@ -371,8 +425,17 @@ class RemoteEngine(ServerDiscovery, Engine):
         active: _Active,
         built: BuiltPrompt,
         progress: _Progress,
+        reply: ReplyFilter | None = None,
     ) -> tuple[str | None, dict[str, Any]]:
-        """Post ``payload`` and stream the answer; returns (finish_reason, usage)."""
+        """Post ``payload`` and stream the answer; returns (finish_reason, usage).
+
+        In chat mode, ``<think>`` at the start of the content is thinking too
+        (a server that does not split it); a completion prompt is ours, and
+        its answer plain text.
+        """
+        if reply is None:
+            fmt = INLINE if built.mode == CHAT else PLAIN
+            reply = ReplyFilter(built.stops, built.mode, fmt)
         return stream_answer(
             self._stream_client,
             url,
@@ -380,8 +443,8 @@ class RemoteEngine(ServerDiscovery, Engine):
             headers=self._headers(streaming=True),
             active=active,
             progress=progress,
-            reply=ReplyFilter(built.stops, built.mode),
-            on_text=lambda text: self._send(TokenText(job.job_id, text)),
+            reply=reply,
+            on_text=lambda text, thinking: self._send(TokenText(job.job_id, text, thinking)),
             endpoint=self.endpoint,
             model=self.model,
         )
@@ -441,7 +504,39 @@ class RemoteEngine(ServerDiscovery, Engine):
 # --- helpers -------------------------------------------------------------------------
 
 
-def _messages(system: str, examples: list[Turn], history: list[Turn]) -> list[dict[str, str]]:
-    """The chat messages: persona system text, examples, then the history."""
+# Where each server takes an earlier answer's thinking (its template then decides
+# whether to keep it). DeepSeek's API refuses it (400), OpenAI has no such field:
+# elsewhere it is not sent. Never pasted into the content as <think>.
+_HISTORY_REASONING = {"llama.cpp": "reasoning_content", "vllm": "reasoning_content"}
+_HISTORY_REASONING["ollama"] = "reasoning"
+_REASONING_KINDS = frozenset({"vllm", "ollama"})  # thinking budgets enforced by us
+_THINKING_REQUEST = frozenset({"chat_template_kwargs", "reasoning_effort", "think"})
+
+
+def _messages(
+    system: str, examples: list[Turn], history: list[Turn], reasoning_field: str = ""
+) -> list[dict[str, str]]:
+    """The chat messages: persona system text, examples, then the history.
+
+    ``reasoning_field``: the name under which an answer's thinking is sent
+    ("" = not sent).
+    """
     head = [Turn("system", system)] if system else []
-    return [{"role": t.role, "content": t.content} for t in [*head, *examples, *history]]
+    out = []
+    for turn in [*head, *examples, *history]:
+        message = {"role": turn.role, "content": turn.content}
+        if reasoning_field and turn.role == "assistant" and turn.reasoning:
+            message[reasoning_field] = turn.reasoning
+        out.append(message)
+    return out
+
+
+def _thinking_stats(progress: _Progress, usage: dict[str, Any], ended: float) -> dict[str, Any]:
+    """``thinking_tokens`` (the server's count where it gives one) and ``thinking_seconds``."""
+    if not progress.reasoning:
+        return {}
+    details = usage.get("completion_tokens_details")
+    counted = details.get("reasoning_tokens") if isinstance(details, dict) else None
+    tokens = counted if isinstance(counted, int) and counted > 0 else progress.thinking_pieces
+    until = progress.answer_at or ended
+    return {"thinking_tokens": tokens, "thinking_seconds": max(until - progress.first_at, 0.0)}
