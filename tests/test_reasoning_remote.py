@@ -17,7 +17,6 @@ from tests.remote_servers import (
     LlamaServer,
     ScriptedServer,
     StreamReply,
-    chat_chunk,
     llama_cpp_models,
     llama_cpp_props,
     llama_server_binary,

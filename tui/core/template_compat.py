@@ -40,7 +40,9 @@ class TemplateCaps:
     thinking_field: bool = False  # reads the reasoning as ``message.thinking`` (gpt-oss, LFM2)
     gemma4: bool = False  # llama.cpp reopens the model's turn when the prompt ends a turn
     mistral_blocks: bool = False  # system and assistant content as [THINK]/text blocks
-    trim_content: bool = False  # llama.cpp trims every message (StepFun, whose model loops otherwise)
+    trim_content: bool = (
+        False  # llama.cpp trims every message (StepFun, whose model loops otherwise)
+    )
 
 
 class _Message(dict[str, Any]):
@@ -148,8 +150,10 @@ def _reacts_to_thinking(template: str, render: Render) -> bool:
     del variables["add_generation_prompt"]
     shown = _quietly(render, variables) or ""
     at = shown.find(thought)
-    return at >= 0 and _segments(shown[at + len(thought) :].lstrip())[:1] != [] and (
-        _segments(shown[at + len(thought) :].lstrip())[0][0] == "<>"
+    return (
+        at >= 0
+        and _segments(shown[at + len(thought) :].lstrip())[:1] != []
+        and (_segments(shown[at + len(thought) :].lstrip())[0][0] == "<>")
     )
 
 
