@@ -42,7 +42,7 @@ from tui.core.prompt import (
     fold_opening,
 )
 from tui.core.reasoning import INLINE, PLAIN
-from tui.core.sampling import REASONING_OFF, Sampling
+from tui.core.sampling import Sampling
 from tui.core.turn_policy import (
     FINISH_CANCELLED,
     FINISH_CONTEXT,
@@ -69,7 +69,6 @@ from tui.engine.remote.messages import (
 from tui.engine.remote.settings import (
     CHAT_MARGIN,
     COUNTING_TEMPLATE,
-    PREFILL_KINDS,
     reasoning_fields,
     sampling_fields,
     supported_settings,
@@ -81,6 +80,13 @@ from tui.engine.remote.stream import (
     _Active,
     _Progress,
     stream_answer,
+)
+from tui.engine.remote.thinking import (
+    BUDGET_KINDS,
+    HISTORY_REASONING,
+    budget_request,
+    chat_messages,
+    thinking_stats,
 )
 
 # --- the engine ----------------------------------------------------------------------
@@ -302,7 +308,7 @@ class RemoteEngine(ServerDiscovery, Engine):
         }
         if built.mode == CHAT:
             payload.update(reasoning_fields(sampling, self.kind))
-            if "reasoning_budget_tokens" not in payload and self.kind in _REASONING_KINDS:
+            if "reasoning_budget_tokens" not in payload and self.kind in BUDGET_KINDS:
                 progress.budget = sampling.reasoning_budget  # ours to enforce
         if self.model:
             payload["model"] = self.model
@@ -373,7 +379,7 @@ class RemoteEngine(ServerDiscovery, Engine):
                     "endpoint": self.endpoint.name,
                     "model": self.model,
                     **({"seed": sampling.seed} if sampling.seed >= 0 else {}),
-                    **_thinking_stats(progress, usage, ended),
+                    **thinking_stats(progress, usage, ended),
                 },
                 reasoning=progress.reasoning.strip(),
             )
@@ -388,23 +394,9 @@ class RemoteEngine(ServerDiscovery, Engine):
         built: BuiltPrompt,
         progress: _Progress,
     ) -> tuple[str | None, dict[str, Any]]:
-        """The thinking ran past its budget: close it and have the model answer.
-
-        A server that continues a prefilled answer (vLLM) gets the thinking so
-        far, closed, as the start of the answer, and writes on from there;
-        others (Ollama) are asked again with thinking off, the thinking so
-        far kept beside the answer (the model does not see it).
-        """
-        again = {k: v for k, v in payload.items() if k not in _THINKING_REQUEST}
-        again["max_tokens"] = max(int(payload.get("max_tokens", 1)) - progress.pieces, 1)
-        thought = progress.reasoning.strip()
-        if self.kind in PREFILL_KINDS:
-            prefill = {"role": "assistant", "content": f"<think>\n{thought}\n</think>\n\n"}
-            again["messages"] = [*payload["messages"], prefill]
-            again.update(continue_final_message=True, add_generation_prompt=False)
-        else:
-            off = Sampling(reasoning=REASONING_OFF)
-            again.update(reasoning_fields(off, self.kind))
+        """The thinking ran past its budget: close it and have the model answer (see
+        :func:`budget_request`); the thinking so far is kept beside the answer."""
+        again = budget_request(payload, progress, self.kind)
         progress.budget = -1
         progress.over_budget = False
         reply = ReplyFilter(built.stops, built.mode, INLINE)
@@ -415,7 +407,7 @@ class RemoteEngine(ServerDiscovery, Engine):
         self, system: str, examples: list[Turn], history: list[Turn]
     ) -> list[dict[str, str]]:
         """The chat messages, with earlier answers' thinking where this server takes it."""
-        return _messages(system, examples, history, _HISTORY_REASONING.get(self.kind, ""))
+        return chat_messages(system, examples, history, HISTORY_REASONING.get(self.kind, ""))
 
     def _stream(
         self,
@@ -502,41 +494,3 @@ class RemoteEngine(ServerDiscovery, Engine):
 
 
 # --- helpers -------------------------------------------------------------------------
-
-
-# Where each server takes an earlier answer's thinking (its template then decides
-# whether to keep it). DeepSeek's API refuses it (400), OpenAI has no such field:
-# elsewhere it is not sent. Never pasted into the content as <think>.
-_HISTORY_REASONING = {"llama.cpp": "reasoning_content", "vllm": "reasoning_content"}
-_HISTORY_REASONING["ollama"] = "reasoning"
-_REASONING_KINDS = frozenset({"vllm", "ollama"})  # thinking budgets enforced by us
-_THINKING_REQUEST = frozenset({"chat_template_kwargs", "reasoning_effort", "think"})
-
-
-def _messages(
-    system: str, examples: list[Turn], history: list[Turn], reasoning_field: str = ""
-) -> list[dict[str, str]]:
-    """The chat messages: persona system text, examples, then the history.
-
-    ``reasoning_field``: the name under which an answer's thinking is sent
-    ("" = not sent).
-    """
-    head = [Turn("system", system)] if system else []
-    out = []
-    for turn in [*head, *examples, *history]:
-        message = {"role": turn.role, "content": turn.content}
-        if reasoning_field and turn.role == "assistant" and turn.reasoning:
-            message[reasoning_field] = turn.reasoning
-        out.append(message)
-    return out
-
-
-def _thinking_stats(progress: _Progress, usage: dict[str, Any], ended: float) -> dict[str, Any]:
-    """``thinking_tokens`` (the server's count where it gives one) and ``thinking_seconds``."""
-    if not progress.reasoning:
-        return {}
-    details = usage.get("completion_tokens_details")
-    counted = details.get("reasoning_tokens") if isinstance(details, dict) else None
-    tokens = counted if isinstance(counted, int) and counted > 0 else progress.thinking_pieces
-    until = progress.answer_at or ended
-    return {"thinking_tokens": tokens, "thinking_seconds": max(until - progress.first_at, 0.0)}
