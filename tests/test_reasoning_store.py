@@ -278,3 +278,25 @@ def test_a_persona_sets_the_reasoning_settings(tmp_path: Path) -> None:
     path.write_text('name = "Bad"\n[sampling]\nreasoning = "sometimes"\n')
     with pytest.raises(Exception, match="auto, on, off"):
         load_persona_file(path)
+
+
+def test_the_fake_engine_streams_a_scripted_thinking(store: st.Store) -> None:
+    """For UI tests: an answer scripted as <think>…</think>… streams its thinking apart."""
+    import queue
+
+    from tui.engine.fake import FakeEngine
+
+    events: queue.Queue = queue.Queue()
+    engine = FakeEngine(lambda job: "<think>Let me see.</think> Yes, indeed.")
+    engine.start(events.put)
+    runner = rn.ChatService(store, engine, load_library(), "fake")
+    conv = runner.new_conversation("assistant")
+    _user, answer, _job = runner.send(conv.id, "ok?")
+    thinking = []
+    while runner.jobs:
+        change = runner.handle(events.get(timeout=5))
+        if change is not None and change.thinking:
+            thinking.append(change.thinking)
+    got = store.get_message(answer.id)
+    assert "".join(thinking) == "Let me see." == got.reasoning
+    assert got.content == "Yes, indeed."

@@ -4,8 +4,9 @@ The engine may produce tokens faster than a terminal UI should repaint
 (a GPU: one every few milliseconds). :class:`TokenBatcher` sits between the
 engine's event thread and the UI: the first token of a batch posts one
 :class:`TokensReady`; later tokens only join the pending text until the UI
-takes it. Other events pass through in order, so a finished answer is never
-overtaken by its own last tokens.
+takes it (a reasoning model's thinking apart from its answer). Other events
+pass through in order, so a finished answer is never overtaken by its own
+last tokens.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class TokensReady:
 class TokenBatcher:
     def __init__(self, deliver: Callable[[EngineEvent | TokensReady], None]):
         self.deliver = deliver
-        self._pending: dict[int, list[str]] = {}
+        self._pending: dict[int, tuple[list[str], list[str]]] = {}  # answer, thinking
         self._lock = threading.Lock()
 
     def __call__(self, event: EngineEvent) -> None:
@@ -36,14 +37,16 @@ class TokenBatcher:
             with self._lock:
                 pending = self._pending.get(event.job_id)
                 if pending is not None:
-                    pending.append(event.text)
+                    pending[event.thinking].append(event.text)
                     return
-                self._pending[event.job_id] = [event.text]
+                pending = self._pending[event.job_id] = ([], [])
+                pending[event.thinking].append(event.text)
             self.deliver(TokensReady(event.job_id))
         else:
             self.deliver(event)
 
-    def take(self, job_id: int) -> str:
-        """All text of ``job_id`` not yet taken (the UI thread)."""
+    def take(self, job_id: int) -> tuple[str, str]:
+        """All answer text and all thinking of ``job_id`` not yet taken (the UI thread)."""
         with self._lock:
-            return "".join(self._pending.pop(job_id, []))
+            answer, thinking = self._pending.pop(job_id, ([], []))
+        return "".join(answer), "".join(thinking)

@@ -27,6 +27,8 @@ from tui.core.engine_protocol import (
     TokenText,
 )
 from tui.core.models import display_name
+from tui.core.reasoning import INLINE
+from tui.core.turn_policy import ReplyFilter
 
 
 def echo_answer(job: Generate) -> str:
@@ -104,18 +106,30 @@ class FakeEngine(Engine):
             n_ctx = int(job.sampling.get("n_ctx", 4096))
             self._on_event(GenerationStarted(job.job_id, 10, n_ctx, 0, "chat"))
             words = self.answer(job).split(" ")
-            text, reason, started = "", "stop", time.monotonic()
+            reason, started = "stop", time.monotonic()
+            # An answer that starts with <think>…</think> streams that part as thinking.
+            reply = ReplyFilter([], "chat", INLINE)
             for index, word in enumerate(words):
                 if job.job_id in self._cancelled:
                     reason = "cancelled"
                     break
                 piece = word if index == 0 else " " + word
-                text += piece
-                self._on_event(TokenText(job.job_id, piece))
+                for thinking, text in reply.feed(piece):
+                    self._on_event(TokenText(job.job_id, text, thinking))
                 time.sleep(self.delay)
+            for thinking, text in reply.finish() if reason != "cancelled" else []:
+                self._on_event(TokenText(job.job_id, text, thinking))
+            seconds = time.monotonic() - started
             self._on_event(
                 GenerationFinished(
-                    job.job_id, text, reason, len(words), time.monotonic() - started, 10, n_ctx
+                    job.job_id,
+                    reply.text,
+                    reason,
+                    len(words),
+                    seconds,
+                    10,
+                    n_ctx,
+                    reasoning=reply.reasoning.strip(),
                 )
             )
 

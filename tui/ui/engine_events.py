@@ -99,13 +99,18 @@ class EngineEvents(App[None]):
         """Hand the text streamed since the last paint to the service, and show what it added."""
         self._paint_timer = None
         self._painted_at = time.monotonic()
-        text = self.batcher.take(job_id)
+        text, thinking = self.batcher.take(job_id)
+        if thinking and not self._hung_up:
+            await self._add_text(job_id, thinking, thinking=True)
         if text and not self._hung_up:
             await self._add_text(job_id, text)
 
-    async def _add_text(self, job_id: int, text: str) -> None:
-        """Streamed text: to the service (which saves it in time), then to the screen."""
-        change = self.service.add_text(job_id, text)
+    async def _add_text(self, job_id: int, text: str, thinking: bool = False) -> None:
+        """Streamed text: to the service (which saves it in time), then to the screen.
+
+        A reasoning model's thinking is saved beside the answer, never in it.
+        """
+        change = self.service.add_text(job_id, text, thinking)
         if change is None:
             return
         try:
@@ -118,7 +123,7 @@ class EngineEvents(App[None]):
             await self._answer_gone(change.job.conversation_id)
         elif change.job.conversation_id == self.conversation_id:
             box = self.query_one(ChatView).box(change.job.message_id)
-            if box is not None:
+            if box is not None and change.text:
                 await box.append(change.text)
 
     @on(EngineMessage)
@@ -130,7 +135,7 @@ class EngineEvents(App[None]):
             await self._tokens_ready(event.job_id)
             return
         if isinstance(event, TokenText):  # not through a batcher (the app's own merges them)
-            await self._add_text(event.job_id, event.text)
+            await self._add_text(event.job_id, event.text, event.thinking)
             return
         if isinstance(event, GenerationFinished | GenerationFailed):
             await self._paint(event.job_id)  # the last tokens first
