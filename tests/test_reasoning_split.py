@@ -173,3 +173,37 @@ def test_detect_format_on_llama_cpp_templates() -> None:
     assert fmt("mistralai-Ministral-3-14B-Reasoning-2512").tags[0].open == "[THINK]"
     assert fmt("ByteDance-Seed-OSS").tags[0].open == "<seed:think>"
     assert fmt("meta-llama-Llama-3.2-3B-Instruct") == INLINE
+
+
+QWEN3_LIKE = (
+    "{%- set ns = namespace(last=-1) -%}"
+    "{%- for m in messages -%}{%- if m.role == 'user' -%}{%- set ns.last = loop.index0 -%}"
+    "{%- endif -%}{%- endfor -%}"
+    "{%- for m in messages -%}<|im_start|>{{ m.role }}\n"
+    "{%- if m.role == 'assistant' and m.reasoning_content is defined and m.reasoning_content"
+    " and loop.index0 > ns.last -%}<think>\n{{ m.reasoning_content }}\n</think>\n\n"
+    "{%- endif -%}{{ m.content }}<|im_end|>\n{%- endfor -%}"
+    "{%- if add_generation_prompt -%}<|im_start|>assistant\n{%- endif -%}"
+)
+
+
+def test_thinking_the_template_drops_takes_no_room_in_the_window() -> None:
+    """Truncation counts the rendered prompt: old turns' long thinking, dropped by the
+    template, does not push the chat out of the window."""
+    from tui.core.prompt import PersonaPrompt, PromptBuilder, PromptFormat, Turn
+
+    def tokenize(text: str) -> list[int]:
+        return [ord(c) for c in text]  # one token per character
+
+    builder = PromptBuilder(PromptFormat(chat_template=QWEN3_LIKE), tokenize)
+    history = []
+    for i in range(4):
+        history += [Turn("user", f"question {i}"), Turn("assistant", f"answer {i}", "x" * 5000)]
+    history.append(Turn("user", "last question"))
+    built = builder.build(PersonaPrompt(""), history, budget=600)
+    assert built.start == 0  # nothing dropped: 20 000 characters of thinking take no room
+    assert "xxxx" not in built.text and len(built.tokens) < 600
+    # A continuation keeps the latest answer's thinking, and it counts.
+    tail = [Turn("user", "q"), Turn("assistant", "a", "y" * 700)]
+    with pytest.raises(Exception, match="needs"):
+        builder.build(PersonaPrompt(""), tail, budget=600)
