@@ -29,6 +29,8 @@ from tui.core.engine_protocol import (
     TokenText,
 )
 from tui.core.models import display_name
+from tui.core.reasoning import INLINE
+from tui.core.turn_policy import ReplyFilter
 
 
 def echo_answer(job: Generate) -> str:
@@ -116,30 +118,63 @@ class FakeEngine(Engine):
             n_ctx = int(job.sampling.get("n_ctx", 4096))
             self._on_event(GenerationStarted(job.job_id, 10, n_ctx, 0, "chat"))
             script = self.answer(job)
-            thought, answer = script if isinstance(script, tuple) else ("", script)
-            started = time.monotonic()
-            reasoning, count, reason = self._stream(job.job_id, thought, True)
-            stats: dict[str, float | int] = {}
-            if thought:
-                stats = {"thinking_tokens": count, "thinking_seconds": time.monotonic() - started}
-                if self.thought_gate is not None and reason == "stop":
-                    self.thought_gate.wait()
-            text, answered = "", 0
-            if reason == "stop":
-                text, answered, reason = self._stream(job.job_id, answer, False)
+            if isinstance(script, tuple):  # (thinking, answer): a reasoning model
+                self._reasoned(job, n_ctx, *script)
+                return
+            words = script.split(" ")
+            reason, started = "stop", time.monotonic()
+            # An answer that starts with <think>…</think> streams that part as thinking.
+            reply = ReplyFilter([], "chat", INLINE)
+            for index, word in enumerate(words):
+                if job.job_id in self._cancelled:
+                    reason = "cancelled"
+                    break
+                piece = word if index == 0 else " " + word
+                for thinking, text in reply.feed(piece):
+                    self._on_event(TokenText(job.job_id, text, thinking))
+                time.sleep(self.delay)
+            for thinking, text in reply.finish() if reason != "cancelled" else []:
+                self._on_event(TokenText(job.job_id, text, thinking))
+            seconds = time.monotonic() - started
             self._on_event(
                 GenerationFinished(
                     job.job_id,
-                    text,
+                    reply.text,
                     reason,
-                    count + answered,
-                    time.monotonic() - started,
+                    len(words),
+                    seconds,
                     10,
                     n_ctx,
-                    stats,
-                    reasoning=reasoning,
-                )  # fmt: skip
+                    reasoning=reply.reasoning.strip(),
+                )
             )
+
+    def _reasoned(self, job: Generate, n_ctx: int, thought: str, answer: str) -> None:
+        """Stream ``thought`` as thinking (then wait for ``thought_gate``), then ``answer``."""
+        assert self._on_event is not None
+        started = time.monotonic()
+        reasoning, count, reason = self._stream(job.job_id, thought, True)
+        stats: dict[str, float | int] = {}
+        if thought:
+            stats = {"thinking_tokens": count, "thinking_seconds": time.monotonic() - started}
+            if self.thought_gate is not None and reason == "stop":
+                self.thought_gate.wait()
+        text, answered = "", 0
+        if reason == "stop":
+            text, answered, reason = self._stream(job.job_id, answer, False)
+        self._on_event(
+            GenerationFinished(
+                job.job_id,
+                text,
+                reason,
+                count + answered,
+                time.monotonic() - started,
+                10,
+                n_ctx,
+                stats,
+                reasoning=reasoning,
+            )
+        )
 
     def _stream(self, job_id: int, script: str, thinking: bool) -> tuple[str, int, str]:
         """Send ``script`` word by word; (the text sent, words sent, "stop" or "cancelled")."""

@@ -100,15 +100,17 @@ class EngineEvents(App[None]):
         """Hand the text streamed since the last paint to the service, and show what it added."""
         self._paint_timer = None
         self._painted_at = time.monotonic()
-        parts = self.batcher.take_parts(job_id)
-        if self._hung_up:
-            return
-        for thinking, text in parts:  # thinking, then the answer: never mixed
-            if text:
-                await self._add_text(job_id, text, thinking)
+        text, thinking = self.batcher.take(job_id)
+        if thinking and not self._hung_up:  # thinking first: it comes before the answer
+            await self._add_text(job_id, thinking, thinking=True)
+        if text and not self._hung_up:
+            await self._add_text(job_id, text)
 
     async def _add_text(self, job_id: int, text: str, thinking: bool = False) -> None:
-        """Streamed text: to the service (which saves it in time), then to the screen."""
+        """Streamed text: to the service (which saves it in time), then to the screen.
+
+        A reasoning model's thinking is saved beside the answer, never in it.
+        """
         change = self.service.add_text(job_id, text, thinking)
         if change is None:
             return
