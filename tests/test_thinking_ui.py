@@ -259,3 +259,21 @@ async def test_a_search_hit_in_the_thinking_opens_it(tmp_path: Path) -> None:
         await pilot.press("enter")
         await wait_for(pilot, lambda: "multiplication gives" in screen_text(app))
         assert "▾ Thought" in screen_text(app)
+
+
+async def test_f1_lists_the_thinking_keys_of_the_chat(tmp_path: Path) -> None:
+    from tui.ui.widgets.keys_help import KeysHelp
+
+    app = make_app(tmp_path, FakeEngine(thinker()))
+    async with app.run_test(size=SIZE) as pilot:
+        await ask(pilot)
+        await wait_for(pilot, lambda: "▸ Thought for" in screen_text(app))
+        await pilot.press("shift+tab", "f1")
+        await wait_for(pilot, lambda: bool(app.screen.query(KeysHelp)))
+        title, rows = app.screen.query_one(KeysHelp).sections()[0]
+        assert title == "Chat"
+        described = {description: keys for keys, description in rows}
+        assert described["Open/fold thinking"] == "t"
+        assert described["All thinking: folded/open/hidden"] == "T"
+        assert described["Copy thinking"] == "C"
+        assert described["Copy"] == "c"

@@ -118,9 +118,13 @@ class MessageBox(Vertical):
 
     async def append_thinking(self, text: str, tokens: int | None = None) -> None:
         """Stream ``text`` onto the thinking of the answer being generated."""
-        self.message = dataclasses.replace(self.message, reasoning=self.message.reasoning + text)
-        if tokens is not None:
-            self.message.meta["thinking_tokens"] = tokens
+        meta = (
+            self.message.meta
+            if tokens is None
+            else {**self.message.meta, "thinking_tokens": tokens}
+        )
+        reasoning = self.message.reasoning + text
+        self.message = dataclasses.replace(self.message, reasoning=reasoning, meta=meta)
         block = self.query_one_optional(ThinkingBlock)
         if block is not None:
             block.append(text, tokens)
@@ -169,6 +173,8 @@ class MessageBox(Vertical):
         between the streamed chunks leave no trace.
         """
         self.message = message
+        if message.status != st.PARTIAL:
+            self.prefs.started.pop(message.id, None)  # its thinking has ended
         body, who = self.query_one_optional(".body"), self.query_one_optional(".who")
         if body is None or not isinstance(who, Static):
             return  # just mounted, not built yet: compose will show the final message
