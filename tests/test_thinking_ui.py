@@ -277,3 +277,35 @@ async def test_f1_lists_the_thinking_keys_of_the_chat(tmp_path: Path) -> None:
         assert described["All thinking: folded/open/hidden"] == "T"
         assert described["Copy thinking"] == "C"
         assert described["Copy"] == "c"
+
+
+async def test_thinking_cut_short_says_why(tmp_path: Path) -> None:
+    """A crash mid-thought (found partial at start), or the token limit, while thinking."""
+    app = make_app(tmp_path, FakeEngine(thinker()))
+    chat = app.store.create_conversation("assistant", "fake.gguf")
+    app.store.add_message(chat.id, "user", "first")
+    app.store.add_message(
+        chat.id,
+        "assistant",
+        "",
+        status=st.COMPLETE,
+        meta={"finish_reason": "length", "thinking_tokens": 1024},
+        reasoning="So long a thought that the limit came first.",
+    )
+    app.store.add_message(chat.id, "user", "second")
+    app.store.add_message(
+        chat.id,
+        "assistant",
+        "",
+        status=st.PARTIAL,
+        meta={"writer": "gone-host:1"},  # another host, long silent: counted as dead
+        reasoning="Half a thought when the connection dropped.",
+    )
+    with app.store.transaction():
+        app.store.conn.execute("update messages set updated_at = '2000-01-01'")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "interrupted" in screen_text(app))
+        screen = screen_text(app)
+        assert "▸ Thought · 1,024 tokens · cut off" in screen
+        assert "▸ Thought · interrupted" in screen
+        assert not any(b.live for b in app.query(ThinkingBlock))
