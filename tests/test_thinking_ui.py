@@ -309,3 +309,17 @@ async def test_thinking_cut_short_says_why(tmp_path: Path) -> None:
         assert "▸ Thought · 1,024 tokens · cut off" in screen
         assert "▸ Thought · interrupted" in screen
         assert not any(b.live for b in app.query(ThinkingBlock))
+
+
+def test_config_thinking_is_checked(tmp_path: Path) -> None:
+    from tui.core.config import load_config
+
+    path = tmp_path / "config.toml"
+    path.write_text('thinking = "hidden"\n')
+    path.chmod(0o600)
+    tmp_path.chmod(0o700)
+    assert load_config(path).thinking == "hidden"
+    path.write_text('thinking = "open"\n')
+    config = load_config(path)
+    assert config.thinking == "collapsed"
+    assert any("thinking" in p and "collapsed" in p for p in config.problems)
