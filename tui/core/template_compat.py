@@ -187,9 +187,9 @@ def _specialized_thinking(template: str) -> bool | None:
     for needed, excluded, thinking in _SPECIALIZED:
         if all(s in template for s in needed) and not any(s in template for s in excluded):
             return "<think>" in template if thinking is None else thinking
-    if "dsml_token" in template and "DSML" in template:  # DeepSeek V3.2 / V4
-        if "function_calls" in template or "tool_calls" in template:
-            return True
+    dsml = "dsml_token" in template and "DSML" in template  # DeepSeek V3.2 / V4
+    if dsml and ("function_calls" in template or "tool_calls" in template):
+        return True
     return None
 
 
