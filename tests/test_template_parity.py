@@ -22,7 +22,7 @@ from tui.core.chat_template import TemplateError, render_chat
 
 BINARY = llama_server_binary()
 TEMPLATES_DIR = templates_dir()
-TEMPLATES = sorted(TEMPLATES_DIR.glob("*.jinja")) if TEMPLATES_DIR else []
+TEMPLATES = sorted(TEMPLATES_DIR.glob("*.jinja")) if TEMPLATES_DIR and BINARY else []
 WHY_SKIPPED = (
     "llama-server is not installed"
     if BINARY is None
@@ -33,7 +33,7 @@ WHY_SKIPPED = (
 @pytest.fixture(scope="session")
 def llama_server_renderings(request: pytest.FixtureRequest, model_path: Path) -> dict[str, Any]:
     """llama-server's answers for the templates this run selected, rendered once."""
-    assert BINARY is not None
+    assert BINARY is not None  # else no template is collected
     wanted = {
         item.callspec.params["template"]
         for item in request.session.items
