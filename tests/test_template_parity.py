@@ -52,6 +52,7 @@ def _first_difference(ours: str, theirs: str) -> str:
     return f"at {at}: ours {ours[at - 40 : at + 60]!r} / llama-server {theirs[at - 40 : at + 60]!r}"
 
 
+@pytest.mark.model
 @pytest.mark.parametrize(
     "template",
     TEMPLATES or [pytest.param(None, marks=pytest.mark.skip(reason=WHY_SKIPPED))],
