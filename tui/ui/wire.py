@@ -6,9 +6,12 @@ frame of a streaming answer rewrote all the lines of its live tail (and the
 changed. Over SSH those bytes are the cost users feel: a 600-token answer
 wrote ~1 MB. Here each partial update (Textual's ``ChopsUpdate``: pieces of
 lines, each a "chop" between two widgets' edges) is compared, piece by
-piece, with what was last written at the same place, and a piece that would
-write the same characters in the same colours again is left out. A full
-update (a resize, a new screen) forgets what was written and writes all.
+piece, with what was last written at the same place: a piece that would
+write the same characters in the same colours again is left out, and of a
+piece that changed only the cells that differ are written (a line that grew
+by a word costs that word). Colour codes are written once per run of the same
+colours, not around every segment. A full update (a resize, a new screen),
+a resize and a resume after Ctrl+Z forget what was written.
 """
 
 from __future__ import annotations
@@ -180,3 +183,7 @@ class LineDiffDisplay(App[None]):
     def _on_resize(self, event: object) -> None:
         """(Textual calls each class's handler in turn: App's does the resize.)"""
         self.__dict__.setdefault("_wire_painted", {}).clear()  # a full repaint follows
+
+    def _on_driver_signal_resume(self, event: object) -> None:
+        """Back from Ctrl+Z: the terminal shows whatever the shell left on it."""
+        self.__dict__.setdefault("_wire_painted", {}).clear()
