@@ -36,6 +36,7 @@ from tui.core.engine_protocol import (
 )
 from tui.core.personas import Persona, PersonaLibrary
 from tui.core.prompt import PersonaPrompt, Turn
+from tui.core.prompt_record import record_prompt
 from tui.core.sampling import Sampling
 from tui.core.sanitize import clean_text
 
@@ -59,6 +60,7 @@ class ActiveJob:
     dirty: bool = False
     started: GenerationStarted | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # kept, e.g. earlier versions
+    prefill: str = ""  # the answer's start the model goes on from (continue, prefill)
     gone: bool = False  # its chat was deleted while it streamed: stopped, nothing to save
 
 
@@ -238,22 +240,25 @@ class ChatService:
         answer, job_id = self._answer(conversation_id)
         return user, answer, job_id
 
-    def regenerate(self, conversation_id: int) -> tuple[st.Message, int]:
+    def regenerate(self, conversation_id: int, prefill: str = "") -> tuple[st.Message, int]:
         """Answer the last user message again; earlier answers stay reachable.
 
         The replaced answer's text moves into the new answer's
-        ``meta["alternatives"]`` (see :meth:`cycle_version`).
+        ``meta["alternatives"]`` (see :meth:`cycle_version`). A last user
+        message without an answer is answered. ``prefill``: how the new answer begins.
         """
         if self.job_for(conversation_id):
             raise Busy("This chat is still answering: wait, or press Esc to stop it.")
         messages = self.store.last_messages(conversation_id, 2)
+        if messages and messages[-1].role == "user":
+            return self._answer(conversation_id, prefill=prefill)
         if len(messages) < 2 or messages[-1].role != "assistant":
             raise ValueError("There is no answer to regenerate.")
         last = messages[-1]  # badly typed versions were left out when it was read
         alternatives = _numbered([*last.meta.get("alternatives", []), _version(last)])
         self.store.delete_message(last.id)
         meta = {"alternatives": alternatives, "version": len(alternatives) + 1}
-        return self._answer(conversation_id, meta)
+        return self._answer(conversation_id, meta, prefill)
 
     def cycle_version(self, message_id: int) -> st.Message:
         """Show the next stored version of a regenerated answer."""
@@ -280,21 +285,29 @@ class ChatService:
         return self.send(conversation_id, text)
 
     def _answer(
-        self, conversation_id: int, meta: dict[str, Any] | None = None
+        self, conversation_id: int, meta: dict[str, Any] | None = None, prefill: str = ""
     ) -> tuple[st.Message, int]:
-        """Open an empty answer (committed) and queue the job that fills it."""
+        """Open an answer (committed; empty, or ``prefill``) and queue the job that fills it."""
         conversation = self.store.get_conversation(conversation_id)
-        self._model_for(conversation)
         meta = {**(meta or {}), "writer": st.writer_id()}
         answer = self.store.add_message(
-            conversation_id, "assistant", "", status=st.PARTIAL, model=self.model, meta=meta
+            conversation_id, "assistant", prefill, status=st.PARTIAL, model=self.model, meta=meta
         )
+        return answer, self._queue(conversation, answer, meta, prefill)
+
+    def _queue(
+        self, conversation: st.Conversation, answer: st.Message, meta: dict[str, Any], prefill: str
+    ) -> int:
+        """Queue the job that writes ``answer`` (going on from ``prefill``); its id."""
+        self._model_for(conversation)
+        conversation_id = conversation.id
         history, ids = self.history(conversation, upto=answer.id)
         job_id = next(self._ids)
         start = conversation.context_start_id
         self.jobs[job_id] = ActiveJob(
-            job_id, conversation_id, answer.id, ids, answer, start, meta=meta
-        )
+            job_id, conversation_id, answer.id, ids, answer, start, text=prefill, meta=meta,
+            prefill=prefill,
+        )  # fmt: skip
         job = Generate(
             job_id=job_id,
             # Placeholders ({{time}}) take the chat's start time, as the seed's script
@@ -305,9 +318,10 @@ class ChatService:
             history=history,
             sampling=self.sampling_of(conversation).to_dict(),
             chat_id=conversation_id,
+            prefill=prefill,
         )
         self.engine.generate(job)
-        return answer, job_id
+        return job_id
 
     def history(self, conversation: st.Conversation, upto: int) -> tuple[list[Turn], list[int]]:
         """The turns the model may see, before message ``upto``, and their message ids.
@@ -359,6 +373,7 @@ class ChatService:
         change = Change(job)
         if isinstance(event, GenerationStarted):
             job.started = event
+            record_prompt(self.store, job.message_id, job.history_ids, event)
             if 0 <= event.start < len(job.history_ids):
                 start = job.history_ids[event.start]
                 if self.store.update_conversation(job.conversation_id, context_start_id=start):
@@ -406,7 +421,7 @@ class ChatService:
 
     def _finish(self, job: ActiveJob, event: GenerationFinished) -> st.Message | None:
         status = st.CANCELLED if event.reason == "cancelled" else st.COMPLETE
-        text = job.text if event.reason == "cancelled" else clean_text(event.text)
+        text = job.text if event.reason == "cancelled" else job.prefill + clean_text(event.text)
         if event.reason == "context":
             text += CONTEXT_LIMIT_NOTE
         elif event.reason == "capped":

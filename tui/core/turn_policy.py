@@ -110,9 +110,11 @@ class ReplyFilter:
     is dropped until the first visible text.
     """
 
-    def __init__(self, stops: list[str], mode: str):
+    def __init__(self, stops: list[str], mode: str, continuing: bool = False):
         self._scanner = StopScanner(stops)
-        self._leading = mode == TRANSCRIPT  # drop the space after "Bob:"
+        # Drop the space after "Bob:"; not when going on from text already written,
+        # where a space is a space between two words.
+        self._leading = mode == TRANSCRIPT and not continuing
 
     @property
     def stopped(self) -> bool:
@@ -134,8 +136,15 @@ class ReplyFilter:
         return out
 
 
-def clean_reply(text: str, persona: PersonaPrompt, mode: str) -> str:
-    """The answer as shown and stored: no leading space after ``Bob:``, no name echo."""
+def clean_reply(text: str, persona: PersonaPrompt, mode: str, continuing: bool = False) -> str:
+    """The answer as shown and stored: no leading space after ``Bob:``, no name echo.
+
+    ``continuing``: ``text`` goes on from an answer already written (continue,
+    prefill), so it is kept as it came, leading space and all, and only its
+    trailing white space goes.
+    """
+    if continuing:
+        return text.rstrip()
     if mode == TRANSCRIPT:
         text = text.lstrip(" ")
         prefix = f"{persona.ai_name}:"

@@ -30,6 +30,7 @@ from tui.core.engine_protocol import (
 )
 from tui.core.models import ModelFileError, check_model_file, display_name
 from tui.core.prompt import BuiltPrompt, PromptBuilder, PromptFormat, PromptTooLong, TemplateError
+from tui.core.prompt_record import log_prompt, prompt_info
 from tui.core.sampling import Sampling
 from tui.core.turn_policy import (
     FINISH_CANCELLED,
@@ -232,6 +233,13 @@ class ModelRunner(LiveKV):
         add_bos = not (bos and text.startswith(bos))
         return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
+    def _is_special(self, token: int) -> bool:
+        """A control token (``<|im_start|>``, BOS): written out in the prompt view."""
+        return token in self._hidden or token in self._eog or token == self.llm.token_bos()
+
+    def _piece(self, token: int) -> str:
+        return self.llm._model.token_get_text(token)
+
     def close(self) -> None:
         """Free the model; saved KV states belong to it and go too (files included)."""
         self.states.close()
@@ -314,8 +322,9 @@ class ModelRunner(LiveKV):
         self._ensure_window(sampling.n_ctx)
         n_ctx = min(sampling.n_ctx, self.llm.n_ctx())  # the chat's budget in the loaded window
         budget = prompt_budget(n_ctx, sampling.max_tokens)
+        prefill = getattr(job, "prefill", "")
         try:
-            built = self.builder.build(job.persona, job.history, budget)
+            built = self.builder.build(job.persona, job.history, budget, prefill=prefill)
         except (PromptTooLong, TemplateError) as exc:
             self.send(GenerationFailed(job.job_id, str(exc)))
             return
@@ -328,12 +337,23 @@ class ModelRunner(LiveKV):
             self.llm.reset()
             kv = {"cached_tokens": 0, "restored": False, "shifted": 0, "saved": False}
         self._live_keep, self._live_chat = built.n_keep, chat
+        seed = sampling.seed if sampling.seed >= 0 else _SEEDS.randrange(2**31)
+        info = prompt_info(built, len(job.history), seed, sampling)
+        info["special"] = sorted({self._piece(t) for t in set(prompt) if self._is_special(t)})
         self.send(
             GenerationStarted(
-                job.job_id, len(prompt), n_ctx, built.start, built.mode, kv["cached_tokens"]
-            )
+                job.job_id,
+                len(prompt),
+                n_ctx,
+                built.start,
+                built.mode,
+                kv["cached_tokens"],
+                prompt_text=built.text,
+                prompt_info=info,
+            )  # fmt: skip
         )
-        seed = sampling.seed if sampling.seed >= 0 else _SEEDS.randrange(2**31)
+        if self.verbose:  # in the child process, stderr is the engine log
+            log_prompt(job.job_id, built.text, info)
         stats: dict[str, Any] = {**kv, "seed": seed, "mode": built.mode, "start": built.start}
         if self.cancelled(job.job_id):
             stats["ttft"] = time.monotonic() - job_started
@@ -349,7 +369,7 @@ class ModelRunner(LiveKV):
             n_ctx if sampling.repeat_last_n < 0 else sampling.repeat_last_n
         )
         space = answer_room(n_ctx, len(prompt), sampling.max_tokens)
-        reply = ReplyFilter(built.stops, built.mode)
+        reply = ReplyFilter(built.stops, built.mode, continuing=bool(prefill))
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         raw, count = "", 0
         cancelled = at_limit = False
@@ -413,7 +433,7 @@ class ModelRunner(LiveKV):
             raw += tail
             self.send(TokenText(job.job_id, tail))
         ended = time.monotonic()
-        answer = clean_reply(raw, job.persona, built.mode)
+        answer = clean_reply(raw, job.persona, built.mode, continuing=bool(prefill))
         stats["ttft"] = (first_token_at or ended) - job_started
         self.send(
             GenerationFinished(

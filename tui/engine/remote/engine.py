@@ -41,6 +41,7 @@ from tui.core.prompt import (
     Turn,
     fold_opening,
 )
+from tui.core.prompt_record import LOCAL, SERVER_RENDERED, SERVER_TEMPLATE, prompt_info
 from tui.core.sampling import Sampling
 from tui.core.turn_policy import (
     FINISH_CANCELLED,
@@ -65,6 +66,7 @@ from tui.engine.remote.messages import (
     status_message,
     too_long_message,
 )
+from tui.engine.remote.prefill import can_prefill, messages_text, prefill_request, refusal
 from tui.engine.remote.settings import (
     CHAT_MARGIN,
     COUNTING_TEMPLATE,
@@ -141,6 +143,18 @@ class RemoteEngine(ServerDiscovery, Engine):
             self._thread.join(timeout=3)
         self._client.close()
         self._stream_client.close()
+
+    def can_prefill(self) -> bool:
+        """Whether this server can go on from an answer's text (chat mode; see prefill.py)."""
+        return can_prefill(self.kind)
+
+    def _apply_template(self, messages: list[dict[str, str]]) -> str | None:
+        """llama-server's rendering of ``messages`` with the generation prompt; None if none."""
+        data = self._post_optional(
+            f"{self.endpoint.root_url}/apply-template", {"messages": messages}
+        )
+        prompt = data.get("prompt")
+        return prompt if isinstance(prompt, str) else None
 
     def supported_settings(self) -> frozenset[str]:
         """What this endpoint's server acts on (OpenAI fields until it is checked)."""
@@ -272,8 +286,11 @@ class RemoteEngine(ServerDiscovery, Engine):
         # Served models are taken to have a chat template: chat mode unless forced.
         margin = CHAT_MARGIN if job.persona.mode != TRANSCRIPT else 0
         budget = prompt_budget(n_ctx, sampling.max_tokens, margin) - shrink
+        prefill = getattr(job, "prefill", "")
+        if prefill and job.persona.mode != TRANSCRIPT and not can_prefill(self.kind):
+            raise RemoteError(refusal(self.kind, self.endpoint.label))
         try:
-            built = builder.build(job.persona, job.history, budget)
+            built = builder.build(job.persona, job.history, budget, prefill=prefill)
         except PromptTooLong as exc:
             if n_ctx == self.n_ctx:  # a bigger n_ctx for the chat would not help
                 raise RemoteError(f"{exc} The server's window is {n_ctx} tokens.") from None
@@ -298,13 +315,34 @@ class RemoteEngine(ServerDiscovery, Engine):
             payload["model"] = self.model
         if stops:
             payload["stop"] = stops
+        source = SERVER_RENDERED
         if built.mode == CHAT:
             url = f"{self.base}/chat/completions"
             payload["messages"] = _messages(job.persona.system, job.persona.examples, built.turns)
+            shown = messages_text(payload["messages"])
+            if prefill:
+                url, shown = prefill_request(
+                    self.kind, self.endpoint.label, payload, payload["messages"], prefill,
+                    self.base, self._apply_template,
+                )  # fmt: skip
+                source = SERVER_TEMPLATE if "prompt" in payload else SERVER_RENDERED
         else:
             url = f"{self.base}/completions"
-            payload["prompt"] = built.text
-        self._send(GenerationStarted(job.job_id, prompt_tokens, n_ctx, built.start, built.mode))
+            payload["prompt"] = shown = built.text
+            source = LOCAL
+        info = prompt_info(built, len(job.history), sampling.seed if sampling.seed >= 0 else None,
+                           sampling, source)  # fmt: skip
+        self._send(
+            GenerationStarted(
+                job.job_id,
+                prompt_tokens,
+                n_ctx,
+                built.start,
+                built.mode,
+                prompt_text=shown,
+                prompt_info=info,
+            )  # fmt: skip
+        )
 
         started = time.monotonic()
         try:
@@ -342,7 +380,7 @@ class RemoteEngine(ServerDiscovery, Engine):
         )
         if reason == FINISH_CONTEXT and short and used + count < n_ctx:
             self._set_window(used + count)  # a server that never said its window
-        answer = clean_reply(progress.text, job.persona, built.mode)
+        answer = clean_reply(progress.text, job.persona, built.mode, bool(built.prefill))
         self._send(
             GenerationFinished(
                 job_id=job.job_id,
@@ -380,7 +418,7 @@ class RemoteEngine(ServerDiscovery, Engine):
             headers=self._headers(streaming=True),
             active=active,
             progress=progress,
-            reply=ReplyFilter(built.stops, built.mode),
+            reply=ReplyFilter(built.stops, built.mode, continuing=bool(built.prefill)),
             on_text=lambda text: self._send(TokenText(job.job_id, text)),
             endpoint=self.endpoint,
             model=self.model,
