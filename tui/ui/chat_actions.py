@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 from textual import on
-from textual.app import App
 from textual.widgets import OptionList
 
 from tui.core import store as st
@@ -19,6 +18,7 @@ from tui.core.chat_service import Busy, ChatService
 from tui.core.engine_protocol import Engine
 from tui.core.models import display_name
 from tui.core.personas import PersonaLibrary
+from tui.ui.answer_actions import ANSWER_ACTIONS, AnswerActions
 from tui.ui.screens.confirm import ConfirmScreen
 from tui.ui.screens.new_chat import NewChatScreen
 from tui.ui.screens.search import SearchScreen
@@ -39,7 +39,7 @@ def _quote(message: st.Message, ai_name: str, width: int = 100) -> str:
     return f"{who}: “{start}”"
 
 
-class ChatActions(App[None]):
+class ChatActions(AnswerActions):
     """Chat management for :class:`~tui.ui.app.LlamaTUI` (a part of it, not an app alone)."""
 
     SIDEBAR_LIMIT = 500  # older chats are one search away
@@ -310,6 +310,8 @@ class ChatActions(App[None]):
                 self.notify(str(exc), severity="warning")
                 return
             await self.open_conversation(chat_id)
+        elif event.action in ANSWER_ACTIONS:
+            await self.answer_action(event.action, message)  # tui/ui/answer_actions.py
         elif event.action == "version":
             await view.update_message(self.service.cycle_version(message.id))
         elif event.action == "delete":

@@ -39,6 +39,9 @@ class ChatView(MessageWindow):
         Binding("r", "act('regenerate')", "Regenerate"),
         Binding("v", "act('version')", "Versions", show=False),
         Binding("d,delete", "act('delete')", "Delete"),
+        Binding("g", "act('continue')", "Continue answer", show=False),
+        Binding("f", "act('prefill')", "Start answer with…", show=False),
+        Binding("p", "act('prompt')", "Prompt seen", show=False),
     ]
 
     class Action(Message):
