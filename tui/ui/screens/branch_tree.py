@@ -62,8 +62,8 @@ class BranchTreeScreen(Modal[Pick | None]):
                 here = node
             stack.extend((node, child) for child in reversed(branch.children))
         tree.focus()
-        if here is not None:
-            tree.move_cursor(here)
+        if here is not None:  # once the lines exist: the branch on screen has the cursor
+            self.call_after_refresh(tree.move_cursor, here)
 
     @on(Tree.NodeSelected, "#branches")
     def chosen(self, event: Tree.NodeSelected[Pick]) -> None:
