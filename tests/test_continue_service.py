@@ -71,14 +71,20 @@ def test_a_cancelled_continue_keeps_both_parts(service: rn.ChatService) -> None:
     assert service.store.get_message(answer.id).content == "Hello there"
 
 
-def test_only_the_last_answer_can_be_continued(service: rn.ChatService) -> None:
+def test_an_answer_with_replies_is_continued_as_a_new_version(service: rn.ChatService) -> None:
     chat = service.new_conversation("assistant")
     user, answer, job_id = service.send(chat.id, "One")
-    finish(service, job_id, ["First"])
+    finish(service, job_id, ["First"], reason="length")
     _, _, job_id = service.send(chat.id, "Two")
     finish(service, job_id, ["Second"])
-    with pytest.raises(ValueError, match="last answer"):
-        continuation.continue_answer(service, chat.id, answer.id)
+    job_id = continuation.continue_answer(service, chat.id, answer.id)
+    finish(service, job_id, [" and more"])
+    # The old answer and its replies stay on their branch; the continued one is beside it.
+    assert service.store.get_message(answer.id).content == "First"
+    siblings = service.store.siblings(answer.id)
+    assert [m.content for m in siblings] == ["First", "First and more"]
+    assert [m.content for m in service.store.messages(chat.id)] == ["One", "First and more"]
+    assert len(service.store.children(answer.id)) == 1
     with pytest.raises(ValueError, match="Only an answer"):
         continuation.continue_answer(service, chat.id, user.id)
 
@@ -87,9 +93,10 @@ def test_a_user_message_without_answer_is_answered(service: rn.ChatService) -> N
     chat = service.new_conversation("assistant")
     _, answer, job_id = service.send(chat.id, "Hello?")
     finish(service, job_id, ["Hi"])
-    service.store.delete_message(answer.id)
-    # Regenerate used to say "There is no answer to regenerate" here.
-    new, job_id = service.regenerate(chat.id)
+    service.store.delete_branch(answer.id)
+    with pytest.raises(ValueError, match="no answer to regenerate"):
+        service.regenerate(chat.id)  # what the user got before
+    new, job_id = continuation.answer_unanswered(service, chat.id)
     assert new.role == "assistant" and service.engine.jobs[-1].history[-1].content == "Hello?"
     finish(service, job_id, ["Hi", " again"])
     assert service.store.get_message(new.id).content == "Hi again"
@@ -105,13 +112,13 @@ def test_prefill_starts_the_answer(service: rn.ChatService) -> None:
     assert service.store.get_message(answer.id).content == "Autumn moon"
     finish(service, job_id, [" rises", " slowly"])
     assert service.store.get_message(answer.id).content == "Autumn moon rises slowly"
-    # Again on an answered message: a new version, the old one kept.
+    # Again on an answered question: a new version beside the old one, which stays.
     again, job_id = continuation.prefill_answer(service, chat.id, "Cold\x1b[2J rain")
     assert service.engine.jobs[-1].prefill == "Cold rain"  # cleaned: data, not sequences
     finish(service, job_id, [" falls"])
-    saved = service.store.get_message(again.id)
-    assert saved.content == "Cold rain falls"
-    assert saved.meta["alternatives"][0]["content"] == "Autumn moon rises slowly"
+    assert service.store.get_message(again.id).content == "Cold rain falls"
+    versions = [m.content for m in service.store.siblings(again.id)]
+    assert versions == ["Autumn moon rises slowly", "Cold rain falls"]
 
 
 def test_busy_chat_refuses(service: rn.ChatService) -> None:
@@ -139,7 +146,7 @@ def test_the_prompt_is_stored_with_the_answer_and_goes_with_it(service: rn.ChatS
     assert record.info["window_start_id"] == service.store.messages(chat.id)[-2].id
     # The chat's messages are read without it; it goes when its answer goes.
     service.handle(GenerationFinished(job_id, "Hello", "stop"))
-    service.store.delete_message(answer.id)
+    service.store.delete_branch(answer.id)
     assert load_prompt(service.store, answer.id) is None
     # A prompt survives a restart (another connection reads it).
     _, other, job_id = service.send(chat.id, "Again")

@@ -57,12 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
     chats = sub.add_parser("chats", help="list, show, export, import or delete chats")
     chat_sub = chats.add_subparsers(dest="action", metavar="ACTION")
     chat_sub.add_parser("list", help="the chats, most recent first")
-    show = chat_sub.add_parser("show", help="print a chat as Markdown")
+    show = chat_sub.add_parser("show", help="print a chat as Markdown (the branch on screen)")
     show.add_argument("id", type=int)
+    show.add_argument("--tree", action="store_true", help="print its branches as an outline")
+    show.add_argument("--all-branches", action="store_true", help="print every branch")
     export = chat_sub.add_parser("export", help="export a chat as Markdown or JSON")
     export.add_argument("id", type=int)
     export.add_argument("--format", "-f", choices=["md", "json"], default="md")
     export.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    export.add_argument(
+        "--all-branches",
+        action="store_true",
+        help="Markdown of every branch, not only the one on screen (JSON always has all)",
+    )
     imp = chat_sub.add_parser("import", help="import a chat exported as JSON")
     imp.add_argument("file")
     delete = chat_sub.add_parser("delete", help="delete a chat and its messages")
@@ -264,11 +271,17 @@ def chats_command(args: argparse.Namespace, store: Store) -> int:
     if action == "delete":
         conversation = service.delete_chat(args.id, keep_copy=False)  # no undo after we exit
         print(f"deleted chat {conversation.id}: {conversation.title}")
+    elif action == "show" and args.tree:
+        conversation = store.get_conversation(args.id)
+        ai_name = service.persona_of(conversation).ai_name
+        print(f"{conversation.title} (chat {args.id}) · ● the branch on screen")
+        print(service.branch_outline(args.id, ai_name))
     elif action == "export" and args.output:
-        out = service.export_chat(args.id, Path(args.output), args.format)
+        out = service.export_chat(args.id, Path(args.output), args.format, args.all_branches)
         print(f"wrote {out}", file=sys.stderr)
     else:
-        sys.stdout.write(service.render_chat(args.id, "md" if action == "show" else args.format))
+        fmt = "md" if action == "show" else args.format
+        sys.stdout.write(service.render_chat(args.id, fmt, args.all_branches))
     return 0
 
 

@@ -42,45 +42,61 @@ def _without_notes(text: str) -> str:
 def continue_answer(service: ChatService, conversation_id: int, message_id: int) -> int:
     """Let the model go on from the answer ``message_id``; returns the job id.
 
-    Only the chat's last message can be continued (what follows an answer
-    was written to it as it stands). The new text is appended to the same
-    message; its earlier text is never sent as a new turn.
+    The new text is appended to the same message; its earlier text is never
+    sent as a new turn. An answer that already has replies is not changed
+    under them: its text goes into a new version beside it (a branch), which
+    is continued instead.
     """
     _check(service, conversation_id)
     message = service.store.get_message(message_id)
     if message.conversation_id != conversation_id or message.role != "assistant":
         raise ValueError("Only an answer can be continued.")
-    last = service.store.last_messages(conversation_id, 1)
-    if not last or last[0].id != message_id:
-        raise ValueError("Only the last answer of the chat can be continued.")
     text = _without_notes(message.content)
     if not text.strip():
-        raise ValueError("This answer is empty: r answers the message again.")
+        raise ValueError("This answer is empty: r answers the question again.")
+    if service.store.children(message.id):
+        meta = {"continued_from": message.id, "writer": st.writer_id()}
+        message = service.store.add_message(
+            conversation_id, "assistant", text, st.PARTIAL, message.model, meta,
+            parent_id=message.parent_id,
+        )  # fmt: skip
+    else:
+        service.store.set_leaf(conversation_id, message.id)
     conversation = service.store.get_conversation(conversation_id)
-    keep = ("alternatives", "version")
-    meta = {k: v for k, v in message.meta.items() if k in keep}
+    meta = {k: v for k, v in message.meta.items() if k in ("continued_from", "edited_from")}
     meta["continued"] = int(message.meta.get("continued", 0) or 0) + 1
     meta["writer"] = st.writer_id()
-    service.store.update_message(message_id, text, st.PARTIAL)
+    service.store.update_message(message.id, text, st.PARTIAL)
     return service._queue(conversation, message, meta, text)
 
 
-def answer_unanswered(service: ChatService, conversation_id: int) -> tuple[st.Message, int]:
-    """Answer the chat's last message, a user's message left without an answer."""
+def answer_unanswered(
+    service: ChatService, conversation_id: int, message_id: int | None = None
+) -> tuple[st.Message, int]:
+    """Answer a message of yours that has no answer (default: the branch's last message).
+
+    The answer goes under it, beside whatever else follows it.
+    """
     _check(service, conversation_id)
-    last = service.store.last_messages(conversation_id, 1)
-    if not last or last[0].role != "user":
-        raise ValueError("The last message already has an answer: r answers it again.")
-    return service._answer(conversation_id)
+    if message_id is None:
+        last = service.store.last_messages(conversation_id, 1)
+        if not last or last[0].role != "user":
+            raise ValueError("The last message already has an answer: r answers it again.")
+        message = last[0]
+    else:
+        message = service.store.get_message(message_id)
+        if message.conversation_id != conversation_id or message.role != "user":
+            raise ValueError("Only a message of yours can be answered.")
+    return service._answer(conversation_id, parent_id=message.id)
 
 
 def prefill_answer(
     service: ChatService, conversation_id: int, start: str
 ) -> tuple[st.Message, int]:
-    """Answer the chat's last user message, the answer beginning with ``start``.
+    """Answer the branch's last question, the answer beginning with ``start``.
 
-    If that message has an answer already, it is kept as an earlier version,
-    as ``regenerate`` keeps it.
+    If that question has an answer already, the new one is a new version
+    beside it (as regenerate makes one); the old one stays.
     """
     _check(service, conversation_id)
     start = clean_text(start)
@@ -89,6 +105,9 @@ def prefill_answer(
     last = service.store.last_messages(conversation_id, 1)
     if not last:
         raise ValueError("There is no message to answer.")
-    if last[0].role == "assistant":
-        return service.regenerate(conversation_id, prefill=start)
-    return service._answer(conversation_id, prefill=start)
+    message = last[0]
+    if message.role == "assistant":
+        if message.parent_id is None:
+            raise ValueError("There is no question before this answer to answer again.")
+        return service._answer(conversation_id, parent_id=message.parent_id, prefill=start)
+    return service._answer(conversation_id, parent_id=message.id, prefill=start)

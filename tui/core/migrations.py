@@ -77,6 +77,86 @@ def _m003_fast_start(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m005_tree(db: sqlite_utils.Database) -> None:
+    """Conversations become trees: a message has a parent, a chat its current leaf.
+
+    Today's linear chats become parent chains (each message the child of the
+    one before it) whose last message is the leaf, and the versions a
+    regenerate kept (``meta["alternatives"]`` of an answer) become sibling
+    answers of the version shown, which stays on the current branch. Nothing
+    is lost: a version that is not a usable one stays in the meta as it was.
+    """
+    conn = db.conn
+    conn.execute("alter table messages add column parent_id integer references messages(id)")
+    conn.execute("alter table conversations add column leaf_id integer")
+    conn.execute("create index if not exists messages_children on messages (parent_id, id)")
+    conn.execute(
+        "update messages set parent_id = (select max(p.id) from messages p"
+        " where p.conversation_id = messages.conversation_id and p.id < messages.id)"
+    )
+    conn.execute(
+        "update conversations set leaf_id ="
+        " (select max(id) from messages where conversation_id = conversations.id)"
+    )
+    rows = conn.execute(
+        "select id, conversation_id, parent_id, meta, model, created_at, updated_at"
+        " from messages where role = 'assistant' and meta like '%alternatives%' order by id"
+    ).fetchall()
+    for msg_id, conv_id, parent_id, meta_text, model, created, updated in rows:
+        _versions_to_siblings(conn, msg_id, conv_id, parent_id, meta_text, model, created, updated)
+
+
+def _versions_to_siblings(
+    conn: sqlite3.Connection,
+    msg_id: int,
+    conv_id: int,
+    parent_id: int | None,
+    meta_text: str,
+    model: str | None,
+    created: str,
+    updated: str | None,
+) -> None:
+    """One answer's kept versions become its siblings (see :func:`_m005_tree`)."""
+    import json
+
+    try:
+        meta = json.loads(meta_text or "{}")
+    except (ValueError, RecursionError):
+        return
+    versions = meta.get("alternatives") if isinstance(meta, dict) else None
+    if not isinstance(versions, list):
+        return
+    kept = []
+    statuses = ("partial", "complete", "cancelled", "error", "interrupted")
+    for version in versions:
+        usable = isinstance(version, dict) and isinstance(version.get("content"), str)
+        if not usable:
+            kept.append(version)
+            continue
+        status = version.get("status")
+        vmeta = version.get("meta")
+        vmeta = vmeta if isinstance(vmeta, dict) else {}
+        conn.execute(
+            "insert into messages (conversation_id, parent_id, role, content, status,"
+            " created_at, updated_at, model, meta) values (?, ?, 'assistant', ?, ?, ?, ?, ?, ?)",
+            [
+                conv_id,
+                parent_id,
+                version["content"],
+                status if status in statuses else "complete",
+                created,
+                updated,
+                vmeta.get("model") if isinstance(vmeta.get("model"), str) else model or "",
+                json.dumps(vmeta),
+            ],
+        )
+    if kept:
+        meta["alternatives"] = kept
+    else:
+        del meta["alternatives"]
+    conn.execute("update messages set meta = ? where id = ?", [json.dumps(meta), msg_id])
+
+
 def _m006_prompts(db: sqlite_utils.Database) -> None:
     """The exact prompt of each answer (the prompt view), in a table of its own.
 
@@ -102,6 +182,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_initial,
     _m002_pin_archive_search,
     _m003_fast_start,
+    _m005_tree,
     _m006_prompts,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -48,6 +48,7 @@ from tui.core.store_rows import conversation as _conversation
 from tui.core.store_rows import message as _message
 
 TITLE_LENGTH = 60
+AT_LEAF = 0  # ``add_message``'s default parent: the chat's current leaf (no id is 0)
 _CHAT_FIELDS = frozenset(
     {"title", "persona", "model", "sampling", "created_at", "updated_at", "pinned", "archived"}
 )
@@ -174,28 +175,46 @@ class Store:
         chat: dict[str, Any],
         messages: list[dict[str, Any]],
         context_start: int | None = None,
+        parents: list[int | None] | None = None,
+        leaf: int | None = None,
     ) -> Conversation:
         """Add a whole chat (an import) in one transaction: all of it or nothing.
 
         ``chat`` holds a conversation's columns and ``messages`` the messages'
         (``sampling`` and ``meta`` as dicts); ``context_start`` is the index in
-        ``messages`` of the first one inside the model's window.
+        ``messages`` of the first one inside the model's window. ``parents``
+        gives each message's parent as an index into ``messages`` (None: a
+        first message; each parent before its children); without it the chat
+        is one branch. ``leaf`` is the index of the current branch's last
+        message (default: the last message).
         """
         unknown = (set(chat) - _CHAT_FIELDS).union(*(set(m) - _MESSAGE_FIELDS for m in messages))
         if unknown:  # column names go into the SQL: only ours
             raise ValueError(f"not a field of a chat or a message: {sorted(unknown)}")
+        if parents is None:
+            parents = [i - 1 if i else None for i in range(len(messages))]
+        if len(parents) != len(messages) or any(
+            p is not None and not 0 <= p < i for i, p in enumerate(parents)
+        ):
+            raise ValueError("each message's parent must be an earlier message")
         with self.transaction():
             row = {**chat, "sampling": json.dumps(chat.get("sampling") or {}, allow_nan=False)}
             conv_id = self._insert("conversations", row)
-            ids = []
-            for message in messages:
+            ids: list[int] = []
+            for message, parent in zip(messages, parents, strict=True):
                 meta = json.dumps(message.get("meta") or {}, allow_nan=False)
-                row = {**message, "conversation_id": conv_id, "meta": meta}
+                parent_id = None if parent is None else ids[parent]
+                row = {**message, "conversation_id": conv_id, "meta": meta, "parent_id": parent_id}
                 ids.append(self._insert("messages", row))
             if context_start is not None and 0 <= context_start < len(ids):
                 self.conn.execute(
                     "update conversations set context_start_id = ? where id = ?",
                     [ids[context_start], conv_id],
+                )
+            if ids:
+                chosen = leaf if leaf is not None and 0 <= leaf < len(ids) else len(ids) - 1
+                self.conn.execute(
+                    "update conversations set leaf_id = ? where id = ?", [ids[chosen], conv_id]
                 )
         return self.get_conversation(conv_id)
 
@@ -278,26 +297,42 @@ class Store:
         status: str = COMPLETE,
         model: str = "",
         meta: dict[str, Any] | None = None,
+        parent_id: int | None = AT_LEAF,
     ) -> Message:
-        """Append a message (committed before this returns) and touch the chat."""
+        """Add a message (committed before this returns); it becomes the chat's leaf.
+
+        By default it follows the chat's current leaf (the end of the branch on
+        screen); ``parent_id`` makes it a child of that message instead (a new
+        branch beside the message's other children), ``None`` a first message.
+        """
         stamp = now()
-        row = {
-            "conversation_id": conv_id,
-            "role": role,
-            "content": content,
-            "status": status,
-            "created_at": stamp,
-            "updated_at": stamp,
-            "model": model,
-            "meta": json.dumps(meta or {}),
-        }
         with self.transaction():
+            if parent_id == AT_LEAF:
+                parent_id = self._leaf(conv_id, adopt=True)
+            elif parent_id is not None:
+                self._adopt_linear(conv_id)
+                owner = self.conn.execute(
+                    "select conversation_id from messages where id = ?", [parent_id]
+                ).fetchone()
+                if owner is None or owner[0] != conv_id:
+                    raise KeyError(f"no message {parent_id} in chat {conv_id}")
+            row = {
+                "conversation_id": conv_id,
+                "parent_id": parent_id,
+                "role": role,
+                "content": content,
+                "status": status,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "model": model,
+                "meta": json.dumps(meta or {}),
+            }
             msg_id = self._insert("messages", row)
             self.conn.execute(
-                "update conversations set updated_at = ?,"
+                "update conversations set updated_at = ?, leaf_id = ?,"
                 " title = case when title = '' and ? = 'user' then ? else title end"
                 " where id = ?",
-                [stamp, role, title_from(content), conv_id],
+                [stamp, msg_id, role, title_from(content), conv_id],
             )
         return self.get_message(msg_id)
 
@@ -329,30 +364,247 @@ class Store:
     def messages(
         self, conv_id: int, since_id: int = 0, before_id: int | None = None
     ) -> list[Message]:
-        """A chat's messages, oldest first: all, or those with ``since_id <= id < before_id``."""
-        where, params = "conversation_id = ? and id >= ?", [conv_id, since_id]
+        """The chat's current branch (first message to its leaf), oldest first.
+
+        With ``since_id`` it starts at that message, if it is on the branch
+        (else at the first message: a window start left on another branch
+        does not cut this one); ``before_id`` stops before that message. Ids
+        grow along every branch (a message is always newer than its parent),
+        so a range of the branch is a range of ids.
+        """
+        leaf = self._leaf(conv_id)
+        if leaf is None:  # a chat of rows with no parents (another program wrote it)
+            where, params = "conversation_id = ? and id >= ?", [conv_id, since_id]
+            if before_id is not None:
+                where += " and id < ?"
+                params.append(before_id)
+            rows = self._query(f"select * from messages where {where} order by id", params)
+            return [_message(r) for r in rows]
+        rows = self._path_rows(leaf, since_id)
+        if since_id and rows and rows[0]["id"] != since_id and rows[0]["parent_id"] is not None:
+            rows = self._path_rows(leaf, 0)  # ``since_id`` is on another branch
         if before_id is not None:
-            where += " and id < ?"
-            params.append(before_id)
-        rows = self._query(f"select * from messages where {where} order by id", params)
+            rows = [r for r in rows if r["id"] < before_id]
         return [_message(r) for r in rows]
 
-    def last_messages(self, conv_id: int, count: int) -> list[Message]:
-        """A chat's newest ``count`` messages, oldest first (without reading the rest)."""
-        rows = self._query(
-            "select * from messages where conversation_id = ? order by id desc limit ?",
-            [conv_id, count],
+    def _path_rows(self, leaf: int, since_id: int = 0) -> list[dict[str, Any]]:
+        """The rows from the first message (or ``since_id``) down to ``leaf``, in order."""
+        return self._query(
+            "with recursive path(id, parent_id) as ("
+            " select id, parent_id from messages where id = ?"
+            " union all select m.id, m.parent_id from messages m"
+            " join path p on m.id = p.parent_id where p.id > ?)"
+            " select m.* from messages m join path using (id) order by m.id",
+            [leaf, since_id],
         )
-        return [_message(r) for r in rows][::-1]
+
+    def last_messages(self, conv_id: int, count: int) -> list[Message]:
+        """The newest ``count`` messages of the current branch, oldest first."""
+        leaf = self._leaf(conv_id)
+        if leaf is None:
+            rows = self._query(
+                "select * from messages where conversation_id = ? order by id desc limit ?",
+                [conv_id, count],
+            )
+            return [_message(r) for r in rows][::-1]
+        rows = self._query(
+            "with recursive path(id, parent_id, depth) as ("
+            " select id, parent_id, 1 from messages where id = ?"
+            " union all select m.id, m.parent_id, p.depth + 1 from messages m"
+            " join path p on m.id = p.parent_id where p.depth < ?)"
+            " select m.* from messages m join path using (id) order by m.id",
+            [leaf, count],
+        )
+        return [_message(r) for r in rows]
+
+    # --- the tree of a chat ----------------------------------------------------------
+
+    def _leaf(self, conv_id: int, adopt: bool = False) -> int | None:
+        """The chat's current leaf: the one it remembers, else its newest message.
+
+        None for a chat without messages, or one that never had a leaf and
+        whose messages have no parents (rows another program wrote: read as
+        one linear branch; with ``adopt``, inside a write, linked into one).
+        """
+        row = self.conn.execute(
+            "select c.leaf_id, m.id from conversations c left join messages m"
+            " on m.id = c.leaf_id and m.conversation_id = c.id where c.id = ?",
+            [conv_id],
+        ).fetchone()
+        if row is not None and row[1] is not None:
+            return row[1]
+        if adopt:
+            self._adopt_linear(conv_id)
+        newest = self.conn.execute(
+            "select max(id), max(parent_id) from messages where conversation_id = ?", [conv_id]
+        ).fetchone()
+        remembered = row is not None and row[0] is not None  # a leaf deleted meanwhile
+        if newest[0] is None or not (remembered or adopt or newest[1] is not None):
+            return None
+        return newest[0]
+
+    def _adopt_linear(self, conv_id: int) -> None:
+        """Link a chat that never had a leaf, nor parents, into one chain (inside a write)."""
+        unlinked = self.conn.execute(
+            "select 1 from conversations where id = ? and leaf_id is null"
+            " and not exists (select 1 from messages where conversation_id = ?"
+            " and parent_id is not null)",
+            [conv_id, conv_id],
+        ).fetchone()
+        if unlinked is not None:
+            self.conn.execute(
+                "update messages set parent_id = (select max(p.id) from messages p"
+                " where p.conversation_id = messages.conversation_id and p.id < messages.id)"
+                " where conversation_id = ?",
+                [conv_id],
+            )
+
+    def leaf_id(self, conv_id: int) -> int | None:
+        """The last message of the chat's current branch (None: the chat has none)."""
+        leaf = self._leaf(conv_id)
+        if leaf is None:
+            row = self.conn.execute(
+                "select max(id) from messages where conversation_id = ?", [conv_id]
+            ).fetchone()
+            return row[0]
+        return leaf
+
+    @_writes
+    def set_leaf(self, conv_id: int, msg_id: int) -> bool:
+        """Make the branch ending at ``msg_id`` the chat's current one (False: chat gone)."""
+        with self.transaction():
+            self._adopt_linear(conv_id)
+            owner = self.conn.execute(
+                "select conversation_id from messages where id = ?", [msg_id]
+            ).fetchone()
+            if owner is None or owner[0] != conv_id:
+                raise KeyError(f"no message {msg_id} in chat {conv_id}")
+            cursor = self.conn.execute(
+                "update conversations set leaf_id = ? where id = ?", [msg_id, conv_id]
+            )
+        return cursor.rowcount > 0
+
+    def children(self, msg_id: int) -> list[Message]:
+        """The messages that follow ``msg_id`` (its branches), oldest first."""
+        rows = self._query("select * from messages where parent_id = ? order by id", [msg_id])
+        return [_message(r) for r in rows]
+
+    def siblings(self, msg_id: int) -> list[Message]:
+        """``msg_id`` and the other messages with its parent (its versions), oldest first."""
+        message = self.get_message(msg_id)
+        if message.parent_id is not None:
+            return self.children(message.parent_id)
+        rows = self._query(
+            "select * from messages where conversation_id = ? and parent_id is null order by id",
+            [message.conversation_id],
+        )
+        if self._leaf(message.conversation_id) is None:  # unlinked rows: one branch
+            return [message]
+        return [_message(r) for r in rows]
+
+    def path_to(self, msg_id: int) -> list[Message]:
+        """The branch from the first message down to ``msg_id``, oldest first."""
+        return [_message(r) for r in self._path_rows(msg_id)]
+
+    def newest_leaf(self, msg_id: int) -> int:
+        """The newest message at the end of any branch under ``msg_id`` (itself if none).
+
+        The newest descendant is always a leaf: a child is newer than its parent.
+        """
+        row = self.conn.execute(
+            "with recursive below(id) as (select ? union all"
+            " select m.id from messages m join below b on m.parent_id = b.id)"
+            " select max(id) from below",
+            [msg_id],
+        ).fetchone()
+        return row[0]
+
+    def subtree_ids(self, msg_id: int) -> list[int]:
+        """``msg_id`` and every message under it (its replies on every branch)."""
+        rows = self.conn.execute(
+            "with recursive below(id) as (select ? union all"
+            " select m.id from messages m join below b on m.parent_id = b.id)"
+            " select id from below order by id",
+            [msg_id],
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def tree(self, conv_id: int) -> list[Message]:
+        """Every message of the chat, on every branch, oldest first (parents first)."""
+        rows = self._query(
+            "select * from messages where conversation_id = ? order by id", [conv_id]
+        )
+        messages = [_message(r) for r in rows]
+        if self._leaf(conv_id) is None:  # unlinked rows: read as one chain
+            for before, message in zip(messages, messages[1:], strict=False):
+                message.parent_id = before.id
+        return messages
+
+    def fork_positions(self, conv_id: int) -> dict[int, tuple[int, int]]:
+        """For each message that has siblings: (its place among them from 1, how many).
+
+        One indexed pass over the chat's (id, parent) pairs; no message text is read.
+        """
+        if self._leaf(conv_id) is None:
+            return {}
+        groups: dict[int | None, list[int]] = {}
+        for msg_id, parent in self.conn.execute(
+            "select id, parent_id from messages where conversation_id = ? order by id", [conv_id]
+        ):
+            groups.setdefault(parent, []).append(msg_id)
+        return {
+            msg_id: (place, len(ids))
+            for ids in groups.values()
+            if len(ids) > 1
+            for place, msg_id in enumerate(ids, 1)
+        }
 
     @_writes
     def delete_message(self, msg_id: int) -> None:
+        """Delete one message that has no replies (use :meth:`delete_branch` for one that has)."""
         with self.transaction():
             self.conn.execute("delete from messages where id = ?", [msg_id])
 
     @_writes
+    def delete_branch(self, msg_id: int) -> int | None:
+        """Delete ``msg_id`` and its replies on every branch; the other branches stay whole.
+
+        If the chat's current branch went with it, the current one becomes the
+        newest branch of the nearest sibling left (the one before, else after),
+        else the parent's. Returns the chat's leaf afterwards (None: no message left).
+        """
+        message = self.get_message(msg_id)
+        conv_id = message.conversation_id
+        with self.transaction():
+            self._adopt_linear(conv_id)
+            doomed = self.subtree_ids(msg_id)
+            leaf = self._leaf(conv_id)
+            siblings = [m.id for m in self.siblings(msg_id)]
+            marks = ", ".join("?" for _ in doomed)
+            self.conn.execute(f"delete from messages where id in ({marks})", doomed)
+            if leaf is None or leaf in doomed:
+                place = siblings.index(msg_id)
+                rest = siblings[:place][-1:] or siblings[place + 1 : place + 2]
+                leaf = self.newest_leaf(rest[0]) if rest else message.parent_id
+                self.conn.execute(
+                    "update conversations set leaf_id = ? where id = ?", [leaf, conv_id]
+                )
+            start = self.conn.execute(
+                "select context_start_id from conversations where id = ?", [conv_id]
+            ).fetchone()
+            if start is not None and start[0] in doomed:
+                self.conn.execute(
+                    "update conversations set context_start_id = null where id = ?", [conv_id]
+                )
+        return leaf
+
+    @_writes
     def delete_messages_from(self, conv_id: int, msg_id: int) -> None:
-        """Delete message ``msg_id`` of a chat and every later one (edit and resend)."""
+        """Delete message ``msg_id`` of a chat and every later one, on every branch.
+
+        No user action uses it any more (editing makes a branch; deleting asks
+        for :meth:`delete_branch`); kept for tools and tests.
+        """
         with self.transaction():
             self.conn.execute(
                 "delete from messages where conversation_id = ? and id >= ?", [conv_id, msg_id]

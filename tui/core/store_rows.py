@@ -38,6 +38,7 @@ class Conversation:
     pinned: bool = False
     archived: bool = False
     problem: str = ""  # stored values that could not be used (defaults stand in)
+    leaf_id: int | None = None  # the last message of the branch on screen (None: linear)
 
 
 @dataclass
@@ -52,6 +53,7 @@ class Message:
     model: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     problem: str = ""  # stored values that could not be used (left out)
+    parent_id: int | None = None  # the message it answers or follows (None: a first one)
 
 
 # Rows are read through these two: what a database holds (written by an older
@@ -87,6 +89,7 @@ def conversation(row: dict[str, Any]) -> Conversation:
         pinned=bool(row.get("pinned")),
         archived=bool(row.get("archived")),
         problem=", ".join(problems),
+        leaf_id=_int_or_none(row.get("leaf_id")),
     )
 
 
@@ -107,6 +110,7 @@ def message(row: dict[str, Any]) -> Message:
         model=str(row["model"] or ""),
         meta=clean_data(meta),
         problem=", ".join(problems),
+        parent_id=_int_or_none(row.get("parent_id")),
     )
 
 

@@ -10,6 +10,7 @@ asks and shows.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from textual.app import App
 
@@ -33,7 +34,11 @@ class AnswerActions(App[None]):
     engine: Engine
     service: ChatService
 
-    async def open_conversation(self, conversation_id: int) -> None: ...  # ChatActions
+    if TYPE_CHECKING:  # ChatActions (tui/ui/chat_actions.py) has it
+
+        async def open_conversation(
+            self, conversation_id: int, around: int | None = None
+        ) -> None: ...
 
     async def answer_action(self, action: str, message: st.Message) -> None:
         if action == "prompt":

@@ -37,6 +37,8 @@ class MessageWindow(VerticalScroll):
         self.selected: MessageBox | None = None
         self._messages: list[st.Message] = []  # the whole chat; only a window is mounted
         self._context_start_id: int | None = None
+        # Messages with other versions (siblings): id -> (place from 1, how many).
+        self._forks: dict[int, tuple[int, int]] = {}
         self._generation = 0  # bumped by every show(): stale paging work stops
         self._first = 0  # the mounted window is _messages[_first:_last]
         self._last = 0
@@ -70,7 +72,7 @@ class MessageWindow(VerticalScroll):
                 live = self.live_text(message.id)
                 if live is not None:
                     message = dataclasses.replace(message, content=live)
-            widgets.append(MessageBox(message, self.ai_name))
+            widgets.append(MessageBox(message, self.ai_name, self._forks.get(message.id)))
         return widgets
 
     async def _unmount_messages(self, boxes: list[MessageBox]) -> None:
