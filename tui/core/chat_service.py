@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from tui.core import paths
 from tui.core import store as st
 from tui.core.chat_branches import BUSY, BranchActions, Busy
+from tui.core.compare_variants import Variant
 from tui.core.engine_protocol import (
     Engine,
     EngineEvent,
@@ -231,9 +232,12 @@ class ChatService(BranchActions):
         wanted = conversation.model
         return wanted if wanted and Path(wanted).is_file() else self.model
 
-    def _model_for(self, conversation: st.Conversation) -> None:
-        """Each chat keeps its model: load it first if another one (or none) is loaded."""
-        wanted = self.model_of(conversation)
+    def _model_for(self, conversation: st.Conversation, model: str | None = None) -> None:
+        """Each chat keeps its model: load it first if another one (or none) is loaded.
+
+        ``model``: another model for this one answer (compare), loaded in its turn.
+        """
+        wanted = model or self.model_of(conversation)
         if (wanted != self.model or self.unloaded) and Path(wanted).is_file():
             self.load(wanted, self.window(conversation))
 
@@ -261,6 +265,7 @@ class ChatService(BranchActions):
         meta: dict[str, Any] | None = None,
         parent_id: int | None = st.AT_LEAF,
         prefill: str = "",
+        variant: Variant | None = None,
     ) -> tuple[st.Message, int]:
         """Open an answer (committed; empty, or ``prefill``) and queue the job that fills it.
 
@@ -268,7 +273,8 @@ class ChatService(BranchActions):
         screen) and becomes the chat's leaf; the model sees that branch.
         """
         conversation = self.store.get_conversation(conversation_id)
-        self._model_for(conversation)  # first: the answer names the model that writes it
+        # First: the answer names the model that writes it.
+        self._model_for(conversation, variant.model if variant else None)
         meta = {**(meta or {}), "writer": st.writer_id()}
         answer = self.store.add_message(
             conversation_id,
@@ -279,13 +285,27 @@ class ChatService(BranchActions):
             meta=meta,
             parent_id=parent_id,
         )
-        return answer, self._queue(conversation, answer, meta, prefill)
+        return answer, self._queue(conversation, answer, meta, prefill, variant)
 
     def _queue(
-        self, conversation: st.Conversation, answer: st.Message, meta: dict[str, Any], prefill: str
+        self,
+        conversation: st.Conversation,
+        answer: st.Message,
+        meta: dict[str, Any],
+        prefill: str,
+        variant: Variant | None = None,
     ) -> int:
-        """Queue the job that writes ``answer`` (going on from ``prefill``); its id."""
-        self._model_for(conversation)
+        """Queue the job that writes ``answer`` (going on from ``prefill``); its id.
+
+        ``variant``: another persona, model or sampling for this answer alone (compare).
+        """
+        self._model_for(conversation, variant.model if variant else None)
+        persona = self.persona_of(conversation)
+        sampling = self.sampling_of(conversation)
+        if variant is not None:
+            persona = self.personas.get(variant.persona) if variant.persona else persona
+            base = persona.sampling_defaults() if variant.persona else sampling
+            sampling = Sampling.from_dict({**conversation.sampling, **variant.sampling}, base)
         conversation_id = conversation.id
         history, ids = self.history(conversation, upto=answer.id)
         job_id = next(self._ids)
@@ -298,11 +318,9 @@ class ChatService(BranchActions):
             job_id=job_id,
             # Placeholders ({{time}}) take the chat's start time, as the seed's script
             # filled them once: the prompt then stays byte-identical and the cache holds.
-            persona=PersonaPrompt.from_persona(
-                self.persona_of(conversation), _started(conversation)
-            ),
+            persona=PersonaPrompt.from_persona(persona, _started(conversation)),
             history=history,
-            sampling=self.sampling_of(conversation).to_dict(),
+            sampling=sampling.to_dict(),
             chat_id=conversation_id,
             prefill=prefill,
         )
