@@ -130,3 +130,66 @@ async def test_g_on_a_server_that_cannot_says_so(tmp_path: Path) -> None:
         await pilot.pause()
         assert notified(app, "cannot go on") and len(engine.jobs) == 1
         assert answers(app, st.COMPLETE)[0].content == "cut short"
+
+
+async def test_x_compares_two_ways_and_keeps_the_right_one(tmp_path: Path) -> None:
+    from tui.ui.screens.compare import CompareScreen
+
+    engine = FakeEngine(
+        answer=lambda job: (
+            "first answer"
+            if len(engine.jobs) == 1
+            else f"{job.persona.ai_name} says hi at {job.sampling['temperature']:g}"
+        )
+    )
+    app = make_app(tmp_path, engine)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await say(pilot, app, "hello there")
+        await focus_last_answer(pilot, app)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        screen = app.screen
+        assert "Compare answers to: “hello there”" in screen_text(app)
+        # Left: the chat's settings; right: a greedy temperature, picked from the list.
+        right = screen.query_one("#variant-right")
+        greedy = next(
+            i for i, v in enumerate(screen.choices) if v.label.startswith("Temperature 0")
+        )
+        right.value = greedy
+        await pilot.press("r")
+        await wait_for(pilot, lambda: len(engine.jobs) == 3)
+        await wait_for(pilot, lambda: "says hi at 0" in screen_text(app))
+        await wait_for(pilot, lambda: screen_text(app).count("done (stop") == 2)
+        assert engine.jobs[2].sampling["temperature"] == 0.0
+        left_text = screen.query_one("#text-left").render().plain
+        assert left_text.startswith("Assistant says hi at")
+        await pilot.press("2")  # keep the right one
+        await wait_for(pilot, lambda: not isinstance(app.screen, CompareScreen))
+        shown = [m.content for m in app.store.messages(app.conversation_id)]
+        assert shown == ["hello there", "Assistant says hi at 0"]
+        await wait_for(pilot, lambda: "says hi at 0" in screen_text(app))
+        # All three answers are versions of the answer: nothing was lost.
+        question = app.store.messages(app.conversation_id)[0]
+        assert len(app.store.children(question.id)) == 3
+
+
+async def test_x_escape_stops_then_closes_keeping_the_branch(tmp_path: Path) -> None:
+    from tui.ui.screens.compare import CompareScreen
+
+    engine = FakeEngine(answer=lambda job: "one two three four five six seven", delay=0.3)
+    app = make_app(tmp_path, engine)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await say(pilot, app, "hi")
+        await focus_last_answer(pilot, app)
+        await pilot.press("x")
+        await wait_for(pilot, lambda: isinstance(app.screen, CompareScreen))
+        await pilot.press("r")
+        await wait_for(pilot, lambda: any(j.text for j in app.service.jobs.values()))
+        assert "writing" in screen_text(app) or "waiting" in screen_text(app)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: notified(app, "Stopped"))
+        await wait_for(pilot, lambda: not app.service.jobs)
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, CompareScreen))
+        shown = [m.content for m in app.store.messages(app.conversation_id)]
+        assert shown == ["hi", "one two three four five six seven"]

@@ -10,6 +10,7 @@ asks and shows.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from textual.app import App
@@ -17,14 +18,19 @@ from textual.app import App
 from tui.core import continuation
 from tui.core import store as st
 from tui.core.chat_service import Busy, ChatService
+from tui.core.compare import Comparison, variants
+from tui.core.endpoints import Endpoint
 from tui.core.engine_protocol import Engine
+from tui.core.models import discover_models
 from tui.core.personas import Persona
 from tui.core.prompt import TRANSCRIPT
 from tui.core.store_prompts import load_prompt
+from tui.ui.screens.compare import CompareScreen
 from tui.ui.screens.prompt_view import PromptViewScreen
 from tui.ui.screens.text_prompt import TextPromptScreen
+from tui.ui.widgets.chat_view import ChatView
 
-ANSWER_ACTIONS = ("continue", "prefill", "prompt")
+ANSWER_ACTIONS = ("continue", "prefill", "prompt", "compare")
 
 
 class AnswerActions(App[None]):
@@ -33,6 +39,10 @@ class AnswerActions(App[None]):
     store: st.Store
     engine: Engine
     service: ChatService
+    conversation_id: int | None
+    endpoint: Endpoint | None
+    model_path: Path | None
+    model_dirs: list[str]
 
     if TYPE_CHECKING:  # ChatActions (tui/ui/chat_actions.py) has it
 
@@ -43,6 +53,9 @@ class AnswerActions(App[None]):
     async def answer_action(self, action: str, message: st.Message) -> None:
         if action == "prompt":
             self.show_prompt(message)
+            return
+        if action == "compare":
+            self.compare(message)
             return
         chat_id = message.conversation_id
         persona = self.service.persona_of(self.store.get_conversation(chat_id))
@@ -94,3 +107,33 @@ class AnswerActions(App[None]):
             )
         persona = self.service.persona_of(self.store.get_conversation(message.conversation_id))
         self.push_screen(PromptViewScreen(record, left_out, f"{persona.ai_name}'s answer"))
+
+    def compare(self, message: st.Message) -> None:
+        """x: answer the selected question (or the selected answer's) two ways, side by side."""
+        chat_id = message.conversation_id
+        question = message
+        if message.role == "assistant" and message.parent_id is not None:
+            question = self.store.get_message(message.parent_id)
+        try:
+            comparison = Comparison(self.service, chat_id, question.id)
+        except ValueError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        conversation = self.store.get_conversation(chat_id)
+        models = [] if self.endpoint is not None else self._compare_models()
+        choices = variants(self.service, conversation, models)
+        ai_name = self.service.persona_of(conversation).ai_name
+
+        async def closed(kept: int | None) -> None:
+            if self.conversation_id != chat_id:
+                return
+            await self.open_conversation(chat_id, around=kept)
+            if kept is not None:
+                await self.query_one(ChatView).select_message(kept)
+
+        self.push_screen(CompareScreen(comparison, choices, ai_name), closed)
+
+    def _compare_models(self) -> list[str]:
+        """The model files the model picker offers (F4), for a comparison across models."""
+        extra = [str(self.model_path)] if self.model_path else []
+        return [str(path) for path, _source in discover_models(self.model_dirs, extra)]

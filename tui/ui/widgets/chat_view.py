@@ -45,6 +45,7 @@ class ChatView(MessageWindow):
         Binding("g", "act('continue')", "Continue answer", show=False),
         Binding("f", "act('prefill')", "Start answer with…", show=False),
         Binding("p", "act('prompt')", "Prompt seen", show=False),
+        Binding("x", "act('compare')", "Compare answers", show=False),
     ]
 
     class Action(Message):
