@@ -57,11 +57,11 @@ PASSAGE = (
 class Player:
     """One runner; plays turns and records each turn's start and end."""
 
-    def __init__(self, path: Path, n_ctx: int, **runner_kwargs: Any) -> None:
+    def __init__(self, path: Path, n_ctx: int, threads: int, **runner_kwargs: Any) -> None:
         self.events: list[Any] = []
         self.runner = ModelRunner(self.events.append, lambda job_id: False, verbose=False,
                                   **runner_kwargs)  # fmt: skip
-        if not self.runner.load(LoadModel(str(path), n_ctx=n_ctx)):
+        if not self.runner.load(LoadModel(str(path), n_ctx=n_ctx, n_threads=threads)):
             sys.exit(f"could not load {path}: {self.events[-1]}")
         self.jobs = 0
 
@@ -136,6 +136,12 @@ def main() -> None:
     parser.add_argument("--prefix-tokens", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=24)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="llama.cpp threads (1: steadier figures on a shared, loaded machine)",
+    )
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args()
     path = args.model or default_model_path()
@@ -155,12 +161,13 @@ def main() -> None:
         kwargs: dict[str, Any] = {"state_dir": state_dir}
         if entries is not None:
             kwargs["state_cache_entries"] = entries
-        player = Player(path, args.n_ctx, **kwargs)
+        player = Player(path, args.n_ctx, args.threads, **kwargs)
         prefix = shared_prefix(player, persona, sampling, args.prefix_tokens)
         if label == "branch states":
             built = player.runner.builder.build(persona, [*prefix, Turn("user", "?")], 10**6)
             print(f"# model {path.name}; n_ctx {args.n_ctx}; fork after {len(built.tokens)} "
-                  f"tokens; max_tokens {args.max_tokens}; {args.rounds} rounds")  # fmt: skip
+                  f"tokens; max_tokens {args.max_tokens}; {args.rounds} rounds; "
+                  f"{args.threads} thread(s)")  # fmt: skip
         results[label] = play(player, persona, prefix, sampling, args.rounds, reread)
         player.runner.close()
         shutil.rmtree(state_dir, ignore_errors=True)

@@ -43,6 +43,9 @@ class SavedState:
     n_keep: int = 0  # the persona block: sharing more than this means the same chat
     chat: Any = None  # the chat id, when jobs carry one
     path: Path | None = None  # the file holding ``data``, when the cache has a directory
+    # Tokens of the prompt its last answer followed (0: unknown). A newer state that
+    # parts from this one before it is another branch of the chat, not its next turn.
+    prompt_len: int = 0
 
 
 class StateCache:
@@ -175,19 +178,24 @@ class StateCache:
             self.entries.append(entry)
 
     def put(self, entry: SavedState) -> bool:
-        """Add ``entry``; older states of the same chat go.
+        """Add ``entry``; older states it carries on from go.
 
-        An older state is of the same chat if the two share more than their
-        persona block: the chat's first exchange at least. (Not only exact
-        prefixes: a sampled answer is often tokenized differently when it
-        comes back as history, so the new state forks from the old one.)
+        An older state is superseded if the two share more than their persona
+        block (the chat's first exchange at least) and part, if at all, only
+        in the older state's last answer. (Not only exact prefixes: a sampled
+        answer is often tokenized differently when it comes back as history,
+        so the new state forks from the old one there.) One that parts before
+        its last answer is another branch of the chat (an edit, a regenerated
+        answer further up): it stays, so that switching back to that branch
+        restores it instead of reading everything after the fork again.
         """
         if entry.size > self.max_bytes or self.max_entries <= 0:
             return False
         for old in list(self.entries):
+            shared = prefix_len(old.tokens, entry.tokens)
             same_chat = is_prefix(old.tokens, entry.tokens) or (
-                prefix_len(old.tokens, entry.tokens)
-                > min(old.n_keep, entry.n_keep) + _SAME_CHAT_MARGIN
+                shared > min(old.n_keep, entry.n_keep) + _SAME_CHAT_MARGIN
+                and shared >= old.prompt_len
             )
             if same_chat:
                 self.discard(old)
@@ -226,6 +234,7 @@ class LiveKV:
     states: StateCache
     _live_keep: int
     _live_chat: Any
+    _live_prompt: int  # tokens of the prompt the live cache's last answer followed
 
     def _prepare_kv(self, prompt: list[int], n_keep: int, chat: Any = None) -> dict[str, Any]:
         """Make the live KV cache share as long a prefix with ``prompt`` as we can.
@@ -342,7 +351,8 @@ class LiveKV:
             return False
         data = (ctypes.c_uint8 * size)()
         written = int(llama_cpp.llama_state_get_data(llm._ctx.ctx, data, size))
-        state = SavedState(tokens, data, written, self._live_keep, self._live_chat)
+        state = SavedState(tokens, data, written, self._live_keep, self._live_chat,
+                           prompt_len=min(self._live_prompt, len(tokens)))  # fmt: skip
         return self.states.put(state)
 
     def _restore(self, entry: SavedState) -> bool:
@@ -365,5 +375,6 @@ class LiveKV:
         llm.n_tokens = n
         llm._requires_eval = True  # the restored logits are not a live decode's
         self._live_keep, self._live_chat = entry.n_keep, entry.chat
+        self._live_prompt = entry.prompt_len
         self.states.touch(entry)
         return True

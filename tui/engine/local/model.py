@@ -92,6 +92,7 @@ class ModelRunner(LiveKV):
         self._abort_cb: Any = None  # keeps the ctypes callback alive
         self._partial = ""  # the answer so far, for GenerationFailed
         self._live_keep = 0  # persona-block tokens of the chat in the live KV cache
+        self._live_prompt = 0  # tokens of the prompt its last answer followed
         self._live_chat: Any = None  # its chat id, when jobs carry one
         self.load_error = ""  # why the last load failed: a job without a model says so
 
@@ -336,7 +337,7 @@ class ModelRunner(LiveKV):
         except Exception:  # an optimisation: on any trouble, read the prompt afresh
             self.llm.reset()
             kv = {"cached_tokens": 0, "restored": False, "shifted": 0, "saved": False}
-        self._live_keep, self._live_chat = built.n_keep, chat
+        self._live_keep, self._live_chat, self._live_prompt = built.n_keep, chat, len(prompt)
         seed = sampling.seed if sampling.seed >= 0 else _SEEDS.randrange(2**31)
         info = prompt_info(built, len(job.history), seed, sampling)
         info["special"] = sorted({self._piece(t) for t in set(prompt) if self._is_special(t)})
