@@ -143,6 +143,13 @@ def main() -> None:
         help="llama.cpp threads (1: steadier figures on a shared, loaded machine)",
     )
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument(
+        "--reread-rounds",
+        type=int,
+        default=1,
+        help="rounds of the re-read-all baseline (each switch reads the whole chat: slow)",
+    )
+    parser.add_argument("--only", choices=("branch states", "prefix only", "re-read all"))
     args = parser.parse_args()
     path = args.model or default_model_path()
     if path is None:
@@ -157,18 +164,21 @@ def main() -> None:
     results = {}
     for label, reread, entries in (("branch states", False, None), ("prefix only", False, 0),
                                    ("re-read all", True, 0)):  # fmt: skip
+        if args.only and label != args.only:
+            continue
         state_dir = Path(tempfile.mkdtemp(prefix="bench-kv-states-"))
         kwargs: dict[str, Any] = {"state_dir": state_dir}
         if entries is not None:
             kwargs["state_cache_entries"] = entries
         player = Player(path, args.n_ctx, args.threads, **kwargs)
         prefix = shared_prefix(player, persona, sampling, args.prefix_tokens)
-        if label == "branch states":
+        if label == (args.only or "branch states"):
             built = player.runner.builder.build(persona, [*prefix, Turn("user", "?")], 10**6)
             print(f"# model {path.name}; n_ctx {args.n_ctx}; fork after {len(built.tokens)} "
                   f"tokens; max_tokens {args.max_tokens}; {args.rounds} rounds; "
                   f"{args.threads} thread(s)")  # fmt: skip
-        results[label] = play(player, persona, prefix, sampling, args.rounds, reread)
+        rounds = args.reread_rounds if reread else args.rounds
+        results[label] = play(player, persona, prefix, sampling, rounds, reread)
         player.runner.close()
         shutil.rmtree(state_dir, ignore_errors=True)
         seen = results[label]

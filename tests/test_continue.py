@@ -206,3 +206,24 @@ def test_prompt_record_shows_the_rendered_prompt(runner: Runner) -> None:
     assert info["tokens"] == started.prompt_tokens == end.prompt_tokens
     assert info["seed"] == 1234 and info["sampling"]["max_tokens"] == 2
     assert info["dropped"] == 0 and info["source"] == "local"
+
+
+@pytest.mark.model
+def test_prefill_tokens_are_the_templates_tokens_of_the_whole_chat(runner: Runner) -> None:
+    """With SmolLM2's own template and tokenizer: token by token, no end-of-turn after the text."""
+    model = runner.runner
+    fmt = model.builder.fmt
+    start = "The planets, in order, are Mercury, Venus"
+    built = model.builder.build(PERSONA, HISTORY, 4000, prefill=start)
+    head = [Turn("system", PERSONA.system)]
+    whole = render_chat(
+        fmt.chat_template, [*head, *HISTORY, Turn("assistant", start)], fmt.bos_token,
+        fmt.eos_token, add_generation_prompt=False,
+    )  # fmt: skip
+    whole_tokens = model._tokenize(whole)
+    assert built.tokens == whole_tokens[: len(built.tokens)]
+    assert (
+        model.llm.detokenize(whole_tokens[len(built.tokens) :], special=True)
+        .decode()
+        .startswith("<|im_end|>")
+    )

@@ -161,3 +161,25 @@ def test_an_engine_without_a_prompt_records_nothing(service: rn.ChatService) -> 
     _, answer, job_id = service.send(chat.id, "Hi")
     service.handle(GenerationStarted(job_id, 12, 4096, 0, "chat"))
     assert load_prompt(service.store, answer.id) is None
+
+
+def test_the_prompt_view_says_what_was_left_out_and_the_log_has_the_job() -> None:
+    import io
+
+    from tui.core.prompt_record import log_prompt
+    from tui.core.store_prompts import PromptRecord
+    from tui.ui.screens.prompt_view import facts
+
+    info = {"tokens": 900, "n_ctx": 1024, "cached_tokens": 850, "cut": 1, "seed": 5,
+            "sampling": {"temperature": 0.7, "top_k": 40}, "mode": "chat", "source": "local",
+            "prefill": 12}  # fmt: skip
+    lines = facts(PromptRecord(1, "text", info), left_out=6)
+    assert lines[0] == "900 tokens of a 1024-token window (850 reused from the cache)"
+    assert "6 earlier messages left out" in lines[1] and "1 earlier answer shortened" in lines[1]
+    assert "temperature=0.7" in lines[2] and "seed=5" in lines[2]
+    assert "12 characters" in lines[3]
+    out = io.StringIO()
+    log_prompt(42, "<|im_start|>user\nhi\x1b[2J", info, out)
+    logged = out.getvalue()
+    assert logged.startswith("--- job 42 prompt ") and '"seed": 5' in logged
+    assert "<|im_start|>user\nhi\n--- end of job 42 prompt" in logged and "\x1b" not in logged
