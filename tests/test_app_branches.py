@@ -204,7 +204,13 @@ async def test_a_search_hit_on_another_branch_opens_that_branch(tmp_path: Path) 
         await pilot.pause()
         await type_text(pilot, "needle")
         await wait_for(pilot, lambda: "1 result" in screen_text(app))
+        assert "(other branch)" in screen_text(app)
         await pilot.press("enter")
         await wait_for(pilot, lambda: shown(app) == ["q1", "a1b", "where is the needle", "a2b"])
         view = app.query_one(ChatView)
         assert view.selected is not None and view.selected.message.id == chat["q2b"].id
+        await pilot.press("ctrl+f")
+        await pilot.pause()
+        await type_text(pilot, "needle")
+        await wait_for(pilot, lambda: "1 result" in screen_text(app))
+        assert "(other branch)" not in screen_text(app)  # now it is the branch on screen

@@ -480,6 +480,21 @@ class Store:
                 [conv_id],
             )
 
+    def branch_ids(self, conv_id: int) -> set[int]:
+        """The ids of the chat's current branch (read from the index alone: cheap)."""
+        leaf = self._leaf(conv_id)
+        if leaf is None:
+            sql, params = "select id from messages where conversation_id = ?", [conv_id]
+        else:
+            sql = (
+                "with recursive path(id, parent_id) as ("
+                " select id, parent_id from messages where id = ?"
+                " union all select m.id, m.parent_id from messages m"
+                " join path p on m.id = p.parent_id) select id from path"
+            )
+            params = [leaf]
+        return {row[0] for row in self.conn.execute(sql, params)}
+
     def leaf_id(self, conv_id: int) -> int | None:
         """The last message of the chat's current branch (None: the chat has none)."""
         leaf = self._leaf(conv_id)
