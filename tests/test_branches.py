@@ -131,6 +131,20 @@ def test_a_long_branch_reads_without_recursion_limits(store: st.Store) -> None:
     assert store.count_messages(conv.id) == 2
 
 
+def test_parents_that_loop_end_every_walk(store: st.Store) -> None:
+    """A damaged database whose parents loop: reads and deletes end, nothing hangs."""
+    conv = store.create_conversation("bob")
+    ids = [store.add_message(conv.id, "user", f"m{i}").id for i in range(3)]
+    store.conn.execute("update messages set parent_id = ? where id = ?", [ids[2], ids[0]])
+    store.conn.commit()
+    assert contents(store.messages(conv.id)) == ["m0", "m1", "m2"]
+    assert contents(store.path_to(ids[1])) == ["m0", "m1"]
+    assert store.newest_leaf(ids[0]) == ids[2]
+    assert chat_tree.outline_text(store.tree(conv.id), set()) == ""  # no first message
+    assert store.delete_branch(ids[1]) is not None
+    assert contents(store.tree(conv.id)) == ["m0"]
+
+
 # --- the migration -------------------------------------------------------------------------
 
 TREE_MIGRATION = migrations.MIGRATIONS.index(migrations._m005_tree)

@@ -402,7 +402,7 @@ class Store:
                 "with recursive path(id, parent_id) as ("
                 " select id, parent_id from messages where id = ?"
                 " union all select m.id, m.parent_id from messages m"
-                " join path p on m.id = p.parent_id where p.id > ?)"
+                " join path p on m.id = p.parent_id where m.id < p.id and p.id > ?)"
                 " select id from path",
                 [leaf, since_id],
             )
@@ -432,13 +432,16 @@ class Store:
             "with recursive path(id, parent_id, depth) as ("
             " select id, parent_id, 1 from messages where id = ?"
             " union all select m.id, m.parent_id, p.depth + 1 from messages m"
-            " join path p on m.id = p.parent_id where p.depth < ?)"
+            " join path p on m.id = p.parent_id where m.id < p.id and p.depth < ?)"
             " select m.* from messages m join path using (id) order by m.id",
             [leaf, count],
         )
         return [_message(r) for r in rows]
 
     # --- the tree of a chat ----------------------------------------------------------
+    # A message is always newer than its parent (its id is larger): the app, the
+    # migration and imports keep it so, and every walk below requires it, so that
+    # parents that loop (a damaged or hostile database) end a walk instead of hanging it.
 
     def _leaf(self, conv_id: int, adopt: bool = False) -> int | None:
         """The chat's current leaf: the one it remembers, else its newest message.
@@ -490,7 +493,7 @@ class Store:
                 "with recursive path(id, parent_id) as ("
                 " select id, parent_id from messages where id = ?"
                 " union all select m.id, m.parent_id from messages m"
-                " join path p on m.id = p.parent_id) select id from path"
+                " join path p on m.id = p.parent_id where m.id < p.id) select id from path"
             )
             params = [leaf]
         return {row[0] for row in self.conn.execute(sql, params)}
@@ -549,7 +552,7 @@ class Store:
         """
         row = self.conn.execute(
             "with recursive below(id) as (select ? union all"
-            " select m.id from messages m join below b on m.parent_id = b.id)"
+            " select m.id from messages m join below b on m.parent_id = b.id where m.id > b.id)"
             " select max(id) from below",
             [msg_id],
         ).fetchone()
@@ -559,7 +562,7 @@ class Store:
         """``msg_id`` and every message under it (its replies on every branch)."""
         rows = self.conn.execute(
             "with recursive below(id) as (select ? union all"
-            " select m.id from messages m join below b on m.parent_id = b.id)"
+            " select m.id from messages m join below b on m.parent_id = b.id where m.id > b.id)"
             " select id from below order by id",
             [msg_id],
         ).fetchall()
@@ -613,11 +616,21 @@ class Store:
         conv_id = message.conversation_id
         with self.transaction():
             self._adopt_linear(conv_id)
-            doomed = self.subtree_ids(msg_id)
+            doomed = set(self.subtree_ids(msg_id))
             leaf = self._leaf(conv_id)
             siblings = [m.id for m in self.siblings(msg_id)]
-            marks = ", ".join("?" for _ in doomed)
-            self.conn.execute(f"delete from messages where id in ({marks})", doomed)
+            below = (
+                "with recursive below(id) as (select ? union all select m.id from messages m"
+                " join below b on m.parent_id = b.id where m.id > b.id) select id from below"
+            )
+            # Only a damaged database has an older message pointing into the branch:
+            # it becomes a first message rather than block the delete.
+            self.conn.execute(
+                f"update messages set parent_id = null where parent_id in ({below})"
+                f" and id < parent_id",
+                [msg_id],
+            )
+            self.conn.execute(f"delete from messages where id in ({below})", [msg_id])
             if leaf is None or leaf in doomed:
                 place = siblings.index(msg_id)
                 rest = siblings[:place][-1:] or siblings[place + 1 : place + 2]
