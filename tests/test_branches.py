@@ -198,6 +198,9 @@ def test_linear_chats_and_versions_become_trees_without_loss(
     assert raw["alternatives"] == ["damaged"]  # not lost
     assert store.fork_positions(1)[third.id] == (1, 3)
     assert store.search("second joke")[0][0].id == second.id  # versions are searchable now
+    store.update_message(third.id, "a fresh punchline")  # the index still follows edits
+    assert store.search("punchline")[0][0].id == third.id
+    assert store.search("third joke") == []
     store.close()
 
 

@@ -90,6 +90,13 @@ def _m005_tree(db: sqlite_utils.Database) -> None:
     conn.execute("alter table messages add column parent_id integer references messages(id)")
     conn.execute("alter table conversations add column leaf_id integer")
     conn.execute("create index if not exists messages_children on messages (parent_id, id)")
+    # The full-text index's update trigger re-indexes a row's text on any update: for
+    # 200,000 messages that was 6.8 s of the 7.7; the text does not change here.
+    row = conn.execute(
+        "select sql from sqlite_master where type = 'trigger' and name = 'messages_au'"
+    ).fetchone()
+    if row is not None:
+        conn.execute("drop trigger messages_au")
     conn.execute(
         "update messages set parent_id = (select max(p.id) from messages p"
         " where p.conversation_id = messages.conversation_id and p.id < messages.id)"
@@ -104,6 +111,8 @@ def _m005_tree(db: sqlite_utils.Database) -> None:
     ).fetchall()
     for msg_id, conv_id, parent_id, meta_text, model, created, updated in rows:
         _versions_to_siblings(conn, msg_id, conv_id, parent_id, meta_text, model, created, updated)
+    if row is not None:
+        conn.execute(row[0])  # the trigger as it was
 
 
 def _versions_to_siblings(
