@@ -98,6 +98,25 @@ def test_delete_branch_keeps_the_other_branches_and_moves_the_leaf(store: st.Sto
     assert store.messages(conv.id) == []
 
 
+def test_delete_message_keeps_its_replies_after_the_message_before(store: st.Store) -> None:
+    conv = store.create_conversation("bob")
+    q = store.add_message(conv.id, "user", "q")
+    a1 = store.add_message(conv.id, "assistant", "a1")
+    after = store.add_message(conv.id, "user", "after a1")
+    a2 = store.add_message(conv.id, "assistant", "a2", parent_id=q.id)
+    store.set_leaf(conv.id, after.id)
+    store.update_conversation(conv.id, context_start_id=a1.id)
+    assert store.delete_message(a1.id) == after.id  # the branch on screen stays on screen
+    assert contents(store.messages(conv.id)) == ["q", "after a1"]
+    assert contents(store.children(q.id)) == ["after a1", "a2"]
+    assert store.get_conversation(conv.id).context_start_id is None  # its start went
+    assert store.delete_message(after.id) == a2.id  # a leaf: the next version is shown
+    assert contents(store.messages(conv.id)) == ["q", "a2"]
+    assert store.delete_message(q.id) == a2.id  # the first message: its reply comes first
+    assert contents(store.messages(conv.id)) == ["a2"]
+    assert store.get_message(a2.id).parent_id is None
+
+
 def test_rows_without_parents_read_as_one_branch_and_are_linked_on_write(
     store: st.Store,
 ) -> None:
@@ -282,6 +301,7 @@ def test_nothing_changes_branches_while_the_chat_answers(service: rn.ChatService
         lambda: service.regenerate(conv_id, a1.id),
         lambda: service.switch_sibling(a1.id, 1),
         lambda: service.delete_branch(q2.id),
+        lambda: service.delete_message(q2.id),
         lambda: service.show_branch(conv_id, a1.id),
     ):
         with pytest.raises(rn.Busy):

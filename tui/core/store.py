@@ -599,10 +599,46 @@ class Store:
         }
 
     @_writes
-    def delete_message(self, msg_id: int) -> None:
-        """Delete one message that has no replies (use :meth:`delete_branch` for one that has)."""
+    def delete_message(self, msg_id: int) -> int | None:
+        """Delete one message; its replies stay, following the message before it instead.
+
+        Returns the chat's leaf afterwards (None: no message left). See
+        :meth:`delete_branch` to delete the replies too.
+        """
+        message = self.get_message(msg_id)
+        conv_id = message.conversation_id
         with self.transaction():
+            self._adopt_linear(conv_id)
+            leaf = self._leaf(conv_id)
+            siblings = [m.id for m in self.siblings(msg_id)]
+            self.conn.execute(
+                "update messages set parent_id = ? where parent_id = ?",
+                [message.parent_id, msg_id],
+            )
             self.conn.execute("delete from messages where id = ?", [msg_id])
+            if leaf is None or leaf == msg_id:
+                leaf = self._leaf_after_delete(conv_id, message, siblings)
+            self._forget_window_start(conv_id, {msg_id})
+        return leaf
+
+    def _leaf_after_delete(self, conv_id: int, message: Message, siblings: list[int]) -> int | None:
+        """The branch on screen went: the nearest sibling's newest one (before, else after),
+        else the parent's. Inside the deleting transaction."""
+        place = siblings.index(message.id)
+        rest = siblings[:place][-1:] + siblings[place + 1 : place + 2]
+        leaf = self.newest_leaf(rest[0]) if rest else message.parent_id
+        self.conn.execute("update conversations set leaf_id = ? where id = ?", [leaf, conv_id])
+        return leaf
+
+    def _forget_window_start(self, conv_id: int, gone: set[int]) -> None:
+        """The model's window started at a message that is gone: it starts afresh."""
+        start = self.conn.execute(
+            "select context_start_id from conversations where id = ?", [conv_id]
+        ).fetchone()
+        if start is not None and start[0] in gone:
+            self.conn.execute(
+                "update conversations set context_start_id = null where id = ?", [conv_id]
+            )
 
     @_writes
     def delete_branch(self, msg_id: int) -> int | None:
@@ -632,19 +668,8 @@ class Store:
             )
             self.conn.execute(f"delete from messages where id in ({below})", [msg_id])
             if leaf is None or leaf in doomed:
-                place = siblings.index(msg_id)
-                rest = siblings[:place][-1:] or siblings[place + 1 : place + 2]
-                leaf = self.newest_leaf(rest[0]) if rest else message.parent_id
-                self.conn.execute(
-                    "update conversations set leaf_id = ? where id = ?", [leaf, conv_id]
-                )
-            start = self.conn.execute(
-                "select context_start_id from conversations where id = ?", [conv_id]
-            ).fetchone()
-            if start is not None and start[0] in doomed:
-                self.conn.execute(
-                    "update conversations set context_start_id = null where id = ?", [conv_id]
-                )
+                leaf = self._leaf_after_delete(conv_id, message, siblings)
+            self._forget_window_start(conv_id, doomed)
         return leaf
 
     @_writes
