@@ -72,6 +72,12 @@ class MessageActions(App[None]):
         if action == "copy":
             self.copy_to_clipboard(message.content)
             self.notify("Message copied to the clipboard.")
+        elif action == "copy_thinking":
+            if not message.reasoning:
+                self.notify("This message has no thinking (c copies the message).")
+                return
+            self.copy_to_clipboard(message.reasoning)
+            self.notify("Thinking copied to the clipboard.")
         elif action == "copy_code":
             self._copy_code(message)
         elif action == "edit":
@@ -200,7 +206,7 @@ class MessageActions(App[None]):
         return True
 
     def action_branch_tree(self) -> None:
-        """Ctrl+T (t in the chat): the chat's branches as a tree; Enter opens one."""
+        """Ctrl+T (b in the chat): the chat's branches as a tree; Enter opens one."""
         chat_id = self.conversation_id
         if chat_id is None or len(self.screen_stack) > 1:
             return
