@@ -180,7 +180,12 @@ def _old_database(path: Path, version: int) -> None:
             {"id": 1, "title": "old", "persona": "bob", "created_at": "t", "updated_at": "t"}
         )
         versions = [
-            {"content": "first joke", "status": "complete", "meta": {"version": 1}},
+            {
+                "content": "first joke",
+                "status": "complete",
+                "meta": {"version": 1},
+                "reasoning": "a pun, then",
+            },  # fmt: skip
             {"content": "second joke", "status": "cancelled", "meta": {"version": 2}},
             "damaged",  # not a version: kept in the meta as it was
         ]
@@ -209,6 +214,7 @@ def test_linear_chats_and_versions_become_trees_without_loss(
     assert contents(store.messages(1)) == ["tell a joke", "third joke", "another", "an answer"]
     third = store.messages(1)[1]
     assert contents(store.siblings(third.id)) == ["third joke", "first joke", "second joke"]
+    assert store.siblings(third.id)[1].reasoning == "a pun, then"  # its thinking kept
     second = store.siblings(third.id)[2]
     assert second.status == st.CANCELLED and second.meta == {"version": 2}
     raw = json.loads(
