@@ -290,8 +290,11 @@ def llama_server_binary() -> str | None:
 class LlamaServer:
     """llama.cpp's ``llama-server`` on 127.0.0.1; :meth:`restart` keeps the port."""
 
-    def __init__(self, binary: str, model: Path, log_path: Path, n_ctx: int) -> None:
+    def __init__(
+        self, binary: str, model: Path, log_path: Path, n_ctx: int, extra: list[str] | None = None
+    ) -> None:
         self.binary, self.model, self.log_path = binary, model, log_path
+        self.extra = list(extra or [])  # more options (a chat template, a reasoning format)
         self.port = free_port()
         self.root_url = f"http://127.0.0.1:{self.port}"
         self.base_url = f"{self.root_url}/v1"
@@ -301,7 +304,7 @@ class LlamaServer:
     def start(self, n_ctx: int) -> None:
         command = [self.binary, "-m", str(self.model), "-c", str(n_ctx)]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "-np", "1"]
-        command += ["-t", str(max(os.cpu_count() or 1, 1))]
+        command += ["-t", str(max(os.cpu_count() or 1, 1)), *self.extra]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT

@@ -15,6 +15,7 @@ from tui.core import store as st
 from tui.engine.fake import FakeEngine
 from tui.ui.screens.branch_tree import BranchTreeScreen
 from tui.ui.screens.confirm import ConfirmScreen
+from tui.ui.screens.delete_message import DeleteMessageScreen
 from tui.ui.widgets.chat_view import ChatView
 from tui.ui.widgets.prompt_input import PromptInput
 
@@ -170,7 +171,7 @@ async def test_r_regenerates_an_answer_that_is_not_the_last(tmp_path: Path) -> N
         assert app.store.count_messages(conv_id) == 8  # both old branches whole
 
 
-async def test_d_deletes_only_that_branch_after_asking(tmp_path: Path) -> None:
+async def test_d_deletes_that_branch_or_only_the_message_after_asking(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     m = forked_chat(app.store)
     conv_id = m["q1"].conversation_id
@@ -178,20 +179,33 @@ async def test_d_deletes_only_that_branch_after_asking(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: shown(app) == ["q1", "a1", "q2", "a2"])
         await select(pilot, app, m["a1"].id)
         await pilot.press("d")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await wait_for(pilot, lambda: isinstance(app.screen, DeleteMessageScreen))
         await pilot.pause()
-        text = screen_text(app)
+        text = app.screen.question  # as asked (the screen wraps it at 80 columns)
         assert "this message and its replies (this branch)" in text
-        assert "3 messages go" in text and "other version" in text
+        assert "3 messages go" in text and "Its other version stays." in text
+        assert "With its replies (b)" in screen_text(app)
         await pilot.press("n")  # keep
-        await wait_for(pilot, lambda: not isinstance(app.screen, ConfirmScreen))
+        await wait_for(pilot, lambda: not isinstance(app.screen, DeleteMessageScreen))
         assert app.store.count_messages(conv_id) == 7
         await pilot.press("d")
-        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        await pilot.press("y")
+        await wait_for(pilot, lambda: isinstance(app.screen, DeleteMessageScreen))
+        await pilot.press("b")  # with its replies: that branch
         await wait_for(pilot, lambda: shown(app) == ["q1", "a1b", "q2b", "a2b"])
         assert {x.content for x in app.store.tree(conv_id)} == {"q1", "a1b", "q2b", "a2b"}
         assert "‹" not in screen_text(app)  # one version left: no arrows
+
+        await select(pilot, app, m["q2b"].id)
+        await pilot.press("d")
+        await wait_for(pilot, lambda: isinstance(app.screen, DeleteMessageScreen))
+        await pilot.press("y")  # only this message: its reply moves up
+        await wait_for(pilot, lambda: shown(app) == ["q1", "a1b", "a2b"])
+        await select(pilot, app, m["a2b"].id)
+        await pilot.press("d")  # no replies: a plain question
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "Delete this message?" in screen_text(app)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: shown(app) == ["q1", "a1b"])
 
 
 async def test_a_search_hit_on_another_branch_opens_that_branch(tmp_path: Path) -> None:
@@ -204,7 +218,13 @@ async def test_a_search_hit_on_another_branch_opens_that_branch(tmp_path: Path) 
         await pilot.pause()
         await type_text(pilot, "needle")
         await wait_for(pilot, lambda: "1 result" in screen_text(app))
+        assert "(other branch)" in screen_text(app)
         await pilot.press("enter")
         await wait_for(pilot, lambda: shown(app) == ["q1", "a1b", "where is the needle", "a2b"])
         view = app.query_one(ChatView)
         assert view.selected is not None and view.selected.message.id == chat["q2b"].id
+        await pilot.press("ctrl+f")
+        await pilot.pause()
+        await type_text(pilot, "needle")
+        await wait_for(pilot, lambda: "1 result" in screen_text(app))
+        assert "(other branch)" not in screen_text(app)  # now it is the branch on screen

@@ -98,6 +98,25 @@ def test_delete_branch_keeps_the_other_branches_and_moves_the_leaf(store: st.Sto
     assert store.messages(conv.id) == []
 
 
+def test_delete_message_keeps_its_replies_after_the_message_before(store: st.Store) -> None:
+    conv = store.create_conversation("bob")
+    q = store.add_message(conv.id, "user", "q")
+    a1 = store.add_message(conv.id, "assistant", "a1")
+    after = store.add_message(conv.id, "user", "after a1")
+    a2 = store.add_message(conv.id, "assistant", "a2", parent_id=q.id)
+    store.set_leaf(conv.id, after.id)
+    store.update_conversation(conv.id, context_start_id=a1.id)
+    assert store.delete_message(a1.id) == after.id  # the branch on screen stays on screen
+    assert contents(store.messages(conv.id)) == ["q", "after a1"]
+    assert contents(store.children(q.id)) == ["after a1", "a2"]
+    assert store.get_conversation(conv.id).context_start_id is None  # its start went
+    assert store.delete_message(after.id) == a2.id  # a leaf: the next version is shown
+    assert contents(store.messages(conv.id)) == ["q", "a2"]
+    assert store.delete_message(q.id) == a2.id  # the first message: its reply comes first
+    assert contents(store.messages(conv.id)) == ["a2"]
+    assert store.get_message(a2.id).parent_id is None
+
+
 def test_rows_without_parents_read_as_one_branch_and_are_linked_on_write(
     store: st.Store,
 ) -> None:
@@ -131,6 +150,20 @@ def test_a_long_branch_reads_without_recursion_limits(store: st.Store) -> None:
     assert store.count_messages(conv.id) == 2
 
 
+def test_parents_that_loop_end_every_walk(store: st.Store) -> None:
+    """A damaged database whose parents loop: reads and deletes end, nothing hangs."""
+    conv = store.create_conversation("bob")
+    ids = [store.add_message(conv.id, "user", f"m{i}").id for i in range(3)]
+    store.conn.execute("update messages set parent_id = ? where id = ?", [ids[2], ids[0]])
+    store.conn.commit()
+    assert contents(store.messages(conv.id)) == ["m0", "m1", "m2"]
+    assert contents(store.path_to(ids[1])) == ["m0", "m1"]
+    assert store.newest_leaf(ids[0]) == ids[2]
+    assert chat_tree.outline_text(store.tree(conv.id), set()) == ""  # no first message
+    assert store.delete_branch(ids[1]) is not None
+    assert contents(store.tree(conv.id)) == ["m0"]
+
+
 # --- the migration -------------------------------------------------------------------------
 
 TREE_MIGRATION = migrations.MIGRATIONS.index(migrations._m005_tree)
@@ -147,7 +180,12 @@ def _old_database(path: Path, version: int) -> None:
             {"id": 1, "title": "old", "persona": "bob", "created_at": "t", "updated_at": "t"}
         )
         versions = [
-            {"content": "first joke", "status": "complete", "meta": {"version": 1}},
+            {
+                "content": "first joke",
+                "status": "complete",
+                "meta": {"version": 1},
+                "reasoning": "a pun, then",
+            },  # fmt: skip
             {"content": "second joke", "status": "cancelled", "meta": {"version": 2}},
             "damaged",  # not a version: kept in the meta as it was
         ]
@@ -176,6 +214,7 @@ def test_linear_chats_and_versions_become_trees_without_loss(
     assert contents(store.messages(1)) == ["tell a joke", "third joke", "another", "an answer"]
     third = store.messages(1)[1]
     assert contents(store.siblings(third.id)) == ["third joke", "first joke", "second joke"]
+    assert store.siblings(third.id)[1].reasoning == "a pun, then"  # its thinking kept
     second = store.siblings(third.id)[2]
     assert second.status == st.CANCELLED and second.meta == {"version": 2}
     raw = json.loads(
@@ -184,6 +223,9 @@ def test_linear_chats_and_versions_become_trees_without_loss(
     assert raw["alternatives"] == ["damaged"]  # not lost
     assert store.fork_positions(1)[third.id] == (1, 3)
     assert store.search("second joke")[0][0].id == second.id  # versions are searchable now
+    store.update_message(third.id, "a fresh punchline")  # the index still follows edits
+    assert store.search("punchline")[0][0].id == third.id
+    assert store.search("third joke") == []
     store.close()
 
 
@@ -265,6 +307,7 @@ def test_nothing_changes_branches_while_the_chat_answers(service: rn.ChatService
         lambda: service.regenerate(conv_id, a1.id),
         lambda: service.switch_sibling(a1.id, 1),
         lambda: service.delete_branch(q2.id),
+        lambda: service.delete_message(q2.id),
         lambda: service.show_branch(conv_id, a1.id),
     ):
         with pytest.raises(rn.Busy):

@@ -3,9 +3,10 @@
 A chat is a tree of messages; the branch on screen runs from a first message
 to the chat's *leaf*. Editing a message (yours or an answer) or regenerating
 an answer adds a sibling of it and moves the leaf there: the old branch stays
-whole and one key away. Only :meth:`BranchActions.delete_branch`, an explicit
-delete, removes messages. :class:`~tui.core.chat_service.ChatService` is a
-:class:`BranchActions`.
+whole and one key away. Only an explicit delete removes messages:
+:meth:`BranchActions.delete_branch` (a message and its replies) or
+:meth:`BranchActions.delete_message` (one message; its replies stay).
+:class:`~tui.core.chat_service.ChatService` is a :class:`BranchActions`.
 """
 
 from __future__ import annotations
@@ -148,11 +149,21 @@ class BranchActions:
     def delete_branch(self, message_id: int) -> int | None:
         """Delete a message and its replies (that branch); every other branch stays.
 
-        The one explicit delete. Returns the chat's leaf afterwards (None: empty).
+        An explicit delete (the user was asked). Returns the chat's leaf
+        afterwards (None: the chat has no message left).
         """
         message = self.store.get_message(message_id)
         self._not_busy(message.conversation_id)
         return self.store.delete_branch(message_id)
+
+    def delete_message(self, message_id: int) -> int | None:
+        """Delete one message; its replies stay, after the message before it.
+
+        An explicit delete (the user was asked). Returns the chat's leaf afterwards.
+        """
+        message = self.store.get_message(message_id)
+        self._not_busy(message.conversation_id)
+        return self.store.delete_message(message_id)
 
     # --- looking at the tree --------------------------------------------------------------------
 

@@ -14,20 +14,19 @@ in :mod:`tui.core.migrations`. Rows become :class:`Conversation` and
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import socket
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from tui.core import migrations, paths
 from tui.core.processes import pid_exists
 from tui.core.sanitize import clean_text
-from tui.core.store_errors import StoreError, open_problem, write_problem
+from tui.core.store_errors import StoreError, open_problem, writes
 from tui.core.store_errors import describe as describe  # for the command line
 
 # Re-exported: the app knows chats and messages as ``store.Conversation`` and so on.
@@ -46,6 +45,7 @@ from tui.core.store_rows import (  # noqa: F401
 )
 from tui.core.store_rows import conversation as _conversation
 from tui.core.store_rows import message as _message
+from tui.core.store_tree import TreeStore
 
 TITLE_LENGTH = 60
 AT_LEAF = 0  # ``add_message``'s default parent: the chat's current leaf (no id is 0)
@@ -53,24 +53,8 @@ _CHAT_FIELDS = frozenset(
     {"title", "persona", "model", "sampling", "created_at", "updated_at", "pinned", "archived"}
 )
 _MESSAGE_FIELDS = frozenset(
-    {"role", "content", "status", "created_at", "updated_at", "model", "meta"}
+    {"role", "content", "reasoning", "status", "created_at", "updated_at", "model", "meta"}
 )
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _writes(method: F) -> F:
-    """Turn SQLite write failures into a :class:`StoreError` a person can act on."""
-
-    @functools.wraps(method)
-    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(write_problem(self.path, exc)) from exc
-
-    return wrapper  # type: ignore[return-value]
 
 
 def now() -> str:
@@ -84,8 +68,9 @@ def title_from(text: str) -> str:
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
-class Store:
-    """All reads and writes of the chat database go through here."""
+class Store(TreeStore):
+    """All reads and writes of the chat database go through here (the tree's in
+    :class:`~tui.core.store_tree.TreeStore`)."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -148,7 +133,7 @@ class Store:
 
     # --- conversations -------------------------------------------------------------
 
-    @_writes
+    @writes
     def create_conversation(
         self,
         persona: str,
@@ -169,7 +154,7 @@ class Store:
             conv_id = self._insert("conversations", row)
         return self.get_conversation(conv_id)
 
-    @_writes
+    @writes
     def import_chat(
         self,
         chat: dict[str, Any],
@@ -245,16 +230,21 @@ class Store:
             "select count(*) from messages where conversation_id = ?", [conv_id]
         ).fetchone()[0]
 
-    def search(self, query: str, limit: int = 100) -> list[tuple[Message, str]]:
+    def search(
+        self, query: str, limit: int = 100, thinking: bool = False
+    ) -> list[tuple[Message, str]]:
         """Messages matching ``query`` (FTS5, every word must match), best first.
 
         Returns (message, chat title) pairs. The query is quoted word by word, so
-        FTS syntax characters in it are searched for, never interpreted.
+        FTS syntax characters in it are searched for, never interpreted. The
+        answers are searched; with ``thinking``, a reasoning model's thinking too.
         """
         words = [w.replace('"', '""') for w in query.split()]
         if not words:
             return []
         match = " ".join(f'"{w}"*' for w in words)
+        if not thinking:
+            match = f"{{content}} : ({match})"
         rows = self._query(
             "select m.*, c.title as chat_title from messages_fts f"
             " join messages m on m.rowid = f.rowid"
@@ -264,7 +254,7 @@ class Store:
         )
         return [(_message(r), clean_text(r["chat_title"] or "New chat")) for r in rows]
 
-    @_writes
+    @writes
     def update_conversation(self, conv_id: int, **values: Any) -> bool:
         """Change a chat's fields; False if the chat is gone (deleted meanwhile)."""
         if "sampling" in values:
@@ -280,7 +270,7 @@ class Store:
             )
         return cursor.rowcount > 0
 
-    @_writes
+    @writes
     def delete_conversation(self, conv_id: int) -> None:
         with self.transaction():
             self.conn.execute("delete from messages where conversation_id = ?", [conv_id])
@@ -288,7 +278,7 @@ class Store:
 
     # --- messages ------------------------------------------------------------------
 
-    @_writes
+    @writes
     def add_message(
         self,
         conv_id: int,
@@ -298,12 +288,14 @@ class Store:
         model: str = "",
         meta: dict[str, Any] | None = None,
         parent_id: int | None = AT_LEAF,
+        reasoning: str = "",
     ) -> Message:
         """Add a message (committed before this returns); it becomes the chat's leaf.
 
         By default it follows the chat's current leaf (the end of the branch on
         screen); ``parent_id`` makes it a child of that message instead (a new
         branch beside the message's other children), ``None`` a first message.
+        ``reasoning``: a reasoning model's thinking, kept beside the answer.
         """
         stamp = now()
         with self.transaction():
@@ -321,6 +313,7 @@ class Store:
                 "parent_id": parent_id,
                 "role": role,
                 "content": content,
+                "reasoning": reasoning,
                 "status": status,
                 "created_at": stamp,
                 "updated_at": stamp,
@@ -336,15 +329,16 @@ class Store:
             )
         return self.get_message(msg_id)
 
-    @_writes
+    @writes
     def update_message(
         self,
         msg_id: int,
         content: str | None = None,
         status: str | None = None,
         meta: dict[str, Any] | None = None,
+        reasoning: str | None = None,
     ) -> bool:
-        """Save streamed text and/or a new status; one short transaction.
+        """Save streamed text (answer and/or thinking) and/or a new status; one short transaction.
 
         Returns False if the message is gone: its chat was deleted while it
         streamed (here or by another process), which the caller must survive.
@@ -352,6 +346,8 @@ class Store:
         values: dict[str, Any] = {"updated_at": now()}
         if content is not None:
             values["content"] = content
+        if reasoning is not None:
+            values["reasoning"] = reasoning
         if status is not None:
             values["status"] = status
         if meta is not None:
@@ -387,17 +383,6 @@ class Store:
             rows = [r for r in rows if r["id"] < before_id]
         return [_message(r) for r in rows]
 
-    def _path_rows(self, leaf: int, since_id: int = 0) -> list[dict[str, Any]]:
-        """The rows from the first message (or ``since_id``) down to ``leaf``, in order."""
-        return self._query(
-            "with recursive path(id, parent_id) as ("
-            " select id, parent_id from messages where id = ?"
-            " union all select m.id, m.parent_id from messages m"
-            " join path p on m.id = p.parent_id where p.id > ?)"
-            " select m.* from messages m join path using (id) order by m.id",
-            [leaf, since_id],
-        )
-
     def last_messages(self, conv_id: int, count: int) -> list[Message]:
         """The newest ``count`` messages of the current branch, oldest first."""
         leaf = self._leaf(conv_id)
@@ -411,194 +396,13 @@ class Store:
             "with recursive path(id, parent_id, depth) as ("
             " select id, parent_id, 1 from messages where id = ?"
             " union all select m.id, m.parent_id, p.depth + 1 from messages m"
-            " join path p on m.id = p.parent_id where p.depth < ?)"
+            " join path p on m.id = p.parent_id where m.id < p.id and p.depth < ?)"
             " select m.* from messages m join path using (id) order by m.id",
             [leaf, count],
         )
         return [_message(r) for r in rows]
 
-    # --- the tree of a chat ----------------------------------------------------------
-
-    def _leaf(self, conv_id: int, adopt: bool = False) -> int | None:
-        """The chat's current leaf: the one it remembers, else its newest message.
-
-        None for a chat without messages, or one that never had a leaf and
-        whose messages have no parents (rows another program wrote: read as
-        one linear branch; with ``adopt``, inside a write, linked into one).
-        """
-        row = self.conn.execute(
-            "select c.leaf_id, m.id from conversations c left join messages m"
-            " on m.id = c.leaf_id and m.conversation_id = c.id where c.id = ?",
-            [conv_id],
-        ).fetchone()
-        if row is not None and row[1] is not None:
-            return row[1]
-        if adopt:
-            self._adopt_linear(conv_id)
-        newest = self.conn.execute(
-            "select max(id), max(parent_id) from messages where conversation_id = ?", [conv_id]
-        ).fetchone()
-        remembered = row is not None and row[0] is not None  # a leaf deleted meanwhile
-        if newest[0] is None or not (remembered or adopt or newest[1] is not None):
-            return None
-        return newest[0]
-
-    def _adopt_linear(self, conv_id: int) -> None:
-        """Link a chat that never had a leaf, nor parents, into one chain (inside a write)."""
-        unlinked = self.conn.execute(
-            "select 1 from conversations where id = ? and leaf_id is null"
-            " and not exists (select 1 from messages where conversation_id = ?"
-            " and parent_id is not null)",
-            [conv_id, conv_id],
-        ).fetchone()
-        if unlinked is not None:
-            self.conn.execute(
-                "update messages set parent_id = (select max(p.id) from messages p"
-                " where p.conversation_id = messages.conversation_id and p.id < messages.id)"
-                " where conversation_id = ?",
-                [conv_id],
-            )
-
-    def leaf_id(self, conv_id: int) -> int | None:
-        """The last message of the chat's current branch (None: the chat has none)."""
-        leaf = self._leaf(conv_id)
-        if leaf is None:
-            row = self.conn.execute(
-                "select max(id) from messages where conversation_id = ?", [conv_id]
-            ).fetchone()
-            return row[0]
-        return leaf
-
-    @_writes
-    def set_leaf(self, conv_id: int, msg_id: int) -> bool:
-        """Make the branch ending at ``msg_id`` the chat's current one (False: chat gone)."""
-        with self.transaction():
-            self._adopt_linear(conv_id)
-            owner = self.conn.execute(
-                "select conversation_id from messages where id = ?", [msg_id]
-            ).fetchone()
-            if owner is None or owner[0] != conv_id:
-                raise KeyError(f"no message {msg_id} in chat {conv_id}")
-            cursor = self.conn.execute(
-                "update conversations set leaf_id = ? where id = ?", [msg_id, conv_id]
-            )
-        return cursor.rowcount > 0
-
-    def children(self, msg_id: int) -> list[Message]:
-        """The messages that follow ``msg_id`` (its branches), oldest first."""
-        rows = self._query("select * from messages where parent_id = ? order by id", [msg_id])
-        return [_message(r) for r in rows]
-
-    def siblings(self, msg_id: int) -> list[Message]:
-        """``msg_id`` and the other messages with its parent (its versions), oldest first."""
-        message = self.get_message(msg_id)
-        if message.parent_id is not None:
-            return self.children(message.parent_id)
-        rows = self._query(
-            "select * from messages where conversation_id = ? and parent_id is null order by id",
-            [message.conversation_id],
-        )
-        if self._leaf(message.conversation_id) is None:  # unlinked rows: one branch
-            return [message]
-        return [_message(r) for r in rows]
-
-    def path_to(self, msg_id: int) -> list[Message]:
-        """The branch from the first message down to ``msg_id``, oldest first."""
-        return [_message(r) for r in self._path_rows(msg_id)]
-
-    def newest_leaf(self, msg_id: int) -> int:
-        """The newest message at the end of any branch under ``msg_id`` (itself if none).
-
-        The newest descendant is always a leaf: a child is newer than its parent.
-        """
-        row = self.conn.execute(
-            "with recursive below(id) as (select ? union all"
-            " select m.id from messages m join below b on m.parent_id = b.id)"
-            " select max(id) from below",
-            [msg_id],
-        ).fetchone()
-        return row[0]
-
-    def subtree_ids(self, msg_id: int) -> list[int]:
-        """``msg_id`` and every message under it (its replies on every branch)."""
-        rows = self.conn.execute(
-            "with recursive below(id) as (select ? union all"
-            " select m.id from messages m join below b on m.parent_id = b.id)"
-            " select id from below order by id",
-            [msg_id],
-        ).fetchall()
-        return [r[0] for r in rows]
-
-    def tree(self, conv_id: int) -> list[Message]:
-        """Every message of the chat, on every branch, oldest first (parents first)."""
-        rows = self._query(
-            "select * from messages where conversation_id = ? order by id", [conv_id]
-        )
-        messages = [_message(r) for r in rows]
-        if self._leaf(conv_id) is None:  # unlinked rows: read as one chain
-            for before, message in zip(messages, messages[1:], strict=False):
-                message.parent_id = before.id
-        return messages
-
-    def fork_positions(self, conv_id: int) -> dict[int, tuple[int, int]]:
-        """For each message that has siblings: (its place among them from 1, how many).
-
-        One indexed pass over the chat's (id, parent) pairs; no message text is read.
-        """
-        if self._leaf(conv_id) is None:
-            return {}
-        groups: dict[int | None, list[int]] = {}
-        for msg_id, parent in self.conn.execute(
-            "select id, parent_id from messages where conversation_id = ? order by id", [conv_id]
-        ):
-            groups.setdefault(parent, []).append(msg_id)
-        return {
-            msg_id: (place, len(ids))
-            for ids in groups.values()
-            if len(ids) > 1
-            for place, msg_id in enumerate(ids, 1)
-        }
-
-    @_writes
-    def delete_message(self, msg_id: int) -> None:
-        """Delete one message that has no replies (use :meth:`delete_branch` for one that has)."""
-        with self.transaction():
-            self.conn.execute("delete from messages where id = ?", [msg_id])
-
-    @_writes
-    def delete_branch(self, msg_id: int) -> int | None:
-        """Delete ``msg_id`` and its replies on every branch; the other branches stay whole.
-
-        If the chat's current branch went with it, the current one becomes the
-        newest branch of the nearest sibling left (the one before, else after),
-        else the parent's. Returns the chat's leaf afterwards (None: no message left).
-        """
-        message = self.get_message(msg_id)
-        conv_id = message.conversation_id
-        with self.transaction():
-            self._adopt_linear(conv_id)
-            doomed = self.subtree_ids(msg_id)
-            leaf = self._leaf(conv_id)
-            siblings = [m.id for m in self.siblings(msg_id)]
-            marks = ", ".join("?" for _ in doomed)
-            self.conn.execute(f"delete from messages where id in ({marks})", doomed)
-            if leaf is None or leaf in doomed:
-                place = siblings.index(msg_id)
-                rest = siblings[:place][-1:] or siblings[place + 1 : place + 2]
-                leaf = self.newest_leaf(rest[0]) if rest else message.parent_id
-                self.conn.execute(
-                    "update conversations set leaf_id = ? where id = ?", [leaf, conv_id]
-                )
-            start = self.conn.execute(
-                "select context_start_id from conversations where id = ?", [conv_id]
-            ).fetchone()
-            if start is not None and start[0] in doomed:
-                self.conn.execute(
-                    "update conversations set context_start_id = null where id = ?", [conv_id]
-                )
-        return leaf
-
-    @_writes
+    @writes
     def delete_messages_from(self, conv_id: int, msg_id: int) -> None:
         """Delete message ``msg_id`` of a chat and every later one, on every branch.
 

@@ -92,6 +92,10 @@ class ChatActions(App[None]):
         # The speed of this chat's last answer; never another chat's.
         speed = last.meta.get("tokens_per_second") if last else None
         status.speed = float(speed) if isinstance(speed, int | float) else 0.0
+        thinking = last.meta.get("thinking_tokens", 0) if last else 0
+        answered = last.meta.get("completion_tokens", 0) if last else 0
+        status.thinking_tokens = thinking if isinstance(thinking, int) else 0
+        status.answer_tokens = max(answered - status.thinking_tokens, 0)
         self.refresh_chat_list()
         self._show_sampling()
         self._schedule_tidy()
@@ -158,6 +162,8 @@ class ChatActions(App[None]):
         self.query_one(PromptInput).focus()
 
     def action_search(self) -> None:
+        screen = SearchScreen(self.store)
+
         async def jump(result: tuple[int, int] | None) -> None:
             if not result:
                 return
@@ -173,10 +179,13 @@ class ChatActions(App[None]):
                 self.notify(f"That message is on another branch. {exc}", severity="warning")
                 return
             await self.open_conversation(chat, around=message)
-            if not await self.query_one(ChatView).select_message(message):
+            view = self.query_one(ChatView)
+            if not await view.select_message(message):
                 self.notify("That message is older than the ones shown.")
+            elif screen.opened_in_thinking:  # found in its thinking: show it open
+                await view.open_thinking(message)
 
-        self.push_screen(SearchScreen(self.store), jump)
+        self.push_screen(screen, jump)
 
     def action_rename_chat(self, conversation_id: int | None = None) -> None:
         chat_id = conversation_id or self.conversation_id

@@ -20,6 +20,7 @@ from tui.core.chat_service import Busy, ChatService
 from tui.ui.answer_actions import ANSWER_ACTIONS, AnswerActions
 from tui.ui.screens.branch_tree import BranchTreeScreen, Pick
 from tui.ui.screens.confirm import ConfirmScreen
+from tui.ui.screens.delete_message import BRANCH, DeleteMessageScreen
 from tui.ui.widgets.chat_view import ChatView
 from tui.ui.widgets.prompt_input import PromptInput
 
@@ -72,6 +73,12 @@ class MessageActions(AnswerActions):
         if action == "copy":
             self.copy_to_clipboard(message.content)
             self.notify("Message copied to the clipboard.")
+        elif action == "copy_thinking":
+            if not message.reasoning:
+                self.notify("This message has no thinking (c copies the message).")
+                return
+            self.copy_to_clipboard(message.reasoning)
+            self.notify("Thinking copied to the clipboard.")
         elif action == "copy_code":
             self._copy_code(message)
         elif action == "edit":
@@ -136,29 +143,26 @@ class MessageActions(AnswerActions):
         await self.query_one(ChatView).select_message(select_id)
 
     def _ask_delete(self, message: st.Message, chat_id: int, ai_name: str) -> None:
-        job = self.service.job_for(chat_id)
-        if job is not None:
+        """d: delete this message, asking first; with replies, only it or its whole branch."""
+        if self.service.job_for(chat_id) is not None:
             self.notify("Stop the answer first (Esc).", severity="warning")
             return
-        doomed = len(self.store.subtree_ids(message.id))
+        replies = len(self.store.subtree_ids(message.id)) - 1
         others = len(self.store.siblings(message.id)) - 1
-        replies = doomed - 1
-        lines = [
-            "Delete this message and its replies (this branch)?",
-            "",
-            _quote(message, ai_name),
-            "",
-            f"{doomed} message{'s' if doomed != 1 else ''} go"
-            + (f" (it and {replies} repl{'ies' if replies != 1 else 'y'})" if replies else ""),
-        ]
+        stay = ""
         if others:
-            lines.append(f"Its {others} other version{'s' if others != 1 else ''} stay.")
+            stay = (
+                "Its other version stays." if others == 1 else f"Its {others} other versions stay."
+            )
 
-        async def delete(yes: bool | None) -> None:
-            if not yes:
+        async def delete(choice: str | bool | None) -> None:
+            if not choice:
                 return
             try:
-                self.service.delete_branch(message.id)
+                if choice == BRANCH:
+                    self.service.delete_branch(message.id)
+                else:
+                    self.service.delete_message(message.id)
             except (Busy, KeyError) as exc:
                 self.notify(str(exc), severity="warning")
                 return
@@ -167,7 +171,24 @@ class MessageActions(AnswerActions):
                 return
             await self.open_conversation(chat_id)
 
-        self.push_screen(ConfirmScreen("\n".join(lines), yes="Delete", no="Keep"), delete)
+        quote = _quote(message, ai_name)
+        if not replies:
+            question = "\n\n".join(p for p in ("Delete this message?", quote, stay) if p)
+            self.push_screen(ConfirmScreen(question, yes="Delete", no="Keep"), delete)
+            return
+        noun = "reply" if replies == 1 else "replies"
+        question = "\n\n".join(
+            p
+            for p in (
+                "Delete this message, or this message and its replies (this branch)?",
+                quote,
+                f"Only this (y): its {replies} {noun} stay, after the message before it.\n"
+                f"With its replies (b): {replies + 1} messages go.",
+                stay,
+            )
+            if p
+        )
+        self.push_screen(DeleteMessageScreen(question), delete)
 
     async def finish_edit(self, text: str) -> bool:
         """Enter while editing: a new version of the message (a question is answered).
@@ -189,7 +210,7 @@ class MessageActions(AnswerActions):
         return True
 
     def action_branch_tree(self) -> None:
-        """Ctrl+T (t in the chat): the chat's branches as a tree; Enter opens one."""
+        """Ctrl+T (b in the chat): the chat's branches as a tree; Enter opens one."""
         chat_id = self.conversation_id
         if chat_id is None or len(self.screen_stack) > 1:
             return
