@@ -22,7 +22,9 @@ from tui.core.prompt import (
     PromptFormat,
     Turn,
     render_transcript,
+    with_prefill,
 )
+from tui.core.reasoning import KNOWN_TAGS
 from tui.core.turn_policy import ReplyFilter, clean_reply
 
 TEMPLATES = Path("/work/llama-src/llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates")
@@ -34,27 +36,35 @@ TEMPLATES = Path("/work/llama-src/llama_cpp_python-0.3.36/vendor/llama.cpp/model
 # was written after, plus its text (test_prefill_prompt_is_the_generation_prompt…).
 VERBATIM = [
     "Apertus-8B-Instruct",
-    "Bielik-11B-v3.0-Instruct",
     "ByteDance-Seed-OSS",
     "GigaChat3-10B-A1.8B",
+    "GigaChat3.1-10B-A1.8B",
     "HuggingFaceTB-SmolLM3-3B",
     "Kimi-K2-Instruct",
     "LFM2-8B-A1B",
+    "LFM2.5-8B-A1B",
     "LFM2.5-Instruct",
     "MiMo-VL",
     "MiniMax-M1",
     "Mistral-Small-3.2-24B-Instruct-2506",
+    "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use",
+    "NousResearch-Hermes-3-Llama-3.1-8B-tool_use",
     "Qwen-Qwen2.5-7B-Instruct",
     "Qwen3-Coder",
-    "deepseek-ai-DeepSeek-V3.1",
+    "Reka-Edge",
+    "fireworks-ai-llama-3-firefunction-v2",
+    "google-gemma-4-31B-it-interleaved",
+    "google-gemma-4-31B-it",
     "ibm-granite-granite-3.3-2B-Instruct",
     "ibm-granite-granite-4.0",
+    "ibm-granite-granite-4.1",
     "meetkai-functionary-medium-v3.1",
     "meta-llama-Llama-3.1-8B-Instruct",
     "meta-llama-Llama-3.2-3B-Instruct",
+    "meta-llama-Llama-3.3-70B-Instruct",
     "microsoft-Phi-3.5-mini-instruct",
     "mistralai-Ministral-3-14B-Reasoning-2512",
-    "openbmb-MiniCPM5-1B",
+    "moonshotai-Kimi-K2",
     "tencent-Hy3",
     "unsloth-Apriel-1.5",
     "unsloth-mistral-Devstral-Small-2507",
@@ -89,7 +99,8 @@ def test_prefill_prompt_is_the_template_cut_where_the_answer_ends(name: str) -> 
     head = [Turn("system", PERSONA.system)]
     whole = render_chat(text, [*head, *HISTORY, Turn("assistant", PREFILL)], "<s>", "</s>", False)
     assert built.mode == CHAT and built.prefill == PREFILL
-    assert built.text == render_chat(text, [*head, *HISTORY], "<s>", "</s>") + PREFILL
+    generation = render_chat(text, [*head, *HISTORY], "<s>", "</s>")
+    assert built.text == with_prefill(generation, PREFILL, CHAT)
     # Token by token (one token per character here): the template's own rendering
     # of the whole chat, up to the end of the answer's text, and nothing else.
     assert built.tokens == chars(whole)[: len(built.tokens)]
@@ -102,6 +113,11 @@ def test_prefill_prompt_is_the_template_cut_where_the_answer_ends(name: str) -> 
     "name", sorted(p.stem for p in TEMPLATES.glob("*.jinja") if p.stem not in VERBATIM)
 )
 def test_prefill_prompt_is_the_generation_prompt_then_the_text(name: str) -> None:
+    """The others: the generation prompt the answer was written after, then its text.
+
+    A generation prompt that opens a thinking block gets it closed (empty) first:
+    the text is the answer, not thinking.
+    """
     text = template(name)
     builder = PromptBuilder(PromptFormat(text, "<s>", "</s>"), chars)
     try:
@@ -109,8 +125,21 @@ def test_prefill_prompt_is_the_generation_prompt_then_the_text(name: str) -> Non
     except TemplateError:
         pytest.skip(f"{name} does not render this chat (tools only, or no system role)")
     built = builder.build(PERSONA, HISTORY, 100_000, prefill=PREFILL)
-    assert built.text == plain.text + PREFILL
-    assert built.tokens == plain.tokens + chars(PREFILL)
+    opened = [t for t in KNOWN_TAGS if plain.text.rstrip().endswith(t.open)]
+    if opened:
+        closing = f"\n\n{opened[0].close}\n\n"
+        assert built.text == plain.text.rstrip() + closing + PREFILL
+    else:
+        assert built.text == plain.text + PREFILL
+        assert built.tokens == plain.tokens + chars(PREFILL)
+
+
+def test_a_generation_prompt_that_opens_thinking_is_closed_before_the_text() -> None:
+    """Bielik's template opens <think> for the answer: the answer's text goes after it, closed."""
+    built = PromptBuilder(PromptFormat(template("Bielik-11B-v3.0-Instruct")), chars).build(
+        PERSONA, HISTORY, 100_000, prefill=PREFILL
+    )
+    assert built.text.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n" + PREFILL)
 
 
 def test_prefill_in_transcript_mode_follows_the_name() -> None:
@@ -133,11 +162,14 @@ def test_prefill_counts_against_the_budget() -> None:
 
 def test_text_after_a_prefill_keeps_its_leading_space_in_transcript_mode() -> None:
     reply = ReplyFilter(["\nUser:"], TRANSCRIPT, continuing=True)
-    out = reply.feed(" the Rhine.") + reply.finish()
-    assert out == " the Rhine."
+    reply.feed(" the Rhine.")
+    reply.finish()
+    assert reply.text == " the Rhine."
     assert clean_reply(" the Rhine. ", PERSONA, TRANSCRIPT, continuing=True) == " the Rhine."
     fresh = ReplyFilter(["\nUser:"], TRANSCRIPT)
-    assert fresh.feed(" Hello") == "Hello"  # a fresh answer still loses the space after Bob:
+    fresh.feed(" Hello")
+    fresh.finish()
+    assert fresh.text == "Hello"  # a fresh answer still loses the space after Bob:
 
 
 # --- the real model -----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from datetime import datetime
 
 from tui.core.chat_template import TemplateError, render_chat
 from tui.core.personas import Persona
+from tui.core.reasoning import KNOWN_TAGS
 from tui.core.sampling import REASONING_AUTO, REASONING_ON, SPEC
 from tui.core.stops import transcript_stops
 
@@ -71,11 +72,21 @@ def with_prefill(prompt: str, prefill: str, mode: str) -> str:
     every assistant message with an end-of-turn token (ChatML's
     ``<|im_end|>``), after which the model would start a new turn instead of
     going on. In transcript mode the answer follows ``Bob:`` after a space,
-    as the model wrote it.
+    as the model wrote it. A generation prompt that opens a thinking block
+    (DeepSeek-R1, Bielik) gets it closed first, empty, as templates write
+    thinking that is off (``<think>\n\n</think>\n\n``): the text is the
+    answer, and the model goes on with the answer, not with thinking.
     """
     if not prefill:
         return prompt
-    return f"{prompt} {prefill}" if mode == TRANSCRIPT else prompt + prefill
+    if mode == TRANSCRIPT:
+        return f"{prompt} {prefill}"
+    tail = prompt.rstrip()
+    for tags in KNOWN_TAGS:
+        if tail.endswith(tags.open):
+            prompt = f"{tail}\n\n{tags.close}\n\n"
+            break
+    return prompt + prefill
 
 
 def choose_mode(persona_mode: str, chat_template: str | None) -> str:

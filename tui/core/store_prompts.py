@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tui.core.sanitize import clean_data, clean_text
-from tui.core.store import Store, _writes, now
+from tui.core.store import Store, now
+from tui.core.store_errors import writes
 
 PROMPT_CHARS_CAP = 4 * 1024 * 1024  # a window of a million tokens, roughly; more is not a prompt
 
@@ -27,7 +28,7 @@ class PromptRecord:
     created_at: str = ""
 
 
-@_writes
+@writes
 def save_prompt(store: Store, message_id: int, text: str, info: dict[str, Any]) -> None:
     """Store (or replace: a continued answer has the prompt of its last part) the prompt."""
     with store.transaction():

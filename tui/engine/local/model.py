@@ -356,6 +356,8 @@ class ModelRunner(LiveKV):
         budget = prompt_budget(n_ctx, sampling.max_tokens)
         prefill = getattr(job, "prefill", "")
         thinking, effort = thinking_options(sampling.reasoning, sampling.reasoning_effort)
+        if prefill:  # going on with the answer: no new thinking before it
+            thinking, effort = False, None
         self.builder.fmt = dataclasses.replace(
             self.builder.fmt, thinking=thinking, reasoning_effort=effort
         )

@@ -24,6 +24,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from tui.core.prompt import CHAT, with_prefill
 from tui.engine.remote.messages import RemoteError
 
 CAN_PREFILL = frozenset({"llama.cpp", "vllm", "ollama", "auto"})  # auto: checked at the job
@@ -66,7 +67,7 @@ def prefill_request(
                 "llama-server is too old to continue an answer; update it."
             )
         payload.pop("messages", None)
-        payload["prompt"] = rendered + prefill
+        payload["prompt"] = with_prefill(rendered, prefill, CHAT)
         return f"{base}/completions", payload["prompt"]
     if kind in ("vllm", "ollama"):
         payload["messages"] = [*messages, {"role": "assistant", "content": prefill}]
