@@ -5,6 +5,7 @@ See :mod:`tui.engine.remote` for how a persona reaches the server.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -41,7 +42,7 @@ from tui.core.prompt import (
     Turn,
     fold_opening,
 )
-from tui.core.prompt_record import LOCAL, SERVER_RENDERED, SERVER_TEMPLATE, prompt_info
+from tui.core.prompt_record import LOCAL, prompt_info
 from tui.core.reasoning import INLINE, PLAIN
 from tui.core.sampling import Sampling
 from tui.core.turn_policy import (
@@ -67,7 +68,7 @@ from tui.engine.remote.messages import (
     status_message,
     too_long_message,
 )
-from tui.engine.remote.prefill import can_prefill, messages_text, prefill_request, refusal
+from tui.engine.remote.prefill import can_prefill, chat_request, refusal
 from tui.engine.remote.settings import (
     CHAT_MARGIN,
     COUNTING_TEMPLATE,
@@ -156,14 +157,6 @@ class RemoteEngine(ServerDiscovery, Engine):
     def can_prefill(self) -> bool:
         """Whether this server can go on from an answer's text (chat mode; see prefill.py)."""
         return can_prefill(self.kind)
-
-    def _apply_template(self, messages: list[dict[str, str]]) -> str | None:
-        """llama-server's rendering of ``messages`` with the generation prompt; None if none."""
-        data = self._post_optional(
-            f"{self.endpoint.root_url}/apply-template", {"messages": messages}
-        )
-        prompt = data.get("prompt")
-        return prompt if isinstance(prompt, str) else None
 
     def supported_settings(self) -> frozenset[str]:
         """What this endpoint's server acts on (OpenAI fields until it is checked)."""
@@ -331,36 +324,20 @@ class RemoteEngine(ServerDiscovery, Engine):
             payload["model"] = self.model
         if stops:
             payload["stop"] = stops
-        source = SERVER_RENDERED
         if built.mode == CHAT:
             url = f"{self.base}/chat/completions"
             payload["messages"] = self._messages(
                 job.persona.system, job.persona.examples, built.turns
             )
-            shown = messages_text(payload["messages"])
-            if prefill:
-                url, shown = prefill_request(
-                    self.kind, self.endpoint.label, payload, payload["messages"], prefill,
-                    self.base, self._apply_template,
-                )  # fmt: skip
-                source = SERVER_TEMPLATE if "prompt" in payload else SERVER_RENDERED
+            url, shown, source = chat_request(self, url, payload, prefill)  # continue: prefill.py
         else:
             url = f"{self.base}/completions"
             payload["prompt"] = shown = built.text
             source = LOCAL
-        info = prompt_info(built, len(job.history), sampling.seed if sampling.seed >= 0 else None,
-                           sampling, source)  # fmt: skip
-        self._send(
-            GenerationStarted(
-                job.job_id,
-                prompt_tokens,
-                n_ctx,
-                built.start,
-                built.mode,
-                prompt_text=shown,
-                prompt_info=info,
-            )  # fmt: skip
-        )
+        seed = sampling.seed if sampling.seed >= 0 else None
+        info = prompt_info(built, len(job.history), seed, sampling, source)
+        begun = GenerationStarted(job.job_id, prompt_tokens, n_ctx, built.start, built.mode)
+        self._send(dataclasses.replace(begun, prompt_text=shown, prompt_info=info))
 
         started = time.monotonic()
         try:

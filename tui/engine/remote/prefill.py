@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tui.core.prompt import CHAT, with_prefill
+from tui.core.prompt_record import SERVER_RENDERED, SERVER_TEMPLATE
 from tui.engine.remote.messages import RemoteError
 
 CAN_PREFILL = frozenset({"llama.cpp", "vllm", "ollama", "auto"})  # auto: checked at the job
@@ -81,3 +82,28 @@ def prefill_request(
 def messages_text(messages: list[dict[str, str]]) -> str:
     """Chat messages as the prompt view shows them when the server renders the template."""
     return json.dumps(messages, indent=1, ensure_ascii=False)
+
+
+def chat_request(
+    engine: Any, url: str, payload: dict[str, Any], prefill: str
+) -> tuple[str, str, str]:
+    """The chat-mode request of ``engine`` (a RemoteEngine), going on from ``prefill`` if any.
+
+    Returns (url, the prompt as the prompt view shows it, who rendered it).
+    """
+    shown = messages_text(payload["messages"])
+    if not prefill:
+        return url, shown, SERVER_RENDERED
+    url, shown = prefill_request(
+        engine.kind, engine.endpoint.label, payload, payload["messages"], prefill, engine.base,
+        lambda messages: apply_template(engine, messages),
+    )  # fmt: skip
+    return url, shown, SERVER_TEMPLATE if "prompt" in payload else SERVER_RENDERED
+
+
+def apply_template(engine: Any, messages: list[dict[str, str]]) -> str | None:
+    """llama-server's rendering of ``messages`` with the generation prompt; None if it has none."""
+    root = engine.endpoint.root_url
+    data = engine._post_optional(f"{root}/apply-template", {"messages": messages})
+    prompt = data.get("prompt")
+    return prompt if isinstance(prompt, str) else None
