@@ -1,7 +1,7 @@
 """Branches in the TUI (80×24, fake engine): one Pilot test per key.
 
 ←/→ (h/l) and a click on ``‹ ›`` switch versions, the rest of the chat follows;
-v goes round the versions; t and Ctrl+T open the tree, Enter opens a branch; e
+v goes round the versions; b and Ctrl+T open the tree, Enter opens a branch; e
 edits an answer into a new version; r regenerates an answer that is not the
 last; d deletes a branch after asking; a search hit on another branch opens it.
 """
@@ -100,13 +100,13 @@ async def test_v_goes_round_the_versions(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: shown(app) == ["q1", "a1", "q2", "a2"])
 
 
-async def test_t_opens_the_tree_and_enter_opens_a_branch(tmp_path: Path) -> None:
+async def test_b_opens_the_tree_and_enter_opens_a_branch(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     m = forked_chat(app.store)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: shown(app) == ["q1", "a1", "q2", "a2"])
         await select(pilot, app, m["a2"].id)
-        await pilot.press("t")
+        await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(app.screen, BranchTreeScreen))
         await pilot.pause()
         text = screen_text(app)
