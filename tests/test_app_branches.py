@@ -34,7 +34,7 @@ def forked_chat(store: st.Store) -> dict[str, st.Message]:
 
 
 def shown(app) -> list[str]:
-    return [msg.content for msg in app.query_one(ChatView)._messages]
+    return [msg.content for msg in app.query_one(ChatView).shown_messages]
 
 
 async def select(pilot, app, message_id: int) -> ChatView:
