@@ -169,6 +169,10 @@ async def test_r_regenerates_an_answer_that_is_not_the_last(tmp_path: Path) -> N
         await wait_for(pilot, lambda: "‹ 3/3 ›" in screen_text(app))
         assert [x.content for x in app.engine.jobs[-1].history] == ["q1"]
         assert app.store.count_messages(conv_id) == 8  # both old branches whole
+        await select(pilot, app, m["q1"].id)
+        await pilot.press("r")  # on a question of yours: the answer after it, again
+        await wait_for(pilot, lambda: app.store.count_messages(conv_id) == 9)
+        await wait_for(pilot, lambda: "‹ 4/4 ›" in screen_text(app))
 
 
 async def test_d_deletes_that_branch_or_only_the_message_after_asking(tmp_path: Path) -> None:
