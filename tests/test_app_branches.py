@@ -1,7 +1,7 @@
 """Branches in the TUI (80×24, fake engine): one Pilot test per key.
 
 ←/→ (h/l) and a click on ``‹ ›`` switch versions, the rest of the chat follows;
-v goes round the versions; t and Ctrl+T open the tree, Enter opens a branch; e
+v goes round the versions; b and Ctrl+T open the tree, Enter opens a branch; e
 edits an answer into a new version; r regenerates an answer that is not the
 last; d deletes a branch after asking; a search hit on another branch opens it.
 """
@@ -34,7 +34,7 @@ def forked_chat(store: st.Store) -> dict[str, st.Message]:
 
 
 def shown(app) -> list[str]:
-    return [msg.content for msg in app.query_one(ChatView)._messages]
+    return [msg.content for msg in app.query_one(ChatView).shown_messages]
 
 
 async def select(pilot, app, message_id: int) -> ChatView:
@@ -100,13 +100,13 @@ async def test_v_goes_round_the_versions(tmp_path: Path) -> None:
         await wait_for(pilot, lambda: shown(app) == ["q1", "a1", "q2", "a2"])
 
 
-async def test_t_opens_the_tree_and_enter_opens_a_branch(tmp_path: Path) -> None:
+async def test_b_opens_the_tree_and_enter_opens_a_branch(tmp_path: Path) -> None:
     app = make_app(tmp_path)
     m = forked_chat(app.store)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: shown(app) == ["q1", "a1", "q2", "a2"])
         await select(pilot, app, m["a2"].id)
-        await pilot.press("t")
+        await pilot.press("b")
         await wait_for(pilot, lambda: isinstance(app.screen, BranchTreeScreen))
         await pilot.pause()
         text = screen_text(app)
@@ -169,6 +169,10 @@ async def test_r_regenerates_an_answer_that_is_not_the_last(tmp_path: Path) -> N
         await wait_for(pilot, lambda: "‹ 3/3 ›" in screen_text(app))
         assert [x.content for x in app.engine.jobs[-1].history] == ["q1"]
         assert app.store.count_messages(conv_id) == 8  # both old branches whole
+        await select(pilot, app, m["q1"].id)
+        await pilot.press("r")  # on a question of yours: the answer after it, again
+        await wait_for(pilot, lambda: app.store.count_messages(conv_id) == 9)
+        await wait_for(pilot, lambda: "‹ 4/4 ›" in screen_text(app))
 
 
 async def test_d_deletes_that_branch_or_only_the_message_after_asking(tmp_path: Path) -> None:

@@ -115,7 +115,7 @@ class MessageActions(AnswerActions):
     @staticmethod
     def _answer_after(message: st.Message, view: ChatView) -> st.Message | None:
         """The answer that follows a question of yours on the branch on screen."""
-        shown = view._messages
+        shown = view.shown_messages
         index = next((i for i, m in enumerate(shown) if m.id == message.id), None)
         if index is None or index + 1 >= len(shown) or shown[index + 1].role != "assistant":
             return None
@@ -196,10 +196,10 @@ class MessageActions(AnswerActions):
         Returns False when nothing was done (the text stays in the box).
         """
         editing = self.editing_id
-        chat_id = self.conversation_id
-        if editing is None or chat_id is None:
+        if editing is None:
             return False
         message = self.store.get_message(editing)
+        chat_id = message.conversation_id  # even if another chat was opened meanwhile
         if message.role == "user":
             self.service.edit_and_resend(chat_id, editing, text)
         else:

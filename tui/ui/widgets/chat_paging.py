@@ -50,6 +50,11 @@ class MessageWindow(VerticalScroll):
         self.live_text: Callable[[int], tuple[str, str] | None] = lambda message_id: None
 
     @property
+    def shown_messages(self) -> list[st.Message]:
+        """The messages of the branch on screen (all of them, mounted or not)."""
+        return self._messages
+
+    @property
     def at_end(self) -> bool:
         """True when the newest message is mounted."""
         return self._last >= len(self._messages)

@@ -109,13 +109,6 @@ class MessageBox(Vertical):
         place, count = self.fork
         return left, left + len(f"‹ {place}/{count} ›") - 1
 
-    async def set_fork(self, fork: tuple[int, int] | None) -> None:
-        """The message got (or lost) versions: redraw its who line."""
-        self.fork = fork
-        who = self.query_one_optional(".who")
-        if isinstance(who, Static):
-            who.update(self._who())
-
     @property
     def thinking_live(self) -> bool:
         """The model is still thinking: the answer is open and has no text yet."""
