@@ -257,11 +257,8 @@ class ModelRunner(LiveKV):
         """Tokens of text written into the answer (no BOS; markers as their tokens)."""
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
-    def _is_special(self, token: int) -> bool:
-        """A control token (``<|im_start|>``, BOS): written out in the prompt view."""
-        return token in self._hidden or token in self._eog or token == self.llm.token_bos()
-
-    def _piece(self, token: int) -> str:
+    def _model_text(self, token: int) -> str:
+        """A token as the vocabulary writes it (``<|im_start|>``): the prompt view marks these."""
         return self.llm._model.token_get_text(token)
 
     def close(self) -> None:
@@ -377,19 +374,11 @@ class ModelRunner(LiveKV):
         self._live_keep, self._live_chat, self._live_prompt = built.n_keep, chat, len(prompt)
         seed = sampling.seed if sampling.seed >= 0 else _SEEDS.randrange(2**31)
         info = prompt_info(built, len(job.history), seed, sampling)
-        info["special"] = sorted({self._piece(t) for t in set(prompt) if self._is_special(t)})
-        self.send(
-            GenerationStarted(
-                job.job_id,
-                len(prompt),
-                n_ctx,
-                built.start,
-                built.mode,
-                kv["cached_tokens"],
-                prompt_text=built.text,
-                prompt_info=info,
-            )  # fmt: skip
-        )
+        special = self._hidden | self._eog | {self.llm.token_bos()}
+        info["special"] = sorted({self._model_text(t) for t in set(prompt) & special})
+        begun = GenerationStarted(job.job_id, len(prompt), n_ctx, built.start, built.mode)
+        self.send(dataclasses.replace(begun, cached_tokens=kv["cached_tokens"],
+                                      prompt_text=built.text, prompt_info=info))  # fmt: skip
         if self.verbose:  # in the child process, stderr is the engine log
             log_prompt(job.job_id, built.text, info)
         stats: dict[str, Any] = {**kv, "seed": seed, "mode": built.mode, "start": built.start}
