@@ -9,6 +9,7 @@ Every key is optional. Example::
     model_dirs = ["~/models"]
     theme = "textual-dark"
     endpoint = "gpu-box"          # talk to a server instead of loading a local model
+    kv_cache_mb = 2048            # disk for chat states kept across restarts (0: none)
 
     [endpoints.gpu-box]           # see tui/endpoints.py
     base_url = "http://gpu-box:8080/v1"
@@ -27,6 +28,8 @@ from typing import Any
 from tui.core import paths
 from tui.core.endpoints import Endpoint, parse_endpoints
 
+DEFAULT_KV_CACHE_MB = 2048  # a few long chats of a 7B model (~0.5 GB each at 4k tokens)
+
 
 @dataclass
 class Config:
@@ -37,6 +40,7 @@ class Config:
     model_dirs: list[str] = field(default_factory=list)
     theme: str = ""
     endpoint: str = ""  # an endpoint name or URL to use instead of a local model
+    kv_cache_mb: int = DEFAULT_KV_CACHE_MB  # chat KV states kept on disk across restarts; 0: off
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     path: Path | None = None
     problems: list[str] = field(default_factory=list)
@@ -65,6 +69,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model_dirs": (_is_list_of_text, 'a list of folders (e.g. model_dirs = ["~/models"])'),
     "theme": (_is_text, "a theme name in quotes"),
     "endpoint": (_is_text, "an endpoint name or URL in quotes"),
+    "kv_cache_mb": (_is_count(0), "a whole number of MiB (0 keeps no chat states on disk)"),
 }
 
 
