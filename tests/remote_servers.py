@@ -45,6 +45,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    query: str = ""  # what follows "?" (routes ignore it)
 
 
 def sse(data: Any) -> bytes:
@@ -133,8 +134,8 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         body = json.loads(raw) if raw else {}
-        path = self.path.split("?")[0]
-        self.server.seen.append(Seen(method, path, dict(self.headers.items()), body))
+        path, _, query = self.path.partition("?")
+        self.server.seen.append(Seen(method, path, dict(self.headers.items()), body, query))
         reply = self.server.routes.get((method, path))
         if callable(reply) and not isinstance(reply, Reply):
             reply = reply(body)
@@ -290,8 +291,11 @@ def llama_server_binary() -> str | None:
 class LlamaServer:
     """llama.cpp's ``llama-server`` on 127.0.0.1; :meth:`restart` keeps the port."""
 
-    def __init__(self, binary: str, model: Path, log_path: Path, n_ctx: int) -> None:
+    def __init__(
+        self, binary: str, model: Path, log_path: Path, n_ctx: int, extra: tuple[str, ...] = ()
+    ) -> None:
         self.binary, self.model, self.log_path = binary, model, log_path
+        self.extra = list(extra)  # more options, e.g. ("--slot-save-path", dir)
         self.port = free_port()
         self.root_url = f"http://127.0.0.1:{self.port}"
         self.base_url = f"{self.root_url}/v1"
@@ -301,7 +305,7 @@ class LlamaServer:
     def start(self, n_ctx: int) -> None:
         command = [self.binary, "-m", str(self.model), "-c", str(n_ctx)]
         command += ["--host", "127.0.0.1", "--port", str(self.port), "-np", "1"]
-        command += ["-t", str(max(os.cpu_count() or 1, 1))]
+        command += ["-t", str(max(os.cpu_count() or 1, 1)), *self.extra]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT

@@ -71,6 +71,7 @@ from tui.engine.remote.settings import (
     sampling_fields,
     supported_settings,
 )
+from tui.engine.remote.slots import SlotFiles
 from tui.engine.remote.stream import (
     ANSWER_CHAR_CAP,
     CHARS_PER_TOKEN,
@@ -104,6 +105,7 @@ class RemoteEngine(ServerDiscovery, Engine):
         self._active: _Active | None = None
         self._closed = False
         self._counts: dict[str, list[int]] = {}
+        self.slots = SlotFiles(endpoint.root_url)  # llama-server's saved chat caches
         timeout = httpx.Timeout(endpoint.timeout, connect=endpoint.connect_timeout)
         # Short requests reuse connections; each answer gets its own, so that
         # cancelling can cut exactly that connection (see _Active).
@@ -188,6 +190,7 @@ class RemoteEngine(ServerDiscovery, Engine):
         started = time.monotonic()
         try:
             self.info = self._check_server()
+            self._check_slot_files()
         except Exception as exc:  # RemoteError; anything else is a bug, but must not kill us
             self.info = None
             self._load_error = (
@@ -199,6 +202,18 @@ class RemoteEngine(ServerDiscovery, Engine):
             return False
         self._send(ModelReady(self.info, time.monotonic() - started))
         return True
+
+    def _check_slot_files(self) -> None:
+        """Whether llama-server saves slots (``--slot-save-path``): a refused save says."""
+        if self.kind != "llama.cpp":
+            self.slots.available = False
+            return
+        props = self._get_optional(f"{self.endpoint.root_url}/props")
+        self.slots.reset(self.model, f"{props.get('model_path', '')}|{props.get('build_info', '')}")
+        self.slots.probe(self._post_slots)
+
+    def _post_slots(self, url: str, json: dict[str, Any]) -> httpx.Response:
+        return self._client.post(url, json=json, headers=self._headers())
 
     # --- generating ---------------------------------------------------------------------
 
@@ -298,6 +313,7 @@ class RemoteEngine(ServerDiscovery, Engine):
             payload["model"] = self.model
         if stops:
             payload["stop"] = stops
+        payload.update(self.slots.payload_fields())
         if built.mode == CHAT:
             url = f"{self.base}/chat/completions"
             payload["messages"] = _messages(job.persona.system, job.persona.examples, built.turns)
@@ -307,6 +323,8 @@ class RemoteEngine(ServerDiscovery, Engine):
         self._send(GenerationStarted(job.job_id, prompt_tokens, n_ctx, built.start, built.mode))
 
         started = time.monotonic()
+        # The chat's cache from the server's slot file, if the slot may hold another chat.
+        restored = self.slots.restore(self._post_slots, job.chat_id)
         try:
             result = self._stream(url, payload, job, active, built, progress)
         except _Refused as exc:
@@ -343,6 +361,8 @@ class RemoteEngine(ServerDiscovery, Engine):
         if reason == FINISH_CONTEXT and short and used + count < n_ctx:
             self._set_window(used + count)  # a server that never said its window
         answer = clean_reply(progress.text, job.persona, built.mode)
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
         self._send(
             GenerationFinished(
                 job_id=job.job_id,
@@ -359,9 +379,13 @@ class RemoteEngine(ServerDiscovery, Engine):
                     "endpoint": self.endpoint.name,
                     "model": self.model,
                     **({"seed": sampling.seed} if sampling.seed >= 0 else {}),
+                    **({"cached_tokens": cached} if isinstance(cached, int) else {}),
+                    **({"slot_restored": restored} if self.slots.available else {}),
                 },
             )
         )
+        if not active.aborted:  # while the user reads: the slot holds this chat now
+            self.slots.save(self._post_slots, job.chat_id, used + count)
 
     def _stream(
         self,
