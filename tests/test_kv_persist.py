@@ -349,3 +349,21 @@ def test_the_first_turn_after_a_restart_restores_the_chat(model_path: Path, tmp_
     assert turn.started is not None and turn.started.cached_tokens == 0
     assert turn.finished.text == expected.finished.text
     assert path not in files(directory)  # removed
+
+
+def test_a_full_disk_keeps_new_states_in_ram_and_the_kept_files_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = kept(tmp_path)
+    a = state(chat_tokens(10), 1)
+    assert cache.put(a) and a.path is not None
+
+    def full(*args: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(kv_files, "write_state", full)
+    b = state(chat_tokens(50), 2)
+    assert cache.put(b) and b.path is None and b.data is not None  # in RAM
+    assert not list(tmp_path.glob("*.part"))
+    cache.close()
+    assert files(tmp_path) == [a.path]  # what was kept stays for the next start

@@ -105,10 +105,9 @@ class StateCache:
 
     def close(self) -> None:
         """Remove every state and this process's directory; kept files stay, forgotten here."""
-        if self._keeps_files:
-            self.entries.clear()  # on disk for the next engine: only our list goes
-        else:
-            self.clear()
+        if self.persistent:  # kept files stay for the next engine: only our list goes
+            self.entries = [e for e in self.entries if e.crc is None]
+        self.clear()
         self.key = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
