@@ -136,6 +136,8 @@ class StateCache:
         self.key = key
         for f in found[-self.max_entries :] if self.max_entries > 0 else []:
             self.entries.append(SavedState(f.tokens, None, f.size, f.n_keep, f.chat, f.path, f.crc))
+        if self.entries:  # the chat open when the app quit is the likeliest to come back
+            kv_files.prefetch(self.entries[-1].path)  # type: ignore[arg-type]
 
     def _to_ram(self, exc: OSError) -> None:
         """The directory cannot be used: states stay in RAM, within the RAM cap."""
