@@ -137,7 +137,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-ctx", type=int, default=4096)
     parser.add_argument("--history-tokens", type=int, default=3000)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument(
+        "--baseline-reps", type=int, default=1, help="restarts that read the whole chat (slow)"
+    )
     parser.add_argument("--max-tokens", type=int, default=24)
     parser.add_argument("--model", type=Path, default=None)
     args = parser.parse_args()
@@ -167,7 +170,8 @@ def main() -> None:
     print(
         f"# model {path.name}; n_ctx {args.n_ctx}; chat of {len(history)} messages, "
         f"{started.prompt_tokens} prompt tokens before its last answer; max_tokens "
-        f"{args.max_tokens}, greedy; {args.reps} reps; state file {size / 1e6:.1f} MB"
+        f"{args.max_tokens}, greedy; {args.reps} reps ({args.baseline_reps} for states off); "
+        f"state file {size / 1e6:.1f} MB"
     )
     question = Turn("user", "Thank you. Which passage number was the first one?")
     follow_up = Turn("user", "And which one was the last?")
@@ -179,9 +183,12 @@ def main() -> None:
     loads: dict[str, list[float]] = {k: [] for k in kinds}
     cached: dict[str, int] = {}
     answers: dict[str, set[str]] = {k: set() for k in kinds}
+    restore: list[float] = []
     for rep in range(args.reps):
         order = kinds if rep % 2 == 0 else kinds[::-1]
         for kind in order:
+            if kind == "restart, states off" and rep >= args.baseline_reps:
+                continue
             shutil.rmtree(kept, ignore_errors=True)
             if kind == "restart, states off":
                 engine = Engine(path, args.n_ctx, state_dir=work / "session")
@@ -197,6 +204,8 @@ def main() -> None:
             whole[kind].append(seconds)
             cpu[kind].append(engine.cpu_ttft)
             cached[kind] = began.cached_tokens
+            if end.stats.get("restored"):
+                restore.append(end.stats["restore_seconds"])
             answers[kind].add(end.text)
             # The next turn in the same engine: the continuing turn, for reference.
             turn += [Turn("assistant", end.text or "OK."), follow_up]
@@ -218,6 +227,7 @@ def main() -> None:
                 else ""
             )
             print(f"    {kind:<32} {summary(samples, 'ms', 1000)}{extra}")
+    print(f"  of which reading, checking and loading the state: {summary(restore, 'ms', 1000)}")
     print("  the first turn after a restart / a continuing turn (medians):")
     for kind in kinds:
         ratios = [statistics.median(v[kind]) / statistics.median(v["continuing turn"])

@@ -17,6 +17,7 @@ import itertools
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -331,11 +332,13 @@ class LiveKV:
             other_chat = live <= n_keep + _SAME_CHAT_MARGIN and not match
         else:
             other_chat = not same_chat
-        restored, shifted, saved = False, 0, False
+        restored, shifted, saved, restore_seconds = False, 0, False, 0.0
         if entry is not None and entry_gain > live + match + _RESTORE_MARGIN:
             if other_chat and n - live >= _SAVE_MIN_LOST:
                 saved = self._save_live()
+            began = time.perf_counter()
             restored = self._restore(entry)
+            restore_seconds = time.perf_counter() - began
             if restored:
                 kv = llm.input_ids[: llm.n_tokens]
                 live = prefix_len(kv, p)
@@ -351,6 +354,7 @@ class LiveKV:
         return {
             "cached_tokens": cached,
             "restored": restored,
+            "restore_seconds": restore_seconds,  # reading, checking and loading the state
             "shifted": shifted,
             "saved": saved,
             "state_cache_entries": len(self.states),
