@@ -90,7 +90,6 @@ class StateFile:
     tokens: np.ndarray
     size: int  # bytes of llama.cpp state
     n_keep: int
-    chat: Any
     crc: int
     mtime: float
 
@@ -118,7 +117,6 @@ def write_state(
     data: Any,
     size: int,
     n_keep: int,
-    chat: Any,
 ) -> tuple[Path, int]:
     """Write one state atomically (temp file, then rename); returns its path and checksum."""
     crc = checksum(tokens, data, size)
@@ -132,7 +130,6 @@ def write_state(
         "n_tokens": len(tokens),
         "size": size,
         "n_keep": n_keep,
-        "chat": chat if isinstance(chat, int | str) or chat is None else None,
         "crc": crc,
     }
     blob = json.dumps(header).encode()
@@ -238,18 +235,8 @@ def scan(directory: Path, key: ModelKey) -> list[StateFile]:
         except OSError:
             continue  # removed meanwhile by another process
         if key.matches(header):
-            chat = header.get("chat")
-            found.append(
-                StateFile(
-                    path,
-                    tokens,
-                    int(header["size"]),
-                    int(header["n_keep"]),
-                    chat if isinstance(chat, int | str) else None,
-                    int(header["crc"]),
-                    mtime,
-                )  # fmt: skip
-            )
+            size, n_keep, crc = int(header["size"]), int(header["n_keep"]), int(header["crc"])
+            found.append(StateFile(path, tokens, size, n_keep, crc, mtime))
         elif header.get("path") == key.path and header.get("model") != key.model:
             remove(path)  # the model file at this path was replaced
     found.sort(key=lambda f: f.mtime)

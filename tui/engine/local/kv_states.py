@@ -136,7 +136,9 @@ class StateCache:
             return
         self.key = key
         for f in found[-self.max_entries :] if self.max_entries > 0 else []:
-            self.entries.append(SavedState(f.tokens, None, f.size, f.n_keep, f.chat, f.path, f.crc))
+            # No chat id: ids are per database (``--db``), so one from an earlier run could
+            # name another chat, and a context shift trusts it. Tokens decide instead.
+            self.entries.append(SavedState(f.tokens, None, f.size, f.n_keep, None, f.path, f.crc))
         if self.entries:  # the chat open when the app quit is the likeliest to come back
             kv_files.prefetch(self.entries[-1].path)  # type: ignore[arg-type]
 
@@ -184,9 +186,8 @@ class StateCache:
             assert self.key is not None
             try:
                 entry.path, entry.crc = kv_files.write_state(
-                    self.root, self.key, entry.tokens, entry.data, entry.size,
-                    entry.n_keep, entry.chat,
-                )  # fmt: skip
+                    self.root, self.key, entry.tokens, entry.data, entry.size, entry.n_keep
+                )
             except OSError as exc:  # e.g. a full disk
                 self._to_ram(exc)
                 return
