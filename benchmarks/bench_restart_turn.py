@@ -21,7 +21,7 @@ turn. Greedy sampling, so the restored and the re-read answers must match.
 
 Target: the first turn after a restart costs at most 1.5x a continuing turn.
 
-    .venv/bin/python benchmarks/bench_restart_turn.py [--history-tokens 3000] [--reps 3]
+    .venv/bin/python benchmarks/bench_restart_turn.py [--history-tokens 3000] [--reps 5] [--quick]
 """
 
 from __future__ import annotations
@@ -143,7 +143,10 @@ def main() -> None:
     )
     parser.add_argument("--max-tokens", type=int, default=24)
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--quick", action="store_true", help="a 1,000-token chat, 2 reps")
     args = parser.parse_args()
+    if args.quick:
+        args.history_tokens, args.reps = 1000, 2
 
     path = args.model or default_model_path()
     if path is None:
