@@ -208,7 +208,7 @@ class RemoteEngine(ServerDiscovery, Engine):
         if self.kind != "llama.cpp":
             self.slots.available = False
             return
-        props = self._get_optional(f"{self.endpoint.root_url}/props")
+        props = self.props
         self.slots.reset(self.model, f"{props.get('model_path', '')}|{props.get('build_info', '')}")
         self.slots.probe(self._post_slots)
 
