@@ -7,7 +7,7 @@ One file per saved chat state in one directory (0700, files 0600)::
 The header says which model file and load parameters the state belongs to,
 how many tokens and bytes follow and a CRC-32 of both. A state is used only
 for the same model file (size, mtime and hashes of its head and tail, not its
-name), the same window and the same llama.cpp build, and only after its
+name), the same window, GPU layers and llama.cpp build, and only after its
 length and checksum were verified: a truncated, corrupt or foreign file is
 removed, never loaded. Files are written under a temporary name and renamed,
 so another process (a second app, a crash half-way) never sees half a file;
