@@ -292,10 +292,10 @@ class LlamaServer:
     """llama.cpp's ``llama-server`` on 127.0.0.1; :meth:`restart` keeps the port."""
 
     def __init__(
-        self, binary: str, model: Path, log_path: Path, n_ctx: int, extra: tuple[str, ...] = ()
+        self, binary: str, model: Path, log_path: Path, n_ctx: int, extra: list[str] | None = None
     ) -> None:
         self.binary, self.model, self.log_path = binary, model, log_path
-        self.extra = list(extra)  # more options, e.g. ("--slot-save-path", dir)
+        self.extra = list(extra or [])  # more options (a chat template, a reasoning format)
         self.port = free_port()
         self.root_url = f"http://127.0.0.1:{self.port}"
         self.base_url = f"{self.root_url}/v1"

@@ -14,8 +14,8 @@ def test_tokens_join_one_pending_batch_until_taken() -> None:
     for piece in ("Hel", "lo", ", wor", "ld"):
         batcher(TokenText(7, piece))
     assert delivered == [TokensReady(7)]  # one message for four tokens
-    assert batcher.take(7) == "Hello, world"
-    assert batcher.take(7) == ""
+    assert batcher.take(7) == ("Hello, world", "")
+    assert batcher.take(7) == ("", "")
     batcher(TokenText(7, "!"))
     assert delivered == [TokensReady(7), TokensReady(7)]  # a new batch after the take
 
@@ -42,7 +42,17 @@ def test_nothing_is_lost_across_threads() -> None:
     thread = threading.Thread(target=produce)
     thread.start()
     while not done.is_set():
-        taken.append(batcher.take(3))
+        taken.append(batcher.take(3)[0])
     thread.join()
-    taken.append(batcher.take(3))
+    taken.append(batcher.take(3)[0])
     assert "".join(taken) == "".join(f"{i}," for i in range(5000))
+
+
+def test_thinking_is_batched_apart_from_the_answer() -> None:
+    delivered: list = []
+    batcher = TokenBatcher(delivered.append)
+    batcher(TokenText(5, "Let me ", thinking=True))
+    batcher(TokenText(5, "see.", thinking=True))
+    batcher(TokenText(5, "Yes."))
+    assert delivered == [TokensReady(5)]
+    assert batcher.take(5) == ("Yes.", "Let me see.")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from textual.app import App
 from textual.pilot import Pilot
-from textual.widgets import Button, Input, TextArea
+from textual.widgets import Button, Input, Select, TextArea
 
 from tests.uihelpers import SIZE, screen_text, type_text, wait_for
 from tui.core.personas import Example, Persona, PersonaLibrary, load_library
@@ -422,3 +422,40 @@ async def test_the_editor_refuses_a_name_another_persona_has(dirs: tuple[Path, P
         await wait_for(pilot, lambda: "Another persona is already named Bob" in screen_text(app))
         assert isinstance(app.screen, PersonaEditor)
         assert not list(dirs[1].glob("*.toml"))
+
+
+async def test_the_editor_sets_a_personas_reasoning_defaults(dirs: tuple[Path, Path]) -> None:
+    _bundled, user = dirs
+    app = host(dirs)
+    async with app.run_test(size=SIZE) as pilot:
+        await highlight(pilot, "persona:assistant")
+        await pilot.press("n")
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonaEditor))
+        await type_text(pilot, "Quick")
+        editor = app.screen
+        reasoning = editor.query_one("#sampling-reasoning", Select)
+        assert reasoning.is_blank()  # the default (auto) until chosen
+        reasoning.value = "off"
+        editor.query_one("#sampling-reasoning_effort", Select).value = "high"
+        editor.query_one("#sampling-reasoning_budget", Input).value = "512"
+        await pilot.press("f2")
+        await wait_for(pilot, lambda: (user / "quick.toml").is_file())
+        data = read(user / "quick.toml")
+        assert data["sampling"] == {
+            "reasoning": "off",
+            "reasoning_effort": "high",
+            "reasoning_budget": 512,
+        }
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonasScreen))
+        await highlight(pilot, "persona:quick")
+        await pilot.click("#button-edit")
+        await wait_for(pilot, lambda: isinstance(app.screen, PersonaEditor))
+        assert app.screen.query_one("#sampling-reasoning", Select).value == "off"
+        assert app.screen.query_one("#sampling-reasoning_effort", Select).value == "high"
+        budget = app.screen.query_one("#sampling-reasoning_budget", Input)
+        assert budget.value == "512"
+        budget.value = "lots"
+        await pilot.press("f2")
+        await pilot.pause()
+        assert isinstance(app.screen, PersonaEditor)  # refused: not a number
+        assert read(user / "quick.toml")["sampling"]["reasoning_budget"] == 512

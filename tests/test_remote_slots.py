@@ -218,7 +218,7 @@ def test_real_llama_server_restores_a_chat_from_its_slot_file(tmp_path: Path) ->
     saved.mkdir()
     server = LlamaServer(
         binary, model, tmp_path / "server.log", 1024,
-        ("--slot-save-path", f"{saved}/", "--no-warmup"),
+        ["--slot-save-path", f"{saved}/", "--no-warmup"],
     )  # fmt: skip
     marks = tmp_path / "marks"
     sampling = {"max_tokens": 3, "temperature": 0, "seed": 1, "n_ctx": 1024}

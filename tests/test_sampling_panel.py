@@ -13,6 +13,7 @@ from textual.widgets import Static
 from tests.uihelpers import SIZE, screen_text
 from tui.core.sampling import SPEC, Sampling
 from tui.ui.widgets.sampling_panel import (
+    ChoiceField,
     SamplingPanel,
     SeedField,
     SettingRow,
@@ -329,11 +330,61 @@ async def test_every_setting_is_reachable_in_a_narrow_panel() -> None:
     app = PanelApp()
     async with app.run_test(size=SIZE) as pilot:
         assert app.panel.outer_size.width == 36
-        assert list(app.query(SettingRow).results()) == [app.row(n) for n in SPEC]  # SPEC order
+        rows = [app.row(n) for n in SPEC]  # SPEC order, the word settings too
+        assert list(app.query(SettingRow).results()) == rows
         assert "seed" not in screen_text(app)  # below the fold at 80x24
         await pilot.press(*["down"] * (len(SPEC) + 2))
         await pilot.pause()
-        assert app.slider("seed").has_focus  # the last row stays focused
+        last = list(SPEC)[-1]
+        assert app.slider(last).has_focus  # the last row stays focused
         screen = screen_text(app)
-        assert "seed" in screen and "(random)" in screen  # scrolled into view, label too
+        assert last in screen  # scrolled into view
         assert "temperature" not in screen
+
+
+# --- reasoning: word settings and the thinking budget ------------------------------------------
+
+
+async def test_reasoning_is_chosen_with_the_keys_and_the_mouse() -> None:
+    app = PanelApp()
+    async with app.run_test(size=SIZE) as pilot:
+        await focus_row(app, pilot, "reasoning")
+        field = app.slider("reasoning")
+        assert isinstance(field, ChoiceField) and field.word() == "auto"
+        assert "auto" in screen_text(app) and "off" in screen_text(app)
+        await pilot.press("right")
+        assert app.panel.values.reasoning == "on"
+        assert app.changes[-1].overrides == {"reasoning": "on"}
+        await pilot.press("right")
+        assert app.panel.values.reasoning == "off"
+        await pilot.click(field, offset=(1, 0))  # the first segment
+        assert app.panel.values.reasoning == "auto"
+        assert app.changes[-1].overrides == {}
+        await focus_row(app, pilot, "reasoning_effort")
+        await pilot.press("end")
+        assert app.panel.values.reasoning_effort == "high"
+        await focus_row(app, pilot, "reasoning_budget")
+        await pilot.press("right", "right")
+        assert app.panel.values.reasoning_budget == 64  # -1, then 0, then steps of 64
+        await pilot.press("r")  # back to the persona's
+        assert app.panel.values.reasoning_budget == -1
+
+
+async def test_effort_and_budget_are_dimmed_while_reasoning_is_off() -> None:
+    app = PanelApp(values=Sampling.from_dict({"reasoning": "off"}, PERSONA))
+    async with app.run_test(size=SIZE) as pilot:
+        await focus_row(app, pilot, "reasoning_budget")
+        assert app.row("reasoning_budget").has_class("-inactive")
+        assert app.row("reasoning_effort").has_class("-inactive")
+        assert "ignored while reasoning is off" in screen_text(app)
+        await focus_row(app, pilot, "reasoning")
+        await pilot.press("home")
+        await pilot.pause()
+        assert not app.row("reasoning_effort").has_class("-inactive")
+
+
+def test_a_word_setting_is_shown_as_its_word() -> None:
+    assert shown_value("reasoning", "off") == "off"
+    reasons = ignored_settings(Sampling.from_dict({"reasoning": "off"}))
+    assert set(reasons) >= {"reasoning_effort", "reasoning_budget"}
+    assert "reasoning_effort" not in ignored_settings(Sampling())

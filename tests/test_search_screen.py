@@ -27,16 +27,16 @@ class SlowStore(Store):
         self.slow_done = threading.Event()
         self.queries: list[str] = []
 
-    def search(self, query: str, limit: int = 100):  # type: ignore[override]
+    def search(self, query: str, limit: int = 100, thinking: bool = False):  # type: ignore[override]
         self.queries.append(query)
         if query == self.slow:
             self.slow_started.set()
             self.release.wait(30)
             try:
-                return super().search(query, limit)
+                return super().search(query, limit, thinking)
             finally:
                 self.slow_done.set()
-        return super().search(query, limit)
+        return super().search(query, limit, thinking)
 
 
 class Host(App[None]):
@@ -131,4 +131,37 @@ async def test_enter_on_an_empty_box_opens_nothing_later(tmp_path: Path) -> None
         while time.monotonic() - started < 0.3:
             await pilot.pause(0.05)
         assert app.results == [] and isinstance(app.screen, SearchScreen)
+    store.close()
+
+
+async def test_thinking_is_searched_only_when_asked_and_says_where_it_matched(
+    tmp_path: Path,
+) -> None:
+    store, ids = seeded(tmp_path)
+    chat = store.list_conversations()[0].id
+    thought = store.add_message(
+        chat, "assistant", "The answer is 42.", reasoning="Hmm, a zebra would say otherwise."
+    )
+    app = Host(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, SearchScreen))
+        await type_text(pilot, "zebra")
+        await wait_for(pilot, lambda: "1 result" in screen_text(app), timeout=30)
+        assert "zoo" in shown(app)[0]  # the answers only: the thinking is not searched
+        await pilot.press("ctrl+t")
+        await wait_for(pilot, lambda: "2 results" in screen_text(app), timeout=30)
+        (hit,) = [line for line in shown(app) if "thinking:" in line]
+        assert "a zebra would say" in hit and "42" not in hit
+        await pilot.press("ctrl+t")  # off again: back to the answers
+        await wait_for(pilot, lambda: "1 result" in screen_text(app), timeout=30)
+        await pilot.click("#thinking")  # the check box, with the mouse
+        await wait_for(pilot, lambda: "2 results" in screen_text(app), timeout=30)
+        results = app.screen.query_one(OptionList)
+        index = next(i for i, line in enumerate(shown(app)) if "thinking:" in line)
+        results.highlighted = index
+        results.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: app.results != [], timeout=30)
+    assert app.results == [(chat, thought.id)]
+    assert ids  # the seeded messages are still there
     store.close()

@@ -73,9 +73,14 @@ def test_finish_reasons() -> None:
 # --- the reply filter ------------------------------------------------------------------
 
 
+def answer(pieces: list[tuple[bool, str]]) -> str:
+    """The answer's text among (thinking, text) pieces."""
+    return "".join(text for thinking, text in pieces if not thinking)
+
+
 def feed_all(reply: ReplyFilter, pieces: list[str]) -> list[str]:
-    shown = [reply.feed(piece) for piece in pieces]
-    return [*shown, reply.finish()]
+    shown = [answer(reply.feed(piece)) for piece in pieces]
+    return [*shown, answer(reply.finish())]
 
 
 def test_the_space_after_bobs_name_is_dropped_in_transcript_mode_only() -> None:
@@ -87,16 +92,16 @@ def test_the_space_after_bobs_name_is_dropped_in_transcript_mode_only() -> None:
 
 def test_a_stop_string_split_across_pieces_is_never_shown() -> None:
     reply = ReplyFilter(["\nUser:"], TRANSCRIPT)
-    shown = [reply.feed(p) for p in [" Fine", ".\nUs", "er: next"]]
+    shown = [answer(reply.feed(p)) for p in [" Fine", ".\nUs", "er: next"]]
     assert shown == ["Fine", ".", ""]
     assert reply.stopped
-    assert reply.finish() == "" and reply.feed("more") == ""
+    assert reply.finish() == [] and reply.feed("more") == []
 
 
 def test_held_text_that_was_no_stop_is_released_once_and_stripped() -> None:
     reply = ReplyFilter(["###"], TRANSCRIPT)
-    assert reply.feed(" #") == ""  # maybe the start of "###"
-    assert reply.finish() == "#"  # it was text after all: shown once, without the space
+    assert reply.feed(" #") == []  # maybe the start of "###"
+    assert reply.finish() == [(False, "#")]  # it was text after all: once, without the space
     assert not reply.stopped
 
 

@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("id", type=int)
     export.add_argument("--format", "-f", choices=["md", "json"], default="md")
     export.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
-    imp = chat_sub.add_parser("import", help="import a chat exported as JSON")
+    imp = chat_sub.add_parser(
+        "import", help="import a chat exported as JSON (or as llama-tui's Markdown, FILE.md)"
+    )
     imp.add_argument("file")
     delete = chat_sub.add_parser("delete", help="delete a chat and its messages")
     delete.add_argument("id", type=int)
@@ -74,6 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--persona", dest="ask_persona", metavar="NAME")
     ask.add_argument("--model", dest="ask_model", metavar="PATH.gguf")
     ask.add_argument("--endpoint", dest="ask_endpoint", metavar="NAME|URL")
+    ask.add_argument(
+        "--think",
+        action="store_true",
+        help="show a reasoning model's thinking on stderr as it streams (stdout: the answer)",
+    )
+    ask.add_argument(
+        "--reasoning",
+        choices=["auto", "on", "off"],
+        help="thinking on or off for this chat (auto: as the model's template or server says)",
+    )
+    ask.add_argument(
+        "--reasoning-budget", type=int, metavar="N", help="thinking tokens before it must answer"
+    )
 
     sub.add_parser("models", help="list the GGUF models the model picker offers")
     config = sub.add_parser("config", help="show the config file's path or contents")
@@ -247,8 +262,11 @@ def chats_command(args: argparse.Namespace, store: Store) -> int:
         return 0
     if action == "import":
         try:
-            data = chat_formats.loads(Path(args.file).read_text("utf-8"))
-            conversation = chat_formats.import_json(store, data)
+            text = Path(args.file).read_text("utf-8")
+            if args.file.endswith(".md"):
+                conversation = chat_formats.import_markdown(store, text)
+            else:
+                conversation = chat_formats.import_json(store, chat_formats.loads(text))
         except (OSError, UnicodeDecodeError, chat_formats.ChatImportError) as exc:
             print(f"llama-tui: cannot import {args.file}: {exc}", file=sys.stderr)
             return 1
@@ -327,6 +345,17 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
         persona = args.ask_persona or args.persona or config.persona
         conversation = service.new_conversation(persona)
         conversation.model = ""  # a new chat had no model: one that fails to load is not kept
+    thinking_settings = {
+        key: value
+        for key, value in (
+            ("reasoning", args.reasoning),
+            ("reasoning_budget", args.reasoning_budget),
+        )
+        if value is not None
+    }
+    if thinking_settings:  # the chat keeps them, as the sampling panel would
+        conversation.sampling = {**conversation.sampling, **thinking_settings}
+        store.update_conversation(conversation.id, sampling=conversation.sampling)
     engine.start(events.put)
     status = 0
     gpu_layers = args.gpu_layers if args.gpu_layers is not None else config.n_gpu_layers
@@ -341,10 +370,17 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
         )
         service.send(conversation.id, prompt)
         reported: list[str] = []
+        thought_shown = False  # the thinking on stderr was ended by a blank line
         while service.jobs:
             event = events.get()
             change = service.handle(event)
             if isinstance(event, TokenText) and change is not None:
+                if change.thinking and args.think:  # the answer alone goes to stdout
+                    sys.stderr.write(change.thinking)
+                    sys.stderr.flush()
+                if change.text and args.think and change.job.reasoning and not thought_shown:
+                    thought_shown = True
+                    sys.stderr.write("\n\n")
                 sys.stdout.write(change.text)  # cleaned by the service, as it saved it
                 sys.stdout.flush()
             elif isinstance(event, GenerationFinished) and event.reason == "capped":
@@ -396,6 +432,7 @@ def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
         model_dirs=config.model_dirs,
         endpoint=endpoint,
         config_problems=config.problems,  # printed above too, but the TUI hides that at once
+        thinking=config.thinking,
     )
     if config.theme:
         app.use_theme(config.theme, str(config.path))

@@ -55,6 +55,9 @@ class ActiveJob:
     answer: st.Message  # the answer as opened; what it became is in :class:`Change`
     context_start_id: int | None = None  # where the chat's remembered window starts
     text: str = ""
+    reasoning: str = ""  # the thinking so far (a reasoning model's), saved like ``text``
+    thinking_since: float | None = None  # monotonic time of the first thinking piece
+    thinking_until: float | None = None  # ... and of the first answer piece after it
     flushed_at: float = field(default_factory=time.monotonic)
     dirty: bool = False
     started: GenerationStarted | None = None
@@ -64,11 +67,23 @@ class ActiveJob:
 
 @dataclass
 class Change:
-    """What one engine event changed, as :meth:`ChatService.handle` applied it."""
+    """What one engine event changed, as :meth:`ChatService.handle` applied it.
+
+    The message that changed is ``job.message_id`` (:attr:`message_id`). A
+    streamed piece grows either the answer (``text``) or the thinking
+    (``thinking``), never both; ``message`` is set once the job ended, with
+    both parts as saved.
+    """
 
     job: ActiveJob
     text: str = ""  # the (cleaned) text it added to the answer
     message: st.Message | None = None  # the answer as saved, once the job ended
+    thinking: str = ""  # the (cleaned) text it added to the thinking
+
+    @property
+    def message_id(self) -> int:
+        """The answer this change is about."""
+        return self.job.message_id
 
 
 class Busy(Exception):
@@ -264,7 +279,8 @@ class ChatService:
         shown = alternatives.pop(0)
         alternatives.append(_version(message))
         meta = {**shown.get("meta", {}), "alternatives": alternatives}
-        self.store.update_message(message_id, shown["content"], meta=meta)
+        reasoning = shown.get("reasoning", "")
+        self.store.update_message(message_id, shown["content"], meta=meta, reasoning=reasoning)
         return self.store.get_message(message_id)
 
     def edit_and_resend(
@@ -317,7 +333,9 @@ class ChatService:
         would otherwise be read and sent to the engine whole on every turn.
         Empty answers and error notes are left out; consecutive turns of the
         same role (after a failed answer) are merged, since many chat
-        templates insist that roles alternate.
+        templates insist that roles alternate. An answer's thinking travels
+        beside it (``Turn.reasoning``): the engine passes it the way the
+        model's template or the server reads it, never inside the content.
         """
         turns: list[Turn] = []
         ids: list[int] = []
@@ -326,10 +344,13 @@ class ChatService:
             if message.role not in ("user", "assistant") or not message.content.strip():
                 continue
             content = message.content.removesuffix(CONTEXT_LIMIT_NOTE).removesuffix(CAPPED_NOTE)
+            reasoning = message.reasoning.strip() if message.role == "assistant" else ""
             if turns and turns[-1].role == message.role:
-                turns[-1] = Turn(message.role, turns[-1].content + "\n\n" + content)
+                before = turns[-1]
+                thought = "\n\n".join(r for r in (before.reasoning, reasoning) if r)
+                turns[-1] = Turn(message.role, before.content + "\n\n" + content, thought)
                 continue
-            turns.append(Turn(message.role, content))
+            turns.append(Turn(message.role, content, reasoning))
             ids.append(message.id)
         return turns, ids
 
@@ -353,7 +374,7 @@ class ChatService:
         if job is None:
             return None
         if isinstance(event, TokenText):
-            change = self.add_text(event.job_id, event.text)
+            change = self.add_text(event.job_id, event.text, event.thinking)
             self.save_due(job)
             return change
         change = Change(job)
@@ -369,20 +390,33 @@ class ChatService:
             change.message = self._finish(job, event)
         elif isinstance(event, GenerationFailed):
             text = job.text or clean_text(event.text)
-            meta = {**job.meta, "error": event.message}
+            meta = {**job.meta, "error": event.message, **_thinking_meta(job, {})}
             del self.jobs[job.job_id]
             job.text = text
+            job.reasoning = job.reasoning or clean_text(event.reasoning)
             change.message = self._save_end(job, st.ERROR, meta)
         return change
 
-    def add_text(self, job_id: int, text: str) -> Change | None:
-        """Append streamed text to the answer of ``job_id``, in memory (see :meth:`save_due`)."""
+    def add_text(self, job_id: int, text: str, thinking: bool = False) -> Change | None:
+        """Append streamed text to the answer (or, ``thinking``, to the thinking) of ``job_id``.
+
+        In memory; :meth:`save_due` saves it.
+        """
         job = self.jobs.get(job_id)
         if job is None:
             return None
         text = clean_text(text)
-        job.text += text
+        if not text:
+            return Change(job)
         job.dirty = True
+        if thinking:
+            if job.thinking_since is None:
+                job.thinking_since = time.monotonic()
+            job.reasoning += text
+            return Change(job, thinking=text)
+        if job.thinking_since is not None and job.thinking_until is None:
+            job.thinking_until = time.monotonic()
+        job.text += text
         return Change(job, text=text)
 
     def save_due(self, job: ActiveJob) -> None:
@@ -400,13 +434,16 @@ class ChatService:
         """Save the streamed text; on a write error the text stays in memory for a retry."""
         job.flushed_at = time.monotonic()
         if job.dirty:
-            if not self.store.update_message(job.message_id, job.text):
+            reasoning = job.reasoning or None  # a plain answer never writes the column
+            if not self.store.update_message(job.message_id, job.text, reasoning=reasoning):
                 self._gone(job)
             job.dirty = False
 
     def _finish(self, job: ActiveJob, event: GenerationFinished) -> st.Message | None:
         status = st.CANCELLED if event.reason == "cancelled" else st.COMPLETE
         text = job.text if event.reason == "cancelled" else clean_text(event.text)
+        if event.reason != "cancelled" and event.reasoning:
+            job.reasoning = clean_text(event.reasoning)
         if event.reason == "context":
             text += CONTEXT_LIMIT_NOTE
         elif event.reason == "capped":
@@ -420,17 +457,24 @@ class ChatService:
             "n_ctx": event.n_ctx,
             "tokens_per_second": round(event.tokens_per_second, 2),
             **{k: v for k, v in event.stats.items() if k in ("ttft", "seed", "mode")},
+            **_thinking_meta(job, event.stats),
         }
         del self.jobs[job.job_id]
         return self._save_end(job, status, meta)
 
     def _save_end(self, job: ActiveJob, status: str, meta: dict[str, Any]) -> st.Message | None:
         """Save the ended answer; returns it as saved (None: its chat was deleted meanwhile)."""
-        if not self.store.update_message(job.message_id, job.text, status, meta):
+        reasoning = job.reasoning or None
+        if not self.store.update_message(job.message_id, job.text, status, meta, reasoning):
             job.gone = True
             return None
         return dataclasses.replace(
-            job.answer, content=job.text, status=status, meta=meta, updated_at=st.now()
+            job.answer,
+            content=job.text,
+            reasoning=job.reasoning,
+            status=status,
+            meta=meta,
+            updated_at=st.now(),
         )
 
     def flush_all(self, status: str | None = None) -> list[str]:
@@ -438,11 +482,33 @@ class ChatService:
         errors = []
         for job in list(self.jobs.values()):
             try:
-                self.store.update_message(job.message_id, job.text, status)
+                reasoning = job.reasoning or None
+                self.store.update_message(job.message_id, job.text, status, reasoning=reasoning)
                 job.dirty = False
             except st.StoreError as exc:
                 errors.append(str(exc))
         return errors
+
+
+def _thinking_meta(job: ActiveJob, stats: dict[str, Any]) -> dict[str, Any]:
+    """``thinking_tokens`` and ``thinking_seconds`` for an answer that thought.
+
+    The engine's own figures where it has them; else the seconds between the
+    first thinking piece and the first answer piece as they reached us.
+    """
+    meta: dict[str, Any] = {}
+    tokens = stats.get("thinking_tokens")
+    if isinstance(tokens, int) and not isinstance(tokens, bool) and tokens > 0:
+        meta["thinking_tokens"] = tokens
+    seconds = stats.get("thinking_seconds")
+    if isinstance(seconds, int | float) and not isinstance(seconds, bool) and seconds >= 0:
+        meta["thinking_seconds"] = round(float(seconds), 2)
+    elif job.thinking_since is not None:
+        until = job.thinking_until if job.thinking_until is not None else time.monotonic()
+        meta["thinking_seconds"] = round(until - job.thinking_since, 2)
+    if not job.reasoning and "thinking_tokens" not in meta:
+        meta.pop("thinking_seconds", None)
+    return meta
 
 
 def _started(conversation: st.Conversation) -> datetime:
@@ -471,4 +537,7 @@ def _version(message: st.Message) -> dict[str, Any]:
     """One answer version, as kept in ``meta["alternatives"]``."""
     meta = {k: v for k, v in message.meta.items() if k != "alternatives"}
     meta.setdefault("version", 1)  # the first answer was never numbered
-    return {"content": message.content, "status": message.status, "meta": meta}
+    version = {"content": message.content, "status": message.status, "meta": meta}
+    if message.reasoning:
+        version["reasoning"] = message.reasoning
+    return version

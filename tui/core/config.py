@@ -8,6 +8,7 @@ Every key is optional. Example::
     n_gpu_layers = 0
     model_dirs = ["~/models"]
     theme = "textual-dark"
+    thinking = "collapsed"        # a reasoning model's thinking: collapsed, expanded, hidden
     endpoint = "gpu-box"          # talk to a server instead of loading a local model
     kv_cache_mb = 2048            # disk for chat states kept across restarts (0: none)
 
@@ -30,6 +31,9 @@ from tui.core.endpoints import Endpoint, parse_endpoints
 
 DEFAULT_KV_CACHE_MB = 2048  # a few long chats of a 7B model (~0.5 GB each at 4k tokens)
 
+THINKING_MODES = ("collapsed", "expanded", "hidden")
+"""How the TUI shows a reasoning model's thinking: folded to one line, open, or not at all."""
+
 
 @dataclass
 class Config:
@@ -39,6 +43,7 @@ class Config:
     n_gpu_layers: int = 0
     model_dirs: list[str] = field(default_factory=list)
     theme: str = ""
+    thinking: str = "collapsed"  # one of THINKING_MODES
     endpoint: str = ""  # an endpoint name or URL to use instead of a local model
     kv_cache_mb: int = DEFAULT_KV_CACHE_MB  # chat KV states kept on disk across restarts; 0: off
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
@@ -68,6 +73,10 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "n_gpu_layers": (_is_count(-1), "a whole number (-1 for all layers, 0 for none)"),
     "model_dirs": (_is_list_of_text, 'a list of folders (e.g. model_dirs = ["~/models"])'),
     "theme": (_is_text, "a theme name in quotes"),
+    "thinking": (
+        lambda value: value in THINKING_MODES,
+        'one of "collapsed", "expanded" or "hidden" (how thinking is shown)',
+    ),
     "endpoint": (_is_text, "an endpoint name or URL in quotes"),
     "kv_cache_mb": (_is_count(0), "a whole number of MiB (0 keeps no chat states on disk)"),
 }

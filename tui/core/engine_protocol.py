@@ -94,6 +94,7 @@ class GenerationStarted:
 class TokenText:
     job_id: int
     text: str
+    thinking: bool = False  # a piece of the model's thinking, not of its answer
 
 
 @dataclass
@@ -105,7 +106,10 @@ class GenerationFinished:
     seconds: float = 0.0
     prompt_tokens: int = 0
     n_ctx: int = 0
+    # Besides ttft, seed and mode: ``thinking_tokens`` (of completion_tokens, those
+    # spent thinking) and ``thinking_seconds`` where the model thought.
     stats: dict[str, Any] = field(default_factory=dict)
+    reasoning: str = ""  # the whole cleaned thinking (a reasoning model's), never in ``text``
 
     @property
     def tokens_per_second(self) -> float:
@@ -117,6 +121,7 @@ class GenerationFailed:
     job_id: int
     message: str  # for people
     text: str = ""  # whatever was generated before the failure
+    reasoning: str = ""  # whatever was thought before the failure
 
 
 EngineEvent = (
@@ -138,23 +143,27 @@ class CleanEvents:
     (every engine's ``start`` wraps its callback in this): answer text,
     error messages, model names and ids. Escape sequences and control
     characters never get further, whichever screen or command line shows
-    them. Answer pieces go through one :class:`StreamCleaner` per job, so a
-    sequence cut between two pieces is removed whole.
+    them. Answer pieces go through one :class:`StreamCleaner` per job, and
+    thinking pieces through another of their own, so a sequence cut between
+    two pieces of one stream is removed whole.
     """
 
     def __init__(self, on_event: EventCallback) -> None:
         self.on_event = on_event
-        self._streams: dict[int, StreamCleaner] = {}
+        self._streams: dict[tuple[int, bool], StreamCleaner] = {}
 
     def __call__(self, event: EngineEvent) -> None:
         self.on_event(self.clean(event))
 
     def clean(self, event: EngineEvent) -> EngineEvent:
         if isinstance(event, TokenText):
-            stream = self._streams.setdefault(event.job_id, StreamCleaner())
-            return TokenText(event.job_id, stream.feed(event.text))
+            key = (event.job_id, event.thinking)
+            stream = self._streams.setdefault(key, StreamCleaner())
+            return TokenText(event.job_id, stream.feed(event.text), event.thinking)
         if isinstance(event, GenerationFinished | GenerationFailed):
-            self._streams.pop(event.job_id, None)  # their ``text`` is the whole answer
+            # their ``text`` and ``reasoning`` are whole, cleaned below
+            self._streams.pop((event.job_id, False), None)
+            self._streams.pop((event.job_id, True), None)
         if isinstance(event, ModelReady):
             info = dataclasses.replace(
                 event.info, path=clean_text(event.info.path), name=clean_text(event.info.name)

@@ -77,10 +77,23 @@ def _m003_fast_start(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m004_reasoning(db: sqlite_utils.Database) -> None:
+    """A reasoning model's thinking, kept beside its answer; searchable as its own column.
+
+    The search index is rebuilt over both columns: a plain search matches the
+    answers only (``{content}:``), a search that asks for it matches thinking too.
+    """
+    db["messages"].add_column("reasoning", str, not_null_default="")
+    db["messages"].enable_fts(
+        ["content", "reasoning"], fts_version="FTS5", create_triggers=True, replace=True
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_initial,
     _m002_pin_archive_search,
     _m003_fast_start,
+    _m004_reasoning,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

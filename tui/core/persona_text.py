@@ -19,7 +19,7 @@ from tui.core.personas import (
     load_persona_file,
     slugify,
 )
-from tui.core.sampling import SPEC, coerce, out_of_range
+from tui.core.sampling import SPEC, Range, coerce, out_of_range
 
 _ROLE_LINE = re.compile(r"(user|ai):[ ]?(.*)\Z", re.IGNORECASE)
 
@@ -94,19 +94,26 @@ def parse_stops_text(text: str) -> list[str]:
     return [_STOP_ESCAPE.sub(unescape, line) for line in text.split("\n") if line.strip()]
 
 
-def plain_number(value: float | int) -> str:
-    """A number as people write it: 2 rather than 2.0, full precision otherwise."""
+def plain_number(value: float | int | str) -> str:
+    """A number as people write it: 2 rather than 2.0, full precision otherwise.
+
+    A word setting's value (``reasoning = "on"``) is shown as it is.
+    """
+    if isinstance(value, str):
+        return value
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         return str(int(value))
     return repr(value)
 
 
-def parse_sampling_value(key: str, raw: str) -> float | int | None:
+def parse_sampling_value(key: str, raw: str) -> float | int | str | None:
     """One sampling field of the form: None when empty (the default), else a checked number."""
     raw = raw.strip()
     if not raw:
         return None
     _default, rng = SPEC[key]
+    if not isinstance(rng, Range):
+        return coerce(key, raw)  # a word: ValueError names the words it may be
     try:
         number = float(raw)
     except ValueError:

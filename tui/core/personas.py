@@ -23,7 +23,7 @@ from typing import Any
 import tomli_w
 
 from tui.core import paths
-from tui.core.sampling import SPEC, Sampling, out_of_range
+from tui.core.sampling import SPEC, Sampling, coerce, is_choice, out_of_range
 from tui.core.sanitize import clean_text
 
 MODES = ("auto", "chat", "transcript")
@@ -194,6 +194,9 @@ def _parse_sampling(table: Any, warnings: list[str]) -> dict[str, Any]:
     for key, value in table.items():
         if key not in SPEC:
             warnings.append(f"unknown sampling setting '{key}' (ignored)")
+            continue
+        if is_choice(key):
+            values[key] = coerce(key, value)  # ValueError names the words it may be
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValueError(f"sampling.{key} must be a number, not {type(value).__name__}")

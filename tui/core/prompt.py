@@ -20,6 +20,7 @@ from datetime import datetime
 
 from tui.core.chat_template import TemplateError, render_chat
 from tui.core.personas import Persona
+from tui.core.sampling import REASONING_AUTO, REASONING_ON, SPEC
 from tui.core.stops import transcript_stops
 
 CHAT, TRANSCRIPT = "chat", "transcript"
@@ -31,6 +32,9 @@ class Turn:
 
     role: str  # "system", "user" or "assistant"
     content: str
+    # An assistant turn's thinking (a reasoning model's), never inside ``content``:
+    # the chat template gets it as ``reasoning_content`` and decides what to keep.
+    reasoning: str = ""
 
 
 @dataclass
@@ -83,11 +87,27 @@ def render_transcript(persona: PersonaPrompt, turns: Sequence[Turn], open_reply:
 
 @dataclass
 class PromptFormat:
-    """What the engine knows about the loaded model's format."""
+    """What the engine knows about the loaded model's format, and the chat's thinking switch."""
 
     chat_template: str | None = None
     bos_token: str = ""
     eos_token: str = ""
+    # A reasoning model's thinking (the chat's ``reasoning`` settings): None = as the
+    # template (and llama.cpp) defaults; see :func:`thinking_options`.
+    thinking: bool | None = None
+    reasoning_effort: str | None = None
+
+
+def thinking_options(reasoning: str, effort: str) -> tuple[bool | None, str | None]:
+    """The template's thinking switch and effort for the settings ``reasoning`` and ``effort``.
+
+    "auto" leaves the template's default (llama.cpp renders thinking on where
+    a template can switch it); the effort is passed when thinking is on or the
+    effort was changed from its default.
+    """
+    thinking = None if reasoning == REASONING_AUTO else reasoning == REASONING_ON
+    wanted = thinking is not False and (thinking or effort != SPEC["reasoning_effort"][0])
+    return thinking, effort if wanted else None
 
 
 @dataclass
@@ -197,6 +217,8 @@ class PromptBuilder:
             [*head, *persona.examples, *history],
             self.fmt.bos_token,
             self.fmt.eos_token,
+            thinking=self.fmt.thinking,
+            reasoning_effort=self.fmt.reasoning_effort,
         )
 
     def stops(self, persona: PersonaPrompt, mode: str) -> list[str]:

@@ -22,8 +22,19 @@ class Range:
     help: str = ""
 
 
-# name -> (default, range). Order is the order shown in the sampling panel.
-SPEC: dict[str, tuple[float | int, Range]] = {
+@dataclass(frozen=True)
+class Choice:
+    """The allowed values of a setting that is one of a few words (reasoning on/off)."""
+
+    options: tuple[str, ...]
+    help: str = ""
+
+
+REASONING_AUTO, REASONING_ON, REASONING_OFF = "auto", "on", "off"
+EFFORTS = ("low", "medium", "high")
+
+# name -> (default, range or choice). Order is the order shown in the sampling panel.
+SPEC: dict[str, tuple[float | int | str, Range | Choice]] = {
     "temperature": (0.8, Range(0.0, 2.0, 0.05, help="0 = always the most likely token")),
     "top_k": (40, Range(0, 200, 1, True, "0 = off")),
     "top_p": (0.95, Range(0.0, 1.0, 0.01, help="1 = off")),
@@ -39,7 +50,29 @@ SPEC: dict[str, tuple[float | int, Range]] = {
     "max_tokens": (1024, Range(-1, 8192, 16, True, "-1 = until the model stops")),
     "n_ctx": (4096, Range(256, 131072, 256, True, "capped at the model's training context")),
     "seed": (-1, Range(-1, 2**31 - 1, 1, True, "-1 = a fresh random seed each reply")),
+    # Reasoning models (Qwen3, DeepSeek-R1, gpt-oss…): see tui/core/reasoning.py.
+    "reasoning": (
+        REASONING_AUTO,
+        Choice(
+            (REASONING_AUTO, REASONING_ON, REASONING_OFF),
+            "thinking: auto = as the model's template or server defaults",
+        ),
+    ),
+    "reasoning_effort": ("medium", Choice(EFFORTS, "how long to think (gpt-oss, OpenAI-style)")),
+    "reasoning_budget": (
+        -1,
+        Range(-1, 32768, 64, True, "thinking tokens before the model must answer; -1 = no limit"),
+    ),
 }
+
+
+def is_choice(key: str) -> bool:
+    """True for the settings that are words (a :class:`Choice`), not numbers."""
+    return isinstance(SPEC[key][1], Choice)
+
+
+NUMERIC = tuple(name for name, (_default, rng) in SPEC.items() if isinstance(rng, Range))
+"""The settings that are numbers (sliders), in SPEC order."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +97,9 @@ class Sampling:
     max_tokens: int = SPEC["max_tokens"][0]
     n_ctx: int = SPEC["n_ctx"][0]
     seed: int = SPEC["seed"][0]
+    reasoning: str = SPEC["reasoning"][0]
+    reasoning_effort: str = SPEC["reasoning_effort"][0]
+    reasoning_budget: int = SPEC["reasoning_budget"][0]
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None, base: Sampling | None = None) -> Sampling:
@@ -88,12 +124,15 @@ class Sampling:
         return {k: v for k, v in mine.items() if theirs[k] != v}
 
 
-def coerce(key: str, value: Any) -> float | int:
+def coerce(key: str, value: Any) -> float | int | str:
     """Convert ``value`` to the type of setting ``key`` and clamp it to its range.
 
-    Raises ValueError for values that are not numbers at all.
+    Raises ValueError for values that are not numbers at all (or, for a
+    :class:`Choice`, not one of its words; ``true``/``false`` mean on/off).
     """
     _default, rng = SPEC[key]
+    if isinstance(rng, Choice):
+        return _choose(key, value, rng)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise ValueError(f"{key} must be a number, not {value!r}")
     number = float(value)
@@ -103,9 +142,21 @@ def coerce(key: str, value: Any) -> float | int:
     return int(round(number)) if rng.integer else round(number, 6)
 
 
+def _choose(key: str, value: Any, choice: Choice) -> str:
+    if isinstance(value, bool):
+        value = REASONING_ON if value else REASONING_OFF
+    word = value.strip().lower() if isinstance(value, str) else None
+    word = {"true": REASONING_ON, "false": REASONING_OFF}.get(word or "", word)
+    if word not in choice.options:
+        raise ValueError(f"{key} must be one of {', '.join(choice.options)}, not {value!r}")
+    return word
+
+
 def out_of_range(key: str, value: Any) -> bool:
     """True if ``value`` is a number outside the allowed range of ``key``."""
     _default, rng = SPEC[key]
+    if isinstance(rng, Choice):
+        return False  # a word is either one of the choices (coerce says which) or refused
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -52,7 +52,7 @@ _CHAT_FIELDS = frozenset(
     {"title", "persona", "model", "sampling", "created_at", "updated_at", "pinned", "archived"}
 )
 _MESSAGE_FIELDS = frozenset(
-    {"role", "content", "status", "created_at", "updated_at", "model", "meta"}
+    {"role", "content", "reasoning", "status", "created_at", "updated_at", "model", "meta"}
 )
 
 
@@ -226,16 +226,21 @@ class Store:
             "select count(*) from messages where conversation_id = ?", [conv_id]
         ).fetchone()[0]
 
-    def search(self, query: str, limit: int = 100) -> list[tuple[Message, str]]:
+    def search(
+        self, query: str, limit: int = 100, thinking: bool = False
+    ) -> list[tuple[Message, str]]:
         """Messages matching ``query`` (FTS5, every word must match), best first.
 
         Returns (message, chat title) pairs. The query is quoted word by word, so
-        FTS syntax characters in it are searched for, never interpreted.
+        FTS syntax characters in it are searched for, never interpreted. The
+        answers are searched; with ``thinking``, a reasoning model's thinking too.
         """
         words = [w.replace('"', '""') for w in query.split()]
         if not words:
             return []
         match = " ".join(f'"{w}"*' for w in words)
+        if not thinking:
+            match = f"{{content}} : ({match})"
         rows = self._query(
             "select m.*, c.title as chat_title from messages_fts f"
             " join messages m on m.rowid = f.rowid"
@@ -278,13 +283,18 @@ class Store:
         status: str = COMPLETE,
         model: str = "",
         meta: dict[str, Any] | None = None,
+        reasoning: str = "",
     ) -> Message:
-        """Append a message (committed before this returns) and touch the chat."""
+        """Append a message (committed before this returns) and touch the chat.
+
+        ``reasoning``: a reasoning model's thinking, kept beside the answer.
+        """
         stamp = now()
         row = {
             "conversation_id": conv_id,
             "role": role,
             "content": content,
+            "reasoning": reasoning,
             "status": status,
             "created_at": stamp,
             "updated_at": stamp,
@@ -308,8 +318,9 @@ class Store:
         content: str | None = None,
         status: str | None = None,
         meta: dict[str, Any] | None = None,
+        reasoning: str | None = None,
     ) -> bool:
-        """Save streamed text and/or a new status; one short transaction.
+        """Save streamed text (answer and/or thinking) and/or a new status; one short transaction.
 
         Returns False if the message is gone: its chat was deleted while it
         streamed (here or by another process), which the caller must survive.
@@ -317,6 +328,8 @@ class Store:
         values: dict[str, Any] = {"updated_at": now()}
         if content is not None:
             values["content"] = content
+        if reasoning is not None:
+            values["reasoning"] = reasoning
         if status is not None:
             values["status"] = status
         if meta is not None:

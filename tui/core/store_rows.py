@@ -52,6 +52,7 @@ class Message:
     model: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     problem: str = ""  # stored values that could not be used (left out)
+    reasoning: str = ""  # a reasoning model's thinking before ``content`` (never inside it)
 
 
 # Rows are read through these two: what a database holds (written by an older
@@ -96,6 +97,10 @@ def message(row: dict[str, Any]) -> Message:
     content = row["content"]
     if not isinstance(content, str):
         content, problems = "" if content is None else str(content), [*problems, "content"]
+    reasoning = row.get("reasoning", "")
+    if not isinstance(reasoning, str):
+        reasoning = "" if reasoning is None else str(reasoning)
+        problems = [*problems, "reasoning"]
     return Message(
         id=row["id"],
         conversation_id=row["conversation_id"],
@@ -107,6 +112,7 @@ def message(row: dict[str, Any]) -> Message:
         model=str(row["model"] or ""),
         meta=clean_data(meta),
         problem=", ".join(problems),
+        reasoning=clean_data(reasoning),
     )
 
 
@@ -129,6 +135,8 @@ def _json_object(text: Any, name: str) -> tuple[dict[str, Any], str]:
 _META_TYPES: dict[str, tuple[type, ...]] = {
     "prompt_tokens": (int,),
     "completion_tokens": (int,),
+    "thinking_tokens": (int,),  # of completion_tokens, those spent thinking
+    "thinking_seconds": (int, float),  # how long the model thought before answering
     "n_ctx": (int,),
     "tokens_per_second": (int, float),
     "ttft": (int, float),
@@ -164,6 +172,8 @@ def _valid_versions(versions: Any, depth: int) -> bool:
     for version in versions:
         if not isinstance(version, dict) or not isinstance(version.get("content"), str):
             return False
+        if not isinstance(version.get("reasoning", ""), str):
+            return False
         if version.get("status", COMPLETE) not in STATUSES:
             return False
         meta = version.get("meta", {})
@@ -179,15 +189,19 @@ def clean_meta(meta: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 
 def clean_sampling(values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """A chat's sampling settings without the ones that are not numbers (and those keys)."""
-    from tui.core.sampling import SPEC, coerce
+    """A chat's sampling settings without the unusable ones (and those keys).
+
+    A number setting must be a finite number, a word setting (``reasoning``)
+    one of its words.
+    """
+    from tui.core.sampling import SPEC, coerce, is_choice
 
     good, bad = {}, []
     for key, value in values.items():
         try:
             if key in SPEC and value is not None:
                 coerce(key, value)  # raises for what is not a number (NaN, "abc", [])
-                if not math.isfinite(float(value)):
+                if not is_choice(key) and not math.isfinite(float(value)):
                     raise ValueError(key)
             good[key] = value
         except (ValueError, OverflowError):

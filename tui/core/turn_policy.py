@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tui.core.prompt import TRANSCRIPT, PersonaPrompt
+from tui.core.reasoning import PLAIN, Piece, ReasoningFormat, ReasoningSplitter
 from tui.core.stops import StopScanner
 
 # Why an answer ended (GenerationFinished.reason).
@@ -105,27 +106,85 @@ def finish_reason(
 class ReplyFilter:
     """The answer's text as it streams: what may be shown, piece by piece.
 
-    Stop strings are cut (a tail that may begin one is held back until it is
-    known), and in transcript mode the space the model writes after ``Bob:``
-    is dropped until the first visible text.
+    A reasoning model's thinking is split from its answer first
+    (:class:`tui.core.reasoning.ReasoningSplitter`, with the markers of
+    ``reasoning``; ``inside``: the prompt opened the thinking): pieces come
+    out as ``(thinking, text)``. In the answer, stop strings are cut (a tail
+    that may begin one is held back until it is known), and in transcript
+    mode the space the model writes after ``Bob:`` is dropped until the first
+    visible text. The thinking is never cut by stop strings (it may well
+    mention "User:").
+
+    ``text`` and ``reasoning`` hold the whole answer and thinking so far.
     """
 
-    def __init__(self, stops: list[str], mode: str):
+    def __init__(
+        self,
+        stops: list[str],
+        mode: str,
+        reasoning: ReasoningFormat = PLAIN,
+        inside: bool = False,
+    ):
         self._scanner = StopScanner(stops)
         self._leading = mode == TRANSCRIPT  # drop the space after "Bob:"
+        self.splitter = ReasoningSplitter(reasoning, inside)
+        self.text = ""
+        self.reasoning = ""
+        # The answer shown so far turned out to be thinking (a server's template opened
+        # it): the caller moves what it kept, and clears this.
+        self.took_back = False
 
     @property
     def stopped(self) -> bool:
         """True once a stop string was seen: the answer is over."""
         return self._scanner.stopped
 
-    def feed(self, piece: str) -> str:
-        """Add a piece of the model's output; return the text that can be shown now."""
-        return self._strip(self._scanner.feed(piece))
+    @property
+    def thinking(self) -> bool:
+        """True while the model is inside its thinking."""
+        return self.splitter.thinking
 
-    def finish(self) -> str:
+    def feed(self, piece: str, thinking: bool = False) -> list[Piece]:
+        """Add a piece of the model's output; the pieces that can be shown now.
+
+        ``thinking``: the piece is known to be thinking (a server that splits
+        it, ``reasoning_content``); it is not searched for markers.
+        """
+        if thinking:
+            return self._take([(True, piece)])
+        return self._take(self.splitter.feed(piece))
+
+    def finish(self) -> list[Piece]:
         """The stream ended: what was held back and is ordinary text after all."""
-        return self._strip(self._scanner.finish())
+        out = self._take(self.splitter.finish())
+        tail = self._strip(self._scanner.finish())
+        if tail:
+            self.text += tail
+            out.append((False, tail))
+        return out
+
+    def close_thinking(self) -> list[Piece]:
+        """End the thinking now (a thinking budget ran out)."""
+        return self._take(self.splitter.close_thinking())
+
+    def _take(self, pieces: list[Piece]) -> list[Piece]:
+        if self.splitter.moved:  # what was shown as answer was thinking after all
+            self.splitter.moved = False
+            self.reasoning, self.text = self.reasoning + self.text, ""
+            self.took_back = True
+        out: list[Piece] = []
+        for thinking, text in pieces:
+            if self._scanner.stopped:
+                break
+            if thinking:
+                self.reasoning += text
+                out.append((True, text))
+                continue
+            shown = self._strip(self._scanner.feed(text))
+            if shown:
+                self.text += shown
+                out.append((False, shown))
+        return out
 
     def _strip(self, out: str) -> str:
         if self._leading and out:

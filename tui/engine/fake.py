@@ -2,7 +2,9 @@
 
 It streams the words of a scripted answer (by default an echo of the user's
 message) from a thread, honours cancellation and reports the same events as
-the real engine, so UI logic can be tested quickly without a model.
+the real engine, so UI logic can be tested quickly without a model. A script
+that returns ``(thinking, answer)`` plays a reasoning model: the thinking's
+words stream first, as thinking, then the answer's.
 """
 
 from __future__ import annotations
@@ -27,23 +29,35 @@ from tui.core.engine_protocol import (
     TokenText,
 )
 from tui.core.models import display_name
+from tui.core.reasoning import INLINE
+from tui.core.turn_policy import ReplyFilter
 
 
 def echo_answer(job: Generate) -> str:
     return f"You said: {job.history[-1].content}"
 
 
+Script = Callable[[Generate], "str | tuple[str, str]"]
+"""An answer, or (thinking, answer) for a reasoning model."""
+
+
 class FakeEngine(Engine):
-    """Streams ``answer(job)`` word by word with ``delay`` seconds between words."""
+    """Streams ``answer(job)`` word by word with ``delay`` seconds between words.
+
+    With ``thought_gate``, a reasoning answer waits after its thinking until the
+    gate is set: a test can look at the screen while the model "thinks".
+    """
 
     def __init__(
         self,
-        answer: Callable[[Generate], str] = echo_answer,
+        answer: Script = echo_answer,
         delay: float = 0.0,
         load_delay: float = 0.0,
         load_gate: threading.Event | None = None,
+        thought_gate: threading.Event | None = None,
     ):
         self.answer = answer
+        self.thought_gate = thought_gate
         self.delay = delay
         self.load_delay = load_delay
         self.load_gate = load_gate  # if given, loading waits until it is set
@@ -103,21 +117,80 @@ class FakeEngine(Engine):
         with self._lock:
             n_ctx = int(job.sampling.get("n_ctx", 4096))
             self._on_event(GenerationStarted(job.job_id, 10, n_ctx, 0, "chat"))
-            words = self.answer(job).split(" ")
-            text, reason, started = "", "stop", time.monotonic()
+            script = self.answer(job)
+            if isinstance(script, tuple):  # (thinking, answer): a reasoning model
+                self._reasoned(job, n_ctx, *script)
+                return
+            words = script.split(" ")
+            reason, started = "stop", time.monotonic()
+            # An answer that starts with <think>…</think> streams that part as thinking.
+            reply = ReplyFilter([], "chat", INLINE)
             for index, word in enumerate(words):
                 if job.job_id in self._cancelled:
                     reason = "cancelled"
                     break
                 piece = word if index == 0 else " " + word
-                text += piece
-                self._on_event(TokenText(job.job_id, piece))
+                for thinking, text in reply.feed(piece):
+                    self._on_event(TokenText(job.job_id, text, thinking))
                 time.sleep(self.delay)
+            for thinking, text in reply.finish() if reason != "cancelled" else []:
+                self._on_event(TokenText(job.job_id, text, thinking))
+            seconds = time.monotonic() - started
             self._on_event(
                 GenerationFinished(
-                    job.job_id, text, reason, len(words), time.monotonic() - started, 10, n_ctx
+                    job.job_id,
+                    reply.text,
+                    reason,
+                    len(words),
+                    seconds,
+                    10,
+                    n_ctx,
+                    reasoning=reply.reasoning.strip(),
                 )
             )
+
+    def _reasoned(self, job: Generate, n_ctx: int, thought: str, answer: str) -> None:
+        """Stream ``thought`` as thinking (then wait for ``thought_gate``), then ``answer``."""
+        assert self._on_event is not None
+        started = time.monotonic()
+        reasoning, count, reason = self._stream(job.job_id, thought, True)
+        stats: dict[str, float | int] = {}
+        if thought:
+            stats = {"thinking_tokens": count, "thinking_seconds": time.monotonic() - started}
+            if self.thought_gate is not None and reason == "stop":
+                self.thought_gate.wait()
+        text, answered = "", 0
+        if reason == "stop":
+            text, answered, reason = self._stream(job.job_id, answer, False)
+        self._on_event(
+            GenerationFinished(
+                job.job_id,
+                text,
+                reason,
+                count + answered,
+                time.monotonic() - started,
+                10,
+                n_ctx,
+                stats,
+                reasoning=reasoning,
+            )
+        )
+
+    def _stream(self, job_id: int, script: str, thinking: bool) -> tuple[str, int, str]:
+        """Send ``script`` word by word; (the text sent, words sent, "stop" or "cancelled")."""
+        assert self._on_event is not None
+        if not script:
+            return "", 0, "stop"
+        text, count = "", 0
+        for index, word in enumerate(script.split(" ")):
+            if job_id in self._cancelled:
+                return text, count, "cancelled"
+            piece = word if index == 0 else " " + word
+            text += piece
+            count += 1
+            self._on_event(TokenText(job_id, piece, thinking))
+            time.sleep(self.delay)
+        return text, count, "stop"
 
     def cancel(self, job_id: int) -> None:
         self._cancelled.add(job_id)

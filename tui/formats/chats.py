@@ -1,14 +1,19 @@
 """Chats out of and into the database: Markdown to read, JSON to round-trip.
 
 The JSON export holds every stored field, so exporting and importing again
-gives the same chat (a new id, the same everything else). Secrets never
-enter the database, so they cannot leak through an export.
+gives the same chat (a new id, the same everything else); a reasoning
+model's thinking is its own field (``reasoning``), never part of the
+answer. The Markdown export puts the thinking in a collapsible
+``<details><summary>Thinking</summary>`` block before the answer, and
+:func:`from_markdown` reads such an export back. Secrets never enter the
+database, so they cannot leak through an export.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from tui.core import store as st
@@ -32,8 +37,17 @@ def to_markdown(conversation: st.Conversation, messages: list[st.Message], ai_na
     for message in messages:
         who = "You" if message.role == "user" else ai_name
         note = "" if message.status == st.COMPLETE else f" ({message.status})"
-        lines += ["", f"**{who}**{note}:", "", clean_text(message.content)]
+        lines += ["", f"**{who}**{note}:", ""]
+        if message.reasoning:
+            thinking = clean_text(message.reasoning).replace(DETAILS_END, DETAILS_END_ESCAPED)
+            lines += [DETAILS_START, "", thinking, "", DETAILS_END, ""]
+        lines.append(clean_text(message.content))
     return "\n".join(lines) + "\n"
+
+
+DETAILS_START = "<details><summary>Thinking</summary>"
+DETAILS_END = "</details>"
+DETAILS_END_ESCAPED = "&lt;/details>"  # inside the thinking, so that it cannot end the block
 
 
 def to_json(conversation: st.Conversation, messages: list[st.Message]) -> dict[str, Any]:
@@ -58,6 +72,7 @@ def to_json(conversation: st.Conversation, messages: list[st.Message]) -> dict[s
             {
                 "role": m.role,
                 "content": m.content,
+                "reasoning": m.reasoning,
                 "status": m.status,
                 "created_at": m.created_at,
                 "updated_at": m.updated_at,
@@ -100,6 +115,7 @@ def import_json(store: st.Store, data: Any) -> st.Conversation:
         {
             "role": message["role"],
             "content": clean_text(message["content"]),
+            "reasoning": clean_text(message.get("reasoning") or ""),
             "status": message.get("status", st.COMPLETE),
             "created_at": str(message.get("created_at") or st.now()),
             "updated_at": str(message.get("updated_at") or st.now()),
@@ -141,6 +157,8 @@ def _check_message(message: Any, where: str) -> None:
         raise ChatImportError(f"{where} has no valid role")
     if not isinstance(message.get("content"), str):
         raise ChatImportError(f"{where} has no text content")
+    if message.get("reasoning") is not None and not isinstance(message["reasoning"], str):
+        raise ChatImportError(f"{where}: reasoning must be text")
     if message.get("status", st.COMPLETE) not in st.STATUSES:
         raise ChatImportError(f"{where} has an unknown status")
     for name in ("created_at", "updated_at", "model"):
@@ -178,3 +196,56 @@ def loads(text: str) -> Any:
         raise ChatImportError("the file is nested too deeply to be a chat export") from None
     except json.JSONDecodeError as exc:
         raise ChatImportError(f"not valid JSON ({exc})") from None
+
+
+_SPEAKER = re.compile(r"^\*\*(?P<who>[^*\n]+)\*\*(?: \((?P<status>[a-z]+)\))?:$")
+_HEADER = re.compile(r"^\*Persona: (?P<persona>.*) · model: (?P<model>.*) · started .*\*$")
+
+
+def import_markdown(store: st.Store, text: str) -> st.Conversation:
+    """Create a chat from a Markdown export of llama-tui (:func:`to_markdown`).
+
+    The speakers' lines (``**You**:``, ``**Bob** (cancelled):``) separate the
+    messages; a ``<details><summary>Thinking</summary>`` block at the start of
+    an answer is its thinking. A message whose own text holds such a line
+    cannot be told apart from two messages: the JSON export is the lossless one.
+    """
+    lines = text.replace("\r\n", "\n").split("\n")
+    if not lines or not lines[0].startswith("# "):
+        raise ChatImportError("not a llama-tui Markdown export (no '# title' line)")
+    title = lines[0][2:].strip()
+    header = next((_HEADER.match(line) for line in lines[1:4] if _HEADER.match(line)), None)
+    persona = header["persona"] if header else "assistant"
+    model = header["model"] if header and header["model"] != "default" else ""
+    starts = [i for i, line in enumerate(lines) if _SPEAKER.match(line) and not lines[i - 1]]
+    if not starts:
+        raise ChatImportError("the Markdown export holds no messages ('**You**:' lines)")
+    messages = []
+    for number, start in enumerate(starts):
+        end = starts[number + 1] - 1 if number + 1 < len(starts) else len(lines)
+        match = _SPEAKER.match(lines[start])
+        assert match is not None
+        body = lines[start + 2 : end] if start + 1 < len(lines) else []
+        reasoning = ""
+        if body and body[0] == DETAILS_START and DETAILS_END in body:
+            close = body.index(DETAILS_END)
+            reasoning = "\n".join(body[1:close]).strip("\n")
+            reasoning = reasoning.replace(DETAILS_END_ESCAPED, DETAILS_END)
+            body = body[close + 2 :]
+        content = "\n".join(body).rstrip("\n") if number + 1 == len(starts) else "\n".join(body)
+        status = match["status"] if match["status"] in st.STATUSES else st.COMPLETE
+        messages.append(
+            {
+                "role": "user" if match["who"] == "You" else "assistant",
+                "content": content,
+                "reasoning": reasoning,
+                "status": status,
+            }
+        )
+    data = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "conversation": {"title": title, "persona": persona, "model": model},
+        "messages": messages,
+    }
+    return import_json(store, data)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.core.personas import Example, Persona, slugify
-from tui.core.sampling import SPEC, coerce, out_of_range
+from tui.core.sampling import SPEC, coerce, is_choice, out_of_range
 from tui.core.sanitize import clean_text
 
 
@@ -47,6 +47,12 @@ def set_sampling(persona: Persona, key: str, raw: Any, label: str, warnings: lis
     ``label`` says where the value came from (``PARAMETER temperature``) so a
     warning points at the line the user wrote.
     """
+    if is_choice(key):
+        try:
+            persona.sampling[key] = coerce(key, raw)
+        except ValueError as exc:
+            warnings.append(f"{label}: {exc} (ignored)")
+        return
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         warnings.append(f"{label} {raw!r} is not a number (ignored)")
         return

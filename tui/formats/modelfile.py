@@ -319,8 +319,10 @@ def export_modelfile(persona: Persona) -> tuple[str, list[str]]:
         out.append("# FROM llama3.2")
         warnings.append("the persona names no model: set FROM before `ollama create`")
     for key in SPEC:
-        if key in persona.sampling:
+        if key in persona.sampling and key in OLLAMA_NAMES:
             out.append(f"PARAMETER {OLLAMA_NAMES[key]} {persona.sampling[key]}")
+        elif key in persona.sampling:
+            warnings.append(f"{key} has no Modelfile PARAMETER (not exported)")
     for stop in persona.stop:
         out.append(_line("PARAMETER stop", stop, warnings))
     if persona.system:

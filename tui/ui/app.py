@@ -86,8 +86,10 @@ class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle):
         model_dirs: list[str] | None = None,
         endpoint: Endpoint | None = None,
         config_problems: list[str] | None = None,
+        thinking: str = "collapsed",
     ) -> None:
         super().__init__()
+        self.thinking_mode = thinking  # how thinking is shown at start (config's ``thinking``)
         self.config_problems = list(config_problems or [])  # shown once the screen is up
         self.personas_dir = personas_dir  # None: the user's config dir
         self.model_dirs = model_dirs or []
@@ -111,6 +113,7 @@ class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle):
         self._last_error = ""
         self.batcher = TokenBatcher(lambda event: self.post_message(EngineMessage(event)))
         self._painted_at = 0.0  # when streamed text last reached the screen
+        self._stream_began: dict[int, float] = {}  # job id -> when its first text was shown
         self._paint_timer: Timer | None = None
         self._tidy_timer: Timer | None = None
         self._engine_started = False
@@ -172,7 +175,9 @@ class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle):
     async def on_mount(self) -> None:
         self._install_signal_handlers()  # before the engine starts: it must not be left behind
         self.store.recover_interrupted()
-        self.query_one(ChatView).live_text = self._live_text
+        view = self.query_one(ChatView)
+        view.live_text = self._live_text
+        view.thinking.set_mode(self.thinking_mode)
         status = self.query_one(StatusLine)
         if not self.has_backend:
             status.state = "error: no model"
@@ -210,10 +215,10 @@ class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle):
             f"using the default. Themes: {known}"
         )
 
-    def _live_text(self, message_id: int) -> str | None:
-        """The streamed text of the answer ``message_id``, if it is being generated."""
+    def _live_text(self, message_id: int) -> tuple[str, str] | None:
+        """The streamed answer and thinking of ``message_id``, if it is being generated."""
         job = next((j for j in self.service.jobs.values() if j.message_id == message_id), None)
-        return job.text if job is not None else None
+        return (job.text, job.reasoning) if job is not None else None
 
     def _start_engine(self) -> None:
         if self._engine_started:
@@ -287,6 +292,22 @@ class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle):
         elif not self.query_one(PromptInput).has_focus:
             self.query_one(PromptInput).focus()
 
+    async def action_thinking_mode(self) -> None:
+        """Switch how thinking is shown (the palette's way to ``T`` in the chat)."""
+        await self.query_one(ChatView).action_thinking_mode()
+
+    @on(ChatView.ThinkingModeChanged)
+    def thinking_mode_changed(self, event: ChatView.ThinkingModeChanged) -> None:
+        self.thinking_mode = event.mode
+        shown = {
+            "collapsed": "folded to one line (t or a click opens one)",
+            "expanded": "shown open",
+            "hidden": "hidden",
+        }[event.mode]
+        self.notify(
+            f'Thinking {shown}. To start this way, set thinking = "{event.mode}" in config.toml.'
+        )
+
     def action_help(self) -> None:
         """F1: the keys of the focused area (llama-tui's own first), or close that list."""
         panel = find_keys_help(self.screen)
@@ -316,6 +337,9 @@ class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle):
              lambda: self.action_export_chat("md")),
             ("Export chat as JSON", "Lossless export (llama-tui chats import)",
              lambda: self.action_export_chat("json")),
+            ("Thinking: folded / open / hidden",
+             "How a reasoning model's thinking is shown (T in the chat)",
+             self.action_thinking_mode),
             ("Stop answer", "Stop the answer being generated", self.action_stop),
             ("Previous chat", "Switch chat", self.action_previous_chat),
             ("Next chat", "Switch chat", self.action_next_chat),

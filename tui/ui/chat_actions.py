@@ -94,6 +94,10 @@ class ChatActions(App[None]):
         # The speed of this chat's last answer; never another chat's.
         speed = last.meta.get("tokens_per_second") if last else None
         status.speed = float(speed) if isinstance(speed, int | float) else 0.0
+        thinking = last.meta.get("thinking_tokens", 0) if last else 0
+        answered = last.meta.get("completion_tokens", 0) if last else 0
+        status.thinking_tokens = thinking if isinstance(thinking, int) else 0
+        status.answer_tokens = max(answered - status.thinking_tokens, 0)
         self.refresh_chat_list()
         self._show_sampling()
         self._schedule_tidy()
@@ -160,14 +164,19 @@ class ChatActions(App[None]):
         self.query_one(PromptInput).focus()
 
     def action_search(self) -> None:
+        screen = SearchScreen(self.store)
+
         async def jump(result: tuple[int, int] | None) -> None:
             if result:
                 chat, message = result
                 await self.open_conversation(chat)
-                if not await self.query_one(ChatView).select_message(message):
+                view = self.query_one(ChatView)
+                if not await view.select_message(message):
                     self.notify("That message is older than the ones shown.")
+                elif screen.opened_in_thinking:  # found in its thinking: show it open
+                    await view.open_thinking(message)
 
-        self.push_screen(SearchScreen(self.store), jump)
+        self.push_screen(screen, jump)
 
     def action_rename_chat(self, conversation_id: int | None = None) -> None:
         chat_id = conversation_id or self.conversation_id
@@ -284,6 +293,12 @@ class ChatActions(App[None]):
         if event.action == "copy":
             self.copy_to_clipboard(message.content)
             self.notify("Message copied to the clipboard.")
+        elif event.action == "copy_thinking":
+            if not message.reasoning:
+                self.notify("This message has no thinking (c copies the message).")
+                return
+            self.copy_to_clipboard(message.reasoning)
+            self.notify("Thinking copied to the clipboard.")
         elif event.action == "copy_code":
             blocks = _CODE_BLOCK.findall(message.content)
             if not blocks:

@@ -22,7 +22,7 @@ from textual.message import Message
 from textual.timer import Timer
 
 from tui.core import store as st
-from tui.core.chat_service import Change, ChatService
+from tui.core.chat_service import ActiveJob, Change, ChatService
 from tui.core.endpoints import Endpoint
 from tui.core.engine_protocol import (
     Engine,
@@ -79,6 +79,7 @@ class EngineEvents(App[None]):
     _loaded_model: str
     _switch: tuple[str, int | None, str, str] | None
     _cancelling_load: bool
+    _stream_began: dict[int, float]  # job id -> when its first text was shown
 
     def report_error(self, text: str, title: str = "Error") -> None:
         """Show an error once (a failing disk would otherwise report every token)."""
@@ -99,13 +100,18 @@ class EngineEvents(App[None]):
         """Hand the text streamed since the last paint to the service, and show what it added."""
         self._paint_timer = None
         self._painted_at = time.monotonic()
-        text = self.batcher.take(job_id)
+        text, thinking = self.batcher.take(job_id)
+        if thinking and not self._hung_up:  # thinking first: it comes before the answer
+            await self._add_text(job_id, thinking, thinking=True)
         if text and not self._hung_up:
             await self._add_text(job_id, text)
 
-    async def _add_text(self, job_id: int, text: str) -> None:
-        """Streamed text: to the service (which saves it in time), then to the screen."""
-        change = self.service.add_text(job_id, text)
+    async def _add_text(self, job_id: int, text: str, thinking: bool = False) -> None:
+        """Streamed text: to the service (which saves it in time), then to the screen.
+
+        A reasoning model's thinking is saved beside the answer, never in it.
+        """
+        change = self.service.add_text(job_id, text, thinking)
         if change is None:
             return
         try:
@@ -117,9 +123,30 @@ class EngineEvents(App[None]):
         if change.job.gone:
             await self._answer_gone(change.job.conversation_id)
         elif change.job.conversation_id == self.conversation_id:
+            thinking_pieces, answer_pieces = self._live_counts(change.job)
             box = self.query_one(ChatView).box(change.job.message_id)
-            if box is not None:
+            if box is not None and change.thinking:
+                await box.append_thinking(change.thinking, thinking_pieces or None)
+            elif box is not None and change.text:
                 await box.append(change.text)
+
+    def _live_counts(self, job: ActiveJob) -> tuple[int, int]:
+        """The status line while an answer streams: thinking or answering, tokens, speed.
+
+        Tokens are the pieces streamed so far (one token each from llama.cpp and
+        from the servers' streams); the engine's exact count replaces them at the end.
+        """
+        status = self.query_one(StatusLine)
+        thinking, answer = self.batcher.counts(job.job_id)
+        if not thinking and not answer:
+            return 0, 0  # the job has just ended: its exact figures are on the way
+        now = time.monotonic()
+        began = self._stream_began.setdefault(job.job_id, now)
+        status.state = "thinking" if job.reasoning and not job.text else "generating"
+        status.thinking_tokens, status.answer_tokens = thinking, answer
+        if now - began >= 0.5:  # else the first few tokens give a wild figure
+            status.speed = (thinking + answer) / (now - began)
+        return thinking, answer
 
     @on(EngineMessage)
     async def engine_event(self, message: EngineMessage) -> None:
@@ -130,7 +157,7 @@ class EngineEvents(App[None]):
             await self._tokens_ready(event.job_id)
             return
         if isinstance(event, TokenText):  # not through a batcher (the app's own merges them)
-            await self._add_text(event.job_id, event.text)
+            await self._add_text(event.job_id, event.text, event.thinking)
             return
         if isinstance(event, GenerationFinished | GenerationFailed):
             await self._paint(event.job_id)  # the last tokens first
@@ -152,6 +179,8 @@ class EngineEvents(App[None]):
             status.state = "generating"
             if shown and change is not None:
                 status.used, status.n_ctx = event.prompt_tokens, event.n_ctx
+                status.thinking_tokens = status.answer_tokens = 0
+                status.speed = 0.0  # the last answer's: this one's comes as it streams
                 await self.query_one(ChatView).set_memory_start(change.job.context_start_id)
         elif isinstance(event, GenerationFinished | GenerationFailed):
             await self._job_ended(event, change if shown else None, status)
@@ -176,10 +205,17 @@ class EngineEvents(App[None]):
         """An answer ended: show it as saved (``shown``: it is in the open chat), and why."""
         if shown is not None and shown.message is not None:
             await self.query_one(ChatView).update_message(shown.message)
+        self._stream_began.pop(event.job_id, None)
         if isinstance(event, GenerationFinished):
             if shown is not None:
                 status.speed = event.tokens_per_second
                 status.used = event.prompt_tokens + event.completion_tokens
+                thinking = event.stats.get("thinking_tokens", 0)
+                thinking = thinking if isinstance(thinking, int) else 0
+                if not thinking and event.reasoning.strip():  # an engine that does not count
+                    thinking = status.thinking_tokens
+                status.thinking_tokens = thinking
+                status.answer_tokens = max(event.completion_tokens - thinking, 0)
             if event.reason == "context":
                 self.notify("The answer reached the context limit.", severity="warning")
             elif event.reason == "capped":

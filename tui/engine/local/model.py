@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import random
 import time
 from collections.abc import Callable
@@ -29,7 +30,16 @@ from tui.core.engine_protocol import (
     TokenText,
 )
 from tui.core.models import ModelFileError, check_model_file, display_name
-from tui.core.prompt import BuiltPrompt, PromptBuilder, PromptFormat, PromptTooLong, TemplateError
+from tui.core.prompt import (
+    CHAT,
+    BuiltPrompt,
+    PromptBuilder,
+    PromptFormat,
+    PromptTooLong,
+    TemplateError,
+    thinking_options,
+)
+from tui.core.reasoning import PLAIN, ReasoningFormat, detect_format, starts_inside
 from tui.core.sampling import Sampling
 from tui.core.turn_policy import (
     FINISH_CANCELLED,
@@ -45,6 +55,7 @@ from tui.engine.local.kv_states import (
     LiveKV,
     StateCache,
 )
+from tui.engine.local.thinking import Thought
 
 # Token attributes (llama.h) whose text is never part of an answer.
 _HIDDEN_ATTRS = (1 << 3) | (1 << 4)  # CONTROL | USER_DEFINED markers like <start_of_image>
@@ -91,7 +102,7 @@ class ModelRunner(LiveKV):
         self._eog: set[int] = set()
         self._abort_job: int | None = None
         self._abort_cb: Any = None  # keeps the ctypes callback alive
-        self._partial = ""  # the answer so far, for GenerationFailed
+        self._reply: ReplyFilter | None = None  # the answer so far, for GenerationFailed
         self._live_keep = 0  # persona-block tokens of the chat in the live KV cache
         self._live_chat: Any = None  # its chat id, when jobs carry one
         self.load_error = ""  # why the last load failed: a job without a model says so
@@ -227,6 +238,14 @@ class ModelRunner(LiveKV):
             eos_token=model.token_get_text(eos) if eos >= 0 else "",
         )
         self.builder = PromptBuilder(fmt, self._tokenize)
+        # How this model marks its thinking, and which markers are tokens of their own
+        # (often control tokens, whose text detokenizing would drop).
+        self.reasoning_fmt: ReasoningFormat = detect_format(template)
+        self._markers: dict[int, str] = {}
+        for marker in self.reasoning_fmt.markers:
+            ids = llm.tokenize(marker.encode("utf-8"), add_bos=False, special=True)
+            if len(ids) == 1:
+                self._markers[ids[0]] = marker
         import llama_cpp
 
         vocab = range(model.n_vocab())
@@ -249,6 +268,10 @@ class ModelRunner(LiveKV):
         bos = self.builder.fmt.bos_token
         add_bos = not (bos and text.startswith(bos))
         return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def _tokenize_part(self, text: str) -> list[int]:
+        """Tokens of text written into the answer (no BOS; markers as their tokens)."""
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
     def close(self) -> None:
         """Free the model; its saved KV states go too, but for those kept across restarts."""
@@ -284,7 +307,15 @@ class ModelRunner(LiveKV):
             self._generate(job)
         except Exception as exc:  # the worker must survive whatever one job does
             self._recover()
-            self.send(GenerationFailed(job.job_id, f"Generation failed: {exc}", self._partial))
+            said = self._reply or ReplyFilter([], CHAT)
+            self.send(
+                GenerationFailed(
+                    job.job_id,
+                    f"Generation failed: {exc}",
+                    said.text,
+                    reasoning=said.reasoning.strip(),
+                )
+            )
             return
         self._save_after_turn()
 
@@ -322,7 +353,7 @@ class ModelRunner(LiveKV):
             raise RuntimeError("could not reload the model with the larger context size")
 
     def _generate(self, job: Generate) -> None:
-        self._partial = ""
+        self._reply = None
         job_started = time.monotonic()
         if self.llm is None or self.builder is None:
             reason = f": {self.load_error}" if self.load_error else "."
@@ -332,6 +363,10 @@ class ModelRunner(LiveKV):
         self._ensure_window(sampling.n_ctx)
         n_ctx = min(sampling.n_ctx, self.llm.n_ctx())  # the chat's budget in the loaded window
         budget = prompt_budget(n_ctx, sampling.max_tokens)
+        thinking, effort = thinking_options(sampling.reasoning, sampling.reasoning_effort)
+        self.builder.fmt = dataclasses.replace(
+            self.builder.fmt, thinking=thinking, reasoning_effort=effort
+        )
         try:
             built = self.builder.build(job.persona, job.history, budget)
         except (PromptTooLong, TemplateError) as exc:
@@ -367,9 +402,16 @@ class ModelRunner(LiveKV):
             n_ctx if sampling.repeat_last_n < 0 else sampling.repeat_last_n
         )
         space = answer_room(n_ctx, len(prompt), sampling.max_tokens)
-        reply = ReplyFilter(built.stops, built.mode)
+        fmt = self.reasoning_fmt if built.mode == CHAT else PLAIN
+        reply = ReplyFilter(built.stops, built.mode, fmt, starts_inside(fmt, built.text))
+        self._reply = reply  # what was said so far, should generating fail
+        thought = Thought(
+            lambda text, thinking: self.send(TokenText(job.job_id, text, thinking)),
+            reply,
+            sampling.reasoning_budget,
+        )
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        raw, count = "", 0
+        count = 0
         cancelled = at_limit = False
         first_token_at = 0.0
 
@@ -391,8 +433,15 @@ class ModelRunner(LiveKV):
             # Not after a shift: llama.cpp applies it at the start of this decode, and
             # an abort half-way through would leave the cache half-rotated.
             self._set_abort(job.job_id)
+        written: list[int] | None = None  # tokens we write into the answer (a budget's end)
         try:
-            for token in tokens:
+            while True:
+                try:
+                    token = tokens.send(written)
+                except StopIteration:
+                    break
+                count += len(written or ())
+                written = None
                 if not first_token_at:
                     first_token_at = time.monotonic()
                     self._set_abort(None)
@@ -402,15 +451,14 @@ class ModelRunner(LiveKV):
                 if token in self._eog:
                     break
                 count += 1
-                if token not in self._hidden:
-                    piece = decoder.decode(self.llm.detokenize([token], special=False))
-                    out = reply.feed(piece)
-                    if out:
-                        raw += out
-                        self._partial = raw
-                        self.send(TokenText(job.job_id, out))
+                marker = self._markers.get(token)
+                if marker is not None or token not in self._hidden:
+                    piece = marker or decoder.decode(self.llm.detokenize([token], special=False))
+                    thought.show(piece)
                     if reply.stopped:
                         break
+                if thought.over_budget() and count + 1 < space.limit:
+                    written = self._tokenize_part(thought.close(self.reasoning_fmt.close_text))
                 if count >= space.limit:
                     # max_tokens, or the window is full (nearly: the last token is never read).
                     at_limit = True
@@ -426,13 +474,13 @@ class ModelRunner(LiveKV):
             self._set_abort(None)
             tokens.close()
         reason = finish_reason(space, at_limit=at_limit, cancelled=cancelled)
-        tail = reply.finish() + decoder.decode(b"", final=True)
-        if tail and not cancelled:
-            raw += tail
-            self.send(TokenText(job.job_id, tail))
+        tail = decoder.decode(b"", final=True)
+        if not cancelled:
+            thought.show(tail, final=True)
         ended = time.monotonic()
-        answer = clean_reply(raw, job.persona, built.mode)
+        answer = clean_reply(reply.text, job.persona, built.mode)
         stats["ttft"] = (first_token_at or ended) - job_started
+        stats.update(thought.stats(ended))
         self.send(
             GenerationFinished(
                 job_id=job.job_id,
@@ -443,6 +491,7 @@ class ModelRunner(LiveKV):
                 prompt_tokens=len(prompt),
                 n_ctx=n_ctx,
                 stats=stats,
+                reasoning=reply.reasoning.strip(),
             )
         )
 

@@ -28,7 +28,9 @@ The modules: :mod:`.engine` (the engine and its worker thread),
 :mod:`.discovery` (what the server is: /models, /props, Ollama's API,
 tokenize), :mod:`.stream` (server-sent events, bounds, cancelling),
 :mod:`.messages` (errors explained for people), :mod:`.settings` (the
-sampling fields each server kind knows, token estimates). The budget, the
+sampling and reasoning fields each server kind knows, token estimates),
+:mod:`.thinking` (a reasoning model's earlier thinking in the history, its
+figures, the request that closes a thinking past its budget). The budget, the
 reply filter and the finish reasons are the core's
 (:mod:`tui.core.turn_policy`), shared with the local engine.
 

@@ -41,6 +41,7 @@ from tui.core.prompt import (
     Turn,
     fold_opening,
 )
+from tui.core.reasoning import INLINE, PLAIN
 from tui.core.sampling import Sampling
 from tui.core.turn_policy import (
     FINISH_CANCELLED,
@@ -68,6 +69,7 @@ from tui.engine.remote.messages import (
 from tui.engine.remote.settings import (
     CHAT_MARGIN,
     COUNTING_TEMPLATE,
+    reasoning_fields,
     sampling_fields,
     supported_settings,
 )
@@ -79,6 +81,13 @@ from tui.engine.remote.stream import (
     _Active,
     _Progress,
     stream_answer,
+)
+from tui.engine.remote.thinking import (
+    BUDGET_KINDS,
+    HISTORY_REASONING,
+    budget_request,
+    chat_messages,
+    thinking_stats,
 )
 
 # --- the engine ----------------------------------------------------------------------
@@ -190,7 +199,7 @@ class RemoteEngine(ServerDiscovery, Engine):
         started = time.monotonic()
         try:
             self.info = self._check_server()
-            self._check_slot_files()
+            self.slots.check(self.kind, self.model, self.props, self._post_slots)
         except Exception as exc:  # RemoteError; anything else is a bug, but must not kill us
             self.info = None
             self._load_error = (
@@ -202,15 +211,6 @@ class RemoteEngine(ServerDiscovery, Engine):
             return False
         self._send(ModelReady(self.info, time.monotonic() - started))
         return True
-
-    def _check_slot_files(self) -> None:
-        """Whether llama-server saves slots (``--slot-save-path``): a refused save says."""
-        if self.kind != "llama.cpp":
-            self.slots.available = False
-            return
-        props = self.props
-        self.slots.reset(self.model, f"{props.get('model_path', '')}|{props.get('build_info', '')}")
-        self.slots.probe(self._post_slots)
 
     def _post_slots(self, url: str, json: dict[str, Any]) -> httpx.Response:
         return self._client.post(url, json=json, headers=self._headers())
@@ -236,12 +236,15 @@ class RemoteEngine(ServerDiscovery, Engine):
                 self._active = None
 
     def _fail(self, job: Generate, active: _Active, progress: _Progress, why: str) -> None:
+        thought = progress.reasoning.strip()
         if active.aborted:  # the failure is the cut we made ourselves
             self._send(
-                GenerationFinished(job.job_id, progress.text, FINISH_CANCELLED, progress.pieces)
+                GenerationFinished(
+                    job.job_id, progress.text, FINISH_CANCELLED, progress.pieces, reasoning=thought
+                )
             )
         else:
-            self._send(GenerationFailed(job.job_id, why, progress.text))
+            self._send(GenerationFailed(job.job_id, why, progress.text, reasoning=thought))
 
     def _generate_job(self, job: Generate, active: _Active, progress: _Progress) -> None:
         """Answer ``job``; a prompt the server finds too long is trimmed and sent once more.
@@ -309,6 +312,10 @@ class RemoteEngine(ServerDiscovery, Engine):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if built.mode == CHAT:
+            payload.update(reasoning_fields(sampling, self.kind))
+            if "reasoning_budget_tokens" not in payload and self.kind in BUDGET_KINDS:
+                progress.budget = sampling.reasoning_budget  # ours to enforce
         if self.model:
             payload["model"] = self.model
         if stops:
@@ -316,7 +323,9 @@ class RemoteEngine(ServerDiscovery, Engine):
         payload.update(self.slots.payload_fields())
         if built.mode == CHAT:
             url = f"{self.base}/chat/completions"
-            payload["messages"] = _messages(job.persona.system, job.persona.examples, built.turns)
+            payload["messages"] = self._messages(
+                job.persona.system, job.persona.examples, built.turns
+            )
         else:
             url = f"{self.base}/completions"
             payload["prompt"] = built.text
@@ -333,13 +342,15 @@ class RemoteEngine(ServerDiscovery, Engine):
                 raise
             # A template that wants the user first: the greeting goes into the system text.
             persona, turns = fold_opening(job.persona, built.turns)
-            payload["messages"] = _messages(persona.system, persona.examples, turns)
+            payload["messages"] = self._messages(persona.system, persona.examples, turns)
             result = self._stream(url, payload, job, active, built, progress)
         except _StreamCut:
             if progress.pieces or active.aborted or self.window_reported:
                 raise
             self._why_no_answer(url, payload)  # raises _TooLong when that was the reason
             raise
+        if progress.over_budget and not active.aborted:
+            result = self._answer_after_thinking(url, payload, job, active, built, progress)
         ended = time.monotonic()
         first = progress.first_at or ended
         finish, usage = result
@@ -361,8 +372,6 @@ class RemoteEngine(ServerDiscovery, Engine):
         if reason == FINISH_CONTEXT and short and used + count < n_ctx:
             self._set_window(used + count)  # a server that never said its window
         answer = clean_reply(progress.text, job.persona, built.mode)
-        details = usage.get("prompt_tokens_details")
-        cached = details.get("cached_tokens") if isinstance(details, dict) else None
         self._send(
             GenerationFinished(
                 job_id=job.job_id,
@@ -379,13 +388,38 @@ class RemoteEngine(ServerDiscovery, Engine):
                     "endpoint": self.endpoint.name,
                     "model": self.model,
                     **({"seed": sampling.seed} if sampling.seed >= 0 else {}),
-                    **({"cached_tokens": cached} if isinstance(cached, int) else {}),
-                    **({"slot_restored": restored} if self.slots.available else {}),
+                    **thinking_stats(progress, usage, ended),
+                    **self.slots.stats(usage, restored),
                 },
+                reasoning=progress.reasoning.strip(),
             )
         )
         if not active.aborted:  # while the user reads: the slot holds this chat now
             self.slots.save(self._post_slots, job.chat_id, used + count)
+
+    def _answer_after_thinking(
+        self,
+        url: str,
+        payload: dict[str, Any],
+        job: Generate,
+        active: _Active,
+        built: BuiltPrompt,
+        progress: _Progress,
+    ) -> tuple[str | None, dict[str, Any]]:
+        """The thinking ran past its budget: close it and have the model answer (see
+        :func:`budget_request`); the thinking so far is kept beside the answer."""
+        again = budget_request(payload, progress, self.kind)
+        progress.budget = -1
+        progress.over_budget = False
+        reply = ReplyFilter(built.stops, built.mode, INLINE)
+        reply.splitter.thought = True  # stray thinking markup is never part of the answer
+        return self._stream(url, again, job, active, built, progress, reply)
+
+    def _messages(
+        self, system: str, examples: list[Turn], history: list[Turn]
+    ) -> list[dict[str, str]]:
+        """The chat messages, with earlier answers' thinking where this server takes it."""
+        return chat_messages(system, examples, history, HISTORY_REASONING.get(self.kind, ""))
 
     def _stream(
         self,
@@ -395,8 +429,17 @@ class RemoteEngine(ServerDiscovery, Engine):
         active: _Active,
         built: BuiltPrompt,
         progress: _Progress,
+        reply: ReplyFilter | None = None,
     ) -> tuple[str | None, dict[str, Any]]:
-        """Post ``payload`` and stream the answer; returns (finish_reason, usage)."""
+        """Post ``payload`` and stream the answer; returns (finish_reason, usage).
+
+        In chat mode, ``<think>`` at the start of the content is thinking too
+        (a server that does not split it); a completion prompt is ours, and
+        its answer plain text.
+        """
+        if reply is None:
+            fmt = INLINE if built.mode == CHAT else PLAIN
+            reply = ReplyFilter(built.stops, built.mode, fmt)
         return stream_answer(
             self._stream_client,
             url,
@@ -404,8 +447,8 @@ class RemoteEngine(ServerDiscovery, Engine):
             headers=self._headers(streaming=True),
             active=active,
             progress=progress,
-            reply=ReplyFilter(built.stops, built.mode),
-            on_text=lambda text: self._send(TokenText(job.job_id, text)),
+            reply=reply,
+            on_text=lambda text, thinking: self._send(TokenText(job.job_id, text, thinking)),
             endpoint=self.endpoint,
             model=self.model,
         )
@@ -463,9 +506,3 @@ class RemoteEngine(ServerDiscovery, Engine):
 
 
 # --- helpers -------------------------------------------------------------------------
-
-
-def _messages(system: str, examples: list[Turn], history: list[Turn]) -> list[dict[str, str]]:
-    """The chat messages: persona system text, examples, then the history."""
-    head = [Turn("system", system)] if system else []
-    return [{"role": t.role, "content": t.content} for t in [*head, *examples, *history]]

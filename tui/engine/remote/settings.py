@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tui.core.sampling import Sampling
+from tui.core.sampling import REASONING_AUTO, REASONING_OFF, REASONING_ON, SPEC, Sampling
 
 CHAT_MARGIN = 32  # tokens kept free for the server's real chat template
 
@@ -42,13 +42,66 @@ _EXTENSIONS: dict[str, frozenset[str]] = {
 }
 
 
+# Reasoning: what each server can be told (see reasoning_fields).
+_REASONING: dict[str, frozenset[str]] = {
+    "llama.cpp": frozenset({"reasoning", "reasoning_effort", "reasoning_budget"}),
+    "vllm": frozenset({"reasoning", "reasoning_effort", "reasoning_budget"}),
+    "ollama": frozenset({"reasoning", "reasoning_effort", "reasoning_budget"}),
+    "openai": frozenset({"reasoning_effort"}),
+    "auto": frozenset({"reasoning_effort"}),
+}
+# Servers that continue a final assistant message given as a prefill
+# (``continue_final_message``): a thinking budget closes the thinking and the
+# model answers after it. Elsewhere the answer is asked for with thinking off.
+PREFILL_KINDS = frozenset({"llama.cpp", "vllm"})
+
+
 def supported_settings(kind: str) -> frozenset[str]:
     """The sampling settings a server of ``kind`` acts on; the UI greys out the rest.
 
     Plain OpenAI-style servers (and Ollama's OpenAI API) only know the
     OpenAI fields; llama.cpp's server knows nearly all of llama.cpp's.
     """
-    return OPENAI_SETTINGS | _CLIENT_SIDE | _EXTENSIONS.get(kind, frozenset())
+    known = OPENAI_SETTINGS | _CLIENT_SIDE | _EXTENSIONS.get(kind, frozenset())
+    return known | _REASONING.get(kind, frozenset())
+
+
+def reasoning_fields(sampling: Sampling, kind: str) -> dict[str, Any]:
+    """The request fields that switch thinking on or off and set its effort and budget.
+
+    ``reasoning`` "auto" sends nothing: the server and the model's template
+    decide. llama.cpp's server and vLLM read ``chat_template_kwargs.enable_thinking``
+    (Qwen3, DeepSeek V3.1, SmolLM3, GLM…); Ollama reads ``think`` (its own
+    API) and ``reasoning_effort`` ("none" = off, its OpenAI API); OpenAI and
+    gpt-oss read ``reasoning_effort``, which is sent when thinking is on or
+    the effort was changed from its default. llama.cpp's server enforces a
+    thinking budget itself (``reasoning_budget_tokens``) and is asked to split
+    the thinking into ``reasoning_content`` whatever its ``--reasoning-format``.
+    """
+    known = _REASONING.get(kind, frozenset())
+    fields: dict[str, Any] = {}
+    mode, effort = sampling.reasoning, sampling.reasoning_effort
+    effort_wanted = mode == REASONING_ON or effort != SPEC["reasoning_effort"][0]
+    if kind in ("llama.cpp", "vllm"):
+        if mode != REASONING_AUTO:
+            fields["chat_template_kwargs"] = {"enable_thinking": mode == REASONING_ON}
+        if effort_wanted and mode != REASONING_OFF:
+            fields["reasoning_effort"] = effort
+        if kind == "llama.cpp":
+            fields["reasoning_format"] = "deepseek"
+            if sampling.reasoning_budget >= 0:
+                fields["reasoning_budget_tokens"] = sampling.reasoning_budget
+    elif kind == "ollama":
+        if mode == REASONING_OFF:
+            fields["think"], fields["reasoning_effort"] = False, "none"
+        else:
+            if mode == REASONING_ON:
+                fields["think"] = True
+            if effort != SPEC["reasoning_effort"][0]:
+                fields["reasoning_effort"] = effort
+    elif "reasoning_effort" in known and effort_wanted and mode != REASONING_OFF:
+        fields["reasoning_effort"] = effort
+    return fields
 
 
 def sampling_fields(sampling: Sampling, kind: str) -> dict[str, Any]:

@@ -51,10 +51,29 @@ class SlotFiles:
         self.holds: Any = None  # the chat the slot holds, as far as we know
         self._failures = 0
 
-    def reset(self, model: str, model_path: str) -> None:
-        """A (re)checked server: its model may have changed, and what the slot holds."""
-        self.model = f"{model}|{model_path}"
+    def check(
+        self, kind: str, model: str, props: dict[str, Any], post: Callable[..., httpx.Response]
+    ) -> None:
+        """A (re)checked server: its model may have changed, and what the slot holds.
+
+        Only llama.cpp's server has slot files; ``props`` is its ``/props``
+        (the model file and build go into the files' names).
+        """
         self.holds = None
+        if kind != "llama.cpp":
+            self.available = False
+            return
+        self.model = f"{model}|{props.get('model_path', '')}|{props.get('build_info', '')}"
+        self.probe(post)
+
+    def stats(self, usage: dict[str, Any], restored: bool) -> dict[str, Any]:
+        """For GenerationFinished: prompt tokens the server reused, and whether we restored."""
+        details = usage.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        return {
+            **({"cached_tokens": cached} if isinstance(cached, int) else {}),
+            **({"slot_restored": restored} if self.available else {}),
+        }
 
     def probe(self, post: Callable[..., httpx.Response]) -> bool:
         """Ask the server whether it saves slots, with a save it must refuse."""

@@ -44,8 +44,13 @@ class _Progress:
     """What one answer has produced so far (kept when it fails or is cancelled)."""
 
     text: str = ""
+    reasoning: str = ""  # the thinking (a reasoning model's), beside the answer
     pieces: int = 0  # streamed pieces: about one token each
+    thinking_pieces: int = 0  # of those, thinking
     first_at: float = 0.0  # monotonic time of the first piece
+    answer_at: float = 0.0  # monotonic time of the first answer piece after thinking
+    budget: int = -1  # thinking pieces allowed before reading stops (-1: no limit)
+    over_budget: bool = False  # reading stopped there: the thinking must be closed
     char_cap: int = ANSWER_CHAR_CAP  # bounds on what is read (see CHARS_PER_TOKEN)
     piece_cap: int = 2**62
     byte_cap: int = 2**62
@@ -105,30 +110,46 @@ def stream_answer(
     active: _Active,
     progress: _Progress,
     reply: ReplyFilter,
-    on_text: Callable[[str], None],
+    on_text: Callable[[str, bool], None],
     endpoint: Endpoint,
     model: str,
 ) -> tuple[str | None, dict[str, Any]]:
     """Post ``payload`` and stream the answer; returns (finish_reason, usage).
 
-    What may be shown goes through ``reply`` (stop strings, the space after
-    ``Bob:``), is bounded by ``progress``'s caps, and is added to
-    ``progress.text`` and given to ``on_text`` piece by piece.
+    The thinking arrives as ``delta.reasoning_content`` (llama.cpp's server,
+    DeepSeek, vLLM), ``delta.reasoning`` (newer vLLM, Ollama) or inline as
+    ``<think>…</think>`` in the content (servers that do not split it):
+    ``reply`` splits the latter. What may be shown goes through ``reply``
+    (stop strings, the space after ``Bob:``), is bounded by ``progress``'s
+    caps, and is added to ``progress.text`` (or ``progress.reasoning``) and
+    given to ``on_text(text, thinking)`` piece by piece. Past
+    ``progress.budget`` thinking pieces, reading stops (``over_budget``).
     """
     finish: str | None = None
     usage: dict[str, Any] = {}
     done = False
 
-    def show(out: str) -> None:
-        left = progress.char_cap - len(progress.text)
-        if len(out) > left:
-            out, progress.capped = out[: max(left, 0)], True
-        if out and not active.aborted:
-            progress.text += out
-            on_text(out)
+    def show(pieces: list[tuple[bool, str]]) -> None:
+        for thinking, out in pieces:
+            left = progress.char_cap - len(progress.text) - len(progress.reasoning)
+            if len(out) > left:
+                out, progress.capped = out[: max(left, 0)], True
+            if not out or active.aborted:
+                continue
+            if thinking:
+                progress.reasoning += out
+            else:
+                progress.text += out
+                if progress.reasoning and not progress.answer_at:
+                    progress.answer_at = time.monotonic()
+            on_text(out, thinking)
 
-    def emit(piece: str) -> None:
-        show(reply.feed(piece))
+    def emit(piece: str, thinking: bool = False) -> None:
+        pieces = reply.feed(piece, thinking)
+        if reply.took_back:  # the answer so far was thinking: the final texts say so
+            reply.took_back = False
+            progress.reasoning, progress.text = progress.reasoning + progress.text, ""
+        show(pieces)
 
     try:
         with client.stream(
@@ -149,10 +170,11 @@ def stream_answer(
             if "text/event-stream" not in response.headers.get("content-type", ""):
                 # A server that ignored stream=true: one JSON answer.
                 data = _json_or_error(_read_limited(response, 10**7))
-                piece, finish = _choice_text(data)
+                piece, thought, finish = _choice_text(data)
                 usage = data.get("usage") or {}
                 progress.first_at = time.monotonic()
-                progress.pieces = 1 if piece else 0
+                progress.pieces = 1 if piece or thought else 0
+                emit(thought, thinking=True)
                 emit(piece)
                 done = True
             else:
@@ -176,13 +198,21 @@ def stream_answer(
                     chunk = _json_or_error(data)
                     if isinstance(chunk.get("usage"), dict):
                         usage = chunk["usage"]
-                    piece, chunk_finish = _choice_text(chunk)
+                    piece, thought, chunk_finish = _choice_text(chunk)
                     finish = chunk_finish or finish
-                    if piece:
+                    if piece or thought:
                         progress.first_at = progress.first_at or time.monotonic()
                         progress.pieces += 1
-                        emit(piece)
+                        if thought:
+                            emit(thought, thinking=True)
+                        if piece:
+                            emit(piece)
+                        if thought or reply.thinking:
+                            progress.thinking_pieces += 1
                         progress.capped |= progress.pieces > progress.piece_cap
+                    if 0 <= progress.budget < progress.thinking_pieces and not progress.text:
+                        progress.over_budget = True
+                        break
                     if reply.stopped or progress.capped:
                         break  # leaving the block closes the stream
     except httpx.HTTPError as exc:
@@ -194,6 +224,8 @@ def stream_answer(
         return None, usage
     if progress.capped:
         return FINISH_CAPPED, usage
+    if progress.over_budget:
+        return None, usage
     if not (done or finish or reply.stopped):
         raise _StreamCut(
             f"The connection to {endpoint.base_url} ended in the middle of the "
@@ -242,18 +274,29 @@ def _sse_events(
         yield event, "\n".join(data)
 
 
-def _choice_text(chunk: dict[str, Any]) -> tuple[str, str | None]:
-    """The new text and finish reason in a completion or chat chunk."""
+REASONING_FIELDS = ("reasoning_content", "reasoning")  # DeepSeek/llama.cpp/vLLM; vLLM/Ollama
+
+
+def _choice_text(chunk: dict[str, Any]) -> tuple[str, str, str | None]:
+    """The new answer text, the new thinking and the finish reason in a chunk."""
     choices = chunk.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return "", None
+        return "", "", None
     choice = choices[0]
     text = choice.get("text")
+    thought = ""
     for holder in ("delta", "message"):
         part = choice.get(holder)
-        if isinstance(part, dict) and isinstance(part.get("content"), str):
+        if not isinstance(part, dict):
+            continue
+        if isinstance(part.get("content"), str):
             text = part["content"]
-    return (text if isinstance(text, str) else ""), choice.get("finish_reason")
+        for name in REASONING_FIELDS:  # a server sends one of them (a few, both alike)
+            if isinstance(part.get(name), str) and part[name]:
+                thought = part[name]
+                break
+    finish = choice.get("finish_reason")
+    return (text if isinstance(text, str) else ""), thought, finish
 
 
 def _read_limited(response: httpx.Response, limit: int = 65536) -> str:

@@ -29,7 +29,7 @@ from tui.core.persona_text import (
     unique_id,
 )
 from tui.core.personas import MODES, Persona, PersonaLibrary, parse_persona, save_persona
-from tui.core.sampling import SPEC
+from tui.core.sampling import SPEC, Choice
 from tui.ui.screens.confirm import ConfirmScreen
 
 EXAMPLES_HELP = (
@@ -110,9 +110,18 @@ class PersonaEditor(Screen[Persona | None]):
             yield Label("", id="stop-error", classes="error", markup=False)
             yield Label("Sampling (empty: llama.cpp's default)", classes="section")
             with Grid(id="sampling-grid"):
-                for key, (default, _rng) in SPEC.items():
+                for key, (default, rng) in SPEC.items():
                     yield Label(key)
                     value = persona.sampling.get(key)
+                    if isinstance(rng, Choice):  # reasoning auto/on/off, effort: a list
+                        yield Select(
+                            [(word, word) for word in rng.options],
+                            prompt=f"{default} (default)",
+                            value=value if value in rng.options else Select.NULL,
+                            compact=True,
+                            id=f"sampling-{key}",
+                        )
+                        continue
                     yield Input(
                         "" if value is None else plain_number(value),
                         placeholder=plain_number(default),
@@ -181,9 +190,14 @@ class PersonaEditor(Screen[Persona | None]):
             errors["examples"] = f"Examples, {exc}"
             examples = []
         stop = parse_stops_text(self._text("stop"))
-        sampling: dict[str, float | int] = {}
+        sampling: dict[str, float | int | str] = {}
         bad_sampling = []
         for key in SPEC:
+            field = self.query_one(f"#sampling-{key}")
+            if isinstance(field, Select):  # a word setting: a choice, or the default
+                if isinstance(field.value, str):
+                    sampling[key] = field.value
+                continue
             try:
                 value = parse_sampling_value(key, self.query_one(f"#sampling-{key}", Input).value)
             except ValueError as exc:

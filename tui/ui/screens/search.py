@@ -1,8 +1,13 @@
-"""Full-text search across every chat; Enter jumps to the message."""
+"""Full-text search across every chat; Enter jumps to the message.
+
+Answers are searched; Ctrl+T (or the check box) searches a reasoning model's
+thinking too, and a result found only in the thinking says so and opens it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 
 from rich.text import Text
@@ -10,7 +15,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import Input, Label, OptionList
+from textual.widgets import Checkbox, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 from tui.core.store import Message, Store, StoreError
@@ -26,6 +31,7 @@ class SearchScreen(Modal[tuple[int, int] | None]):
     BINDINGS = [
         Binding("escape", "dismiss(None)", "Close"),
         Binding("down", "focus_results", show=False),
+        Binding("ctrl+t", "toggle_thinking", "Thinking too", show=False),
     ]
 
     def __init__(self, store: Store) -> None:
@@ -34,13 +40,33 @@ class SearchScreen(Modal[tuple[int, int] | None]):
         self._wanted = ""  # what the box says: only its results are ever shown
         self._shown = ""  # the query whose results are shown
         self._open_when_shown = False  # Enter came before the results: open the first
+        self._in_thinking: set[int] = set()  # shown results found in the thinking only
+        self.opened_in_thinking = False  # the chosen result was found in its thinking
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Input(placeholder="Search all chats…", id="query")
+            yield Checkbox("Search thinking too (Ctrl+T)", compact=True, id="thinking")
             yield OptionList(markup=False, id="results")
             yield Label("Type to search · ↓ to the results · Enter: open · Esc: close",
                         classes="hint")  # fmt: skip
+
+    @property
+    def thinking(self) -> bool:
+        """Whether a reasoning model's thinking is searched too (else the answers only)."""
+        return self.query_one("#thinking", Checkbox).value
+
+    def action_toggle_thinking(self) -> None:
+        box = self.query_one("#thinking", Checkbox)
+        box.value = not box.value
+
+    @on(Checkbox.Changed, "#thinking")
+    def _thinking_changed(self) -> None:
+        """Search again, the other way (what the box says stays)."""
+        self._shown = ""  # the shown results are of the other kind now
+        self._open_when_shown = False
+        query = self.query_one("#query", Input).value
+        self.run_worker(self._search(query), group="search", exclusive=True)
 
     @on(Input.Changed, "#query")
     def search(self, event: Input.Changed) -> None:
@@ -56,21 +82,31 @@ class SearchScreen(Modal[tuple[int, int] | None]):
     async def _search(self, query: str) -> None:
         results: list[tuple[Message, str]] = []
         problem = ""
+        thinking = self.thinking
         if len(query.strip()) >= 2:
             await asyncio.sleep(DEBOUNCE)  # cancelled here by the next key
             try:
-                results = await asyncio.to_thread(self.store.search, query)
+                if thinking:
+                    results = await asyncio.to_thread(self.store.search, query, thinking=True)
+                else:
+                    results = await asyncio.to_thread(self.store.search, query)
             except (sqlite3.Error, StoreError) as exc:
                 problem = f"Search failed: {exc}"
-        if query == self._wanted:  # a slow, replaced search never shows its results
+        if query == self._wanted and thinking == self.thinking:  # never a replaced search's
             self._show(query, results, problem)
 
     def _show(self, query: str, results: list[tuple[Message, str]], problem: str) -> None:
         """Put the results of ``query`` on screen (on the UI thread)."""
         options = []
+        self._in_thinking = set()
         for message, title in results:
             line = Text(title[:30], style="bold")
-            line.append(f"  {_snippet(message.content, query)}")
+            if message.reasoning and not _mentions(message.content, query):
+                self._in_thinking.add(message.id)  # found in the thinking alone
+                line.append("  thinking: ", style="italic")
+                line.append(_snippet(message.reasoning, query))
+            else:
+                line.append(f"  {_snippet(message.content, query)}")
             options.append(Option(line, id=f"{message.conversation_id}:{message.id}"))
         self.query_one(OptionList).set_options(options)
         count = f"{len(results)} result{'' if len(results) == 1 else 's'}"
@@ -97,10 +133,18 @@ class SearchScreen(Modal[tuple[int, int] | None]):
     def _open(self, option_id: str | None) -> None:
         if option_id:
             chat, message = option_id.split(":")
+            self.opened_in_thinking = int(message) in self._in_thinking
             self.dismiss((int(chat), int(message)))
 
     def action_focus_results(self) -> None:
         self.query_one(OptionList).focus()
+
+
+def _mentions(text: str, query: str) -> bool:
+    """Whether every word of ``query`` starts a word of ``text`` (as the search matched)."""
+    words = {w.lower() for w in re.findall(r"\w+", text)}
+    wanted = [w.lower() for w in re.findall(r"\w+", query)]
+    return all(any(word.startswith(w) for word in words) for w in wanted)
 
 
 def _snippet(content: str, query: str) -> str:

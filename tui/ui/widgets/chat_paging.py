@@ -19,6 +19,7 @@ from textual.widgets import Static
 
 from tui.core import store as st
 from tui.ui.widgets.message_box import MessageBox
+from tui.ui.widgets.thinking_block import ThinkingPrefs
 
 # Only the newest messages are mounted; earlier ones are mounted a page at a time
 # when the user scrolls to the top, so a chat of thousands opens at once.
@@ -41,9 +42,10 @@ class MessageWindow(VerticalScroll):
         self._first = 0  # the mounted window is _messages[_first:_last]
         self._last = 0
         self._paging = False
-        # The text so far of an answer being generated (by message id), so that a
-        # page mounted while it streams shows all of it: set by the app.
-        self.live_text: Callable[[int], str | None] = lambda message_id: None
+        self.thinking = ThinkingPrefs()  # how thinking is shown (the T key, config's thinking)
+        # The answer and thinking so far of an answer being generated (by message id),
+        # so that a page mounted while it streams shows all of it: set by the app.
+        self.live_text: Callable[[int], tuple[str, str] | None] = lambda message_id: None
 
     @property
     def at_end(self) -> bool:
@@ -69,8 +71,9 @@ class MessageWindow(VerticalScroll):
             if message.status == st.PARTIAL:
                 live = self.live_text(message.id)
                 if live is not None:
-                    message = dataclasses.replace(message, content=live)
-            widgets.append(MessageBox(message, self.ai_name))
+                    text, reasoning = live
+                    message = dataclasses.replace(message, content=text, reasoning=reasoning)
+            widgets.append(MessageBox(message, self.ai_name, self.thinking))
         return widgets
 
     async def _unmount_messages(self, boxes: list[MessageBox]) -> None:

@@ -13,6 +13,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from tui.core import store as st
+from tui.core.config import THINKING_MODES
 from tui.ui.widgets.chat_paging import (
     MAX_MOUNTED,
     PAGE,
@@ -21,6 +22,7 @@ from tui.ui.widgets.chat_paging import (
     memory_marker,
 )
 from tui.ui.widgets.message_box import MessageBox, StreamingAnswer
+from tui.ui.widgets.thinking_block import ThinkingBlock
 
 __all__ = ["MAX_MOUNTED", "PAGE", "ChatView", "MessageBox", "StreamingAnswer"]
 
@@ -34,7 +36,10 @@ class ChatView(MessageWindow):
         Binding("up,k", "select(-1)", "Prev message", show=False),
         Binding("down,j", "select(1)", "Next message", show=False),
         Binding("c", "act('copy')", "Copy"),
+        Binding("C", "act('copy_thinking')", "Copy thinking", show=False),
         Binding("y", "act('copy_code')", "Copy code"),
+        Binding("t", "toggle_thinking", "Open/fold thinking", show=False),
+        Binding("T", "thinking_mode", "All thinking: folded/open/hidden", show=False),
         Binding("e", "act('edit')", "Edit"),
         Binding("r", "act('regenerate')", "Regenerate"),
         Binding("v", "act('version')", "Versions", show=False),
@@ -48,6 +53,13 @@ class ChatView(MessageWindow):
             super().__init__()
             self.action = action
             self.message_id = message_id
+
+    class ThinkingModeChanged(Message):
+        """The user switched how thinking is shown (``T``): ``mode`` is one of THINKING_MODES."""
+
+        def __init__(self, mode: str) -> None:
+            super().__init__()
+            self.mode = mode
 
     DEFAULT_CSS = """
     ChatView { height: 1fr; padding: 0 1; }
@@ -207,9 +219,9 @@ class ChatView(MessageWindow):
         self._messages.append(message)
         if not was_at_end:  # looking at old messages: jump back to the newest
             await self._reshow()
-            return self.box(message.id) or MessageBox(message, self.ai_name)
+            return self.box(message.id) or MessageBox(message, self.ai_name, self.thinking)
         self._last = len(self._messages)
-        box = MessageBox(message, self.ai_name)
+        box = MessageBox(message, self.ai_name, self.thinking)
         await self.mount(box)
         self.anchor()
         return box
@@ -292,6 +304,61 @@ class ChatView(MessageWindow):
         self._ensure_selection()  # on screen: never a message scrolled out of sight
         if self.selected is not None and self.selected.is_attached:
             self.post_message(self.Action(action, self.selected.message.id))
+
+    # --- thinking -------------------------------------------------------------------
+
+    async def action_toggle_thinking(self) -> None:
+        """``t``: open or fold the thinking of the selected answer."""
+        self._ensure_selection()
+        box = self.selected
+        if box is None or not box.is_attached:
+            return
+        if not box.message.reasoning:
+            self.notify("This message has no thinking.")
+            return
+        if self.thinking.mode == "hidden":
+            self.notify("Thinking is hidden: T shows it again.")
+            return
+        await self._toggle(box)
+
+    async def _toggle(self, box: MessageBox) -> None:
+        message_id = box.message.id
+        self.thinking.toggled[message_id] = not self.thinking.is_open(message_id)
+        await box.show_thinking()
+
+    async def on_thinking_block_toggle(self, event: ThinkingBlock.Toggle) -> None:
+        """A click on a thinking block's line: open or fold it, and select its message."""
+        event.stop()
+        box = next((a for a in event.block.ancestors if isinstance(a, MessageBox)), None)
+        if box is None:
+            return
+        if self.has_focus:
+            self._select(box, scroll=False)
+        await self._toggle(box)
+
+    async def open_thinking(self, message_id: int) -> None:
+        """Show the thinking of message ``message_id`` open (a search found it there)."""
+        box = self.box(message_id)
+        if box is None or not box.message.reasoning:
+            return
+        if self.thinking.mode == "hidden":
+            await self.set_thinking_mode("collapsed")  # it was asked for: show it
+            self.post_message(self.ThinkingModeChanged("collapsed"))
+        self.thinking.toggled[message_id] = True
+        await box.show_thinking()
+        self.scroll_to_widget(box, animate=False, immediate=True)
+
+    async def action_thinking_mode(self) -> None:
+        """``T``: thinking folded to a line (default), all of it open, or hidden."""
+        mode = THINKING_MODES[(THINKING_MODES.index(self.thinking.mode) + 1) % len(THINKING_MODES)]
+        await self.set_thinking_mode(mode)
+        self.post_message(self.ThinkingModeChanged(mode))
+
+    async def set_thinking_mode(self, mode: str) -> None:
+        """Show every thinking block the ``mode`` way (see THINKING_MODES)."""
+        self.thinking.set_mode(mode)
+        for box in list(self.query(MessageBox)):
+            await box.show_thinking()
 
     async def select_message(self, message_id: int) -> bool:
         """Select (and scroll to) a message, e.g. a search result, mounting pages as needed."""

@@ -20,6 +20,7 @@ from textual.widgets import Static
 
 from tui.core import store as st
 from tui.ui.markdown_chunks import Chunk, MarkdownChunker
+from tui.ui.widgets.thinking_block import ThinkingBlock, ThinkingPrefs
 
 _STATUS_NOTES = {
     st.PARTIAL: "…",
@@ -48,13 +49,19 @@ class MessageBox(Vertical):
     MessageBox.-selected { background: $boost; border-left: thick $accent; }
     """
 
-    def __init__(self, message: st.Message, ai_name: str) -> None:
+    def __init__(
+        self, message: st.Message, ai_name: str, thinking: ThinkingPrefs | None = None
+    ) -> None:
         super().__init__(classes=message.role, id=f"msg-{message.id}")
         self.message = message
         self.ai_name = ai_name
+        self.prefs = thinking or ThinkingPrefs()
 
     def compose(self):  # type: ignore[override]
         yield Static(self._who(), classes="who")
+        block = self._thinking_block()
+        if block is not None:
+            yield block
         if self.message.role == "assistant" and self.message.status == st.PARTIAL:
             yield StreamingAnswer(self.message.content, classes="body")
         else:
@@ -73,17 +80,90 @@ class MessageBox(Vertical):
             notes.append(f"{where} (v)")
         return Text(f"{name}  {' · '.join(n for n in notes if n)}".rstrip())
 
+    @property
+    def thinking_live(self) -> bool:
+        """The model is still thinking: the answer is open and has no text yet."""
+        message = self.message
+        return message.status == st.PARTIAL and not message.content and bool(message.reasoning)
+
+    def _thinking_block(self) -> ThinkingBlock | None:
+        """The thinking above the answer, as the pane's preferences show it (or None)."""
+        message = self.message
+        if message.role != "assistant" or not message.reasoning or self.prefs.mode == "hidden":
+            return None
+        live = self.thinking_live
+        seconds = message.meta.get("thinking_seconds")
+        tokens = message.meta.get("thinking_tokens")
+        return ThinkingBlock(
+            message.reasoning,
+            live=live,
+            is_open=self.prefs.is_open(message.id),
+            seconds=float(seconds) if isinstance(seconds, int | float) else None,
+            tokens=tokens if isinstance(tokens, int) else None,
+            note=self._thinking_note(),
+            started=self.prefs.began(message.id) if live else None,
+        )
+
+    def _thinking_note(self) -> str:
+        """Why the thinking has no answer after it: stopped, cut off, interrupted."""
+        message = self.message
+        if message.content.strip() or message.status == st.PARTIAL:
+            return ""
+        if message.status == st.COMPLETE:
+            reason = message.meta.get("finish_reason")
+            return "cut off" if reason in ("length", "context", "capped") else ""
+        return {st.CANCELLED: "stopped", st.INTERRUPTED: "interrupted", st.ERROR: "failed"}.get(
+            message.status, ""
+        )
+
+    async def append_thinking(self, text: str, tokens: int | None = None) -> None:
+        """Stream ``text`` onto the thinking of the answer being generated."""
+        meta = (
+            self.message.meta
+            if tokens is None
+            else {**self.message.meta, "thinking_tokens": tokens}
+        )
+        reasoning = self.message.reasoning + text
+        self.message = dataclasses.replace(self.message, reasoning=reasoning, meta=meta)
+        block = self.query_one_optional(ThinkingBlock)
+        if block is not None:
+            block.append(text, tokens)
+            return
+        who = self.query_one_optional(".who")
+        block = self._thinking_block()
+        if who is not None and block is not None:  # else compose shows it when it runs
+            await self.mount(block, after=who)
+
+    async def show_thinking(self) -> None:
+        """The pane's thinking mode changed (or this block was toggled): show it so."""
+        block = self.query_one_optional(ThinkingBlock)
+        wanted = self.prefs.mode != "hidden" and bool(self.message.reasoning)
+        if block is not None and wanted:
+            block.set_open(self.prefs.is_open(self.message.id))
+        elif block is not None:
+            await block.remove()
+        elif wanted:
+            who = self.query_one_optional(".who")
+            block = self._thinking_block()
+            if who is not None and block is not None:
+                await self.mount(block, after=who)
+
     def _error(self) -> str:
         error = self.message.meta.get("error")
         return f"⚠ {error}" if error and self.message.status == st.ERROR else ""
 
     async def append(self, text: str) -> None:
         """Stream ``text`` onto the end of the answer being generated."""
+        block = self.query_one_optional(ThinkingBlock)
+        if block is not None and block.live and text:
+            block.end_live()  # the answer started: the thinking folds to its line
         streaming = self.query_one_optional(StreamingAnswer)
         if streaming is None:  # just mounted, not built yet: compose will show it all
             content = self.message.content + text
             self.message = dataclasses.replace(self.message, content=content)
             return
+        if not self.message.content and text:  # only whether it started matters here
+            self.message = dataclasses.replace(self.message, content=text)
         await streaming.append(text)
 
     async def finish(self, message: st.Message) -> None:
@@ -93,11 +173,18 @@ class MessageBox(Vertical):
         between the streamed chunks leave no trace.
         """
         self.message = message
+        if message.status != st.PARTIAL:
+            self.prefs.started.pop(message.id, None)  # its thinking has ended
         body, who = self.query_one_optional(".body"), self.query_one_optional(".who")
         if body is None or not isinstance(who, Static):
             return  # just mounted, not built yet: compose will show the final message
         await body.remove()
+        for block in self.query(ThinkingBlock):
+            await block.remove()
         await self.mount(_body(message), after=who)
+        block = self._thinking_block()
+        if block is not None:
+            await self.mount(block, after=who)
         who.update(self._who())
         for note in self.query(".error-note"):
             await note.remove()

@@ -29,7 +29,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.widgets import Button, Static
 
-from tui.core.sampling import FIELD_NAMES, SPEC, Sampling, coerce
+from tui.core.sampling import FIELD_NAMES, SPEC, Choice, Sampling, coerce
 from tui.ui.widgets.slider import Number, Slider, decimals_of, format_number
 
 MIROSTAT_LABELS = ("off", "v1", "v2")
@@ -38,6 +38,7 @@ MIROSTAT_LABELS = ("off", "v1", "v2")
 MIROSTAT_REPLACES = ("temperature", "top_k", "top_p", "min_p", "typical_p")
 MIROSTAT_ONLY = ("mirostat_tau", "mirostat_eta")
 GREEDY_IGNORES = ("top_k", "top_p", "min_p", "typical_p")
+REASONING_ONLY = ("reasoning_effort", "reasoning_budget")  # nothing to steer with thinking off
 UNSUPPORTED_REASON = "not used by this server"
 KEY_HELP = "←/→ change · type a number, Enter · r reset"
 
@@ -54,12 +55,16 @@ def ignored_settings(values: Sampling, unsupported: Iterable[str] = ()) -> dict[
         reasons.update(dict.fromkeys(MIROSTAT_ONLY, "used only with mirostat"))
         if values.temperature == 0:
             reasons.update(dict.fromkeys(GREEDY_IGNORES, "ignored: temperature 0 is greedy"))
+    if values.reasoning == "off":
+        reasons.update(dict.fromkeys(REASONING_ONLY, "ignored while reasoning is off"))
     reasons.update(dict.fromkeys((n for n in unsupported if n in SPEC), UNSUPPORTED_REASON))
     return reasons
 
 
-def shown_value(name: str, value: Number) -> str:
+def shown_value(name: str, value: Number | str) -> str:
     """A value as the panel writes it: words where the number means a mode."""
+    if isinstance(value, str):
+        return value  # a word setting (reasoning = "auto")
     if name == "seed" and value < 0:
         return "random"
     if name == "mirostat_mode":
@@ -126,6 +131,32 @@ class SeedField(Slider):
         return super().render_value()
 
 
+class ChoiceField(Slider):
+    """A setting that is one of a few words (reasoning: auto, on, off), drawn as segments.
+
+    The slider's value is the index of the word; :meth:`word` and :meth:`index`
+    translate, so the panel deals in the words the settings hold.
+    """
+
+    def __init__(self, options: tuple[str, ...], word: str, **kwargs: object) -> None:
+        self.options = tuple(options)
+        super().__init__(
+            0,
+            len(self.options) - 1,
+            1,
+            value=self.index(word),
+            integer=True,
+            labels=self.options,
+            **kwargs,  # type: ignore[arg-type]
+        )
+
+    def index(self, word: object) -> int:
+        return self.options.index(word) if word in self.options else 0  # type: ignore[arg-type]
+
+    def word(self, value: Number | None = None) -> str:
+        return self.options[int(self.value if value is None else value)]
+
+
 class SettingRow(Vertical):
     """One setting: its name and the persona's default, the slider, a hint when ignored."""
 
@@ -156,13 +187,14 @@ class SettingRow(Vertical):
         yield self.slider
         yield Static("", classes="hint")
 
-    def show(self, value: Number, default: Number, reason: str | None) -> None:
+    def show(self, value: Number | str, default: Number | str, reason: str | None) -> None:
         """Show ``value`` against the persona's ``default``; ``reason``: why it is ignored.
 
         Texts are only replaced when they change: every edit redraws all rows,
         and each Static update costs a layout pass.
         """
-        self.slider.value = value
+        slider = self.slider
+        slider.value = slider.index(value) if isinstance(slider, ChoiceField) else value  # type: ignore[assignment]
         self.set_class(value != default, "-changed")
         self.set_class(reason is not None, "-inactive")
         default_text, hint = f"({shown_value(self.setting, default)})", reason or ""
@@ -264,7 +296,7 @@ class SamplingPanel(Vertical):
         return self._defaults
 
     @property
-    def overrides(self) -> dict[str, Number]:
+    def overrides(self) -> dict[str, Number | str]:
         """What a chat stores: the values that differ from the persona's defaults."""
         return self._values.diff(self._defaults)
 
@@ -286,8 +318,10 @@ class SamplingPanel(Vertical):
         with Vertical(id="sampling-rows"):
             for name, (_default, rng) in SPEC.items():
                 value = getattr(self._values, name)
-                if name == "seed":
-                    slider: Slider = SeedField(value, name=name, id=f"slider-{name}")
+                if isinstance(rng, Choice):  # reasoning auto/on/off, effort low/medium/high
+                    slider: Slider = ChoiceField(rng.options, value, name=name, id=f"slider-{name}")
+                elif name == "seed":
+                    slider = SeedField(value, name=name, id=f"slider-{name}")
                 else:
                     slider = Slider(
                         rng.low,
@@ -328,7 +362,7 @@ class SamplingPanel(Vertical):
 
     # --- edits up -------------------------------------------------------------------------
 
-    def _set(self, changes: dict[str, Number]) -> None:
+    def _set(self, changes: dict[str, Number | str]) -> None:
         """Apply ``changes`` (coerced), redraw, and post Changed if anything changed."""
         new = Sampling.from_dict(changes, base=self._values)
         if new == self._values:
@@ -345,7 +379,10 @@ class SamplingPanel(Vertical):
     def _slider_changed(self, event: Slider.Changed) -> None:
         event.stop()
         if event.slider.name in SPEC:
-            self._set({event.slider.name: event.value})
+            value = event.value
+            if isinstance(event.slider, ChoiceField):
+                value = event.slider.word(value)  # type: ignore[assignment]
+            self._set({event.slider.name: value})
 
     def on_descendant_blur(self, _event: events.DescendantBlur) -> None:
         self.set_class(self.has_focus_within, "-active")

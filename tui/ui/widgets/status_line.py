@@ -1,4 +1,5 @@
-"""One line under the chat: model, persona, state, speed and context use."""
+"""One line under the chat: state, context use, thinking and answer tokens, speed, persona,
+model."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ SEPARATOR = " · "
 # Parts are shortened (to at least these widths) then dropped in this order,
 # so that the state and the ctx gauge always fit, whatever the width.
 SHORTEN = (("model", 12), ("persona", 10))
-DROP = ("speed", "model", "persona")
+DROP = ("speed", "model", "tokens", "persona")
+
+
+def token_counts(thinking: int, answer: int) -> str:
+    """``think 480 + 120 tok``: a reasoning model's answer; nothing for a plain one."""
+    return f"think {thinking:,} + {answer:,} tok" if thinking else ""
 
 
 def shorten(text: str, width: int) -> str:
@@ -31,12 +37,14 @@ def shorten(text: str, width: int) -> str:
 
 
 def fit_status(parts: dict[str, str], width: int) -> str:
-    """Join ``parts`` (state, ctx, speed, persona, model) in at most ``width`` cells.
+    """Join ``parts`` (state, ctx, tokens, speed, persona, model) in at most ``width`` cells.
 
     Why: cut blindly at the right edge, the line lost the gauge first and
     ended in a stray ``·`` on an 80-column terminal.
     """
     parts = dict(parts)
+
+    parts.setdefault("tokens", "")
 
     def joined() -> str:
         return SEPARATOR.join(text for text in parts.values() if text)
@@ -72,6 +80,9 @@ class StatusLine(Static):
     persona: reactive[str] = reactive("")
     state: reactive[str] = reactive("starting")
     speed: reactive[float] = reactive(0.0)
+    """Tokens a second of the last (or running) answer, thinking and answer tokens alike."""
+    thinking_tokens: reactive[int] = reactive(0)
+    answer_tokens: reactive[int] = reactive(0)
     used: reactive[int] = reactive(0)
     n_ctx: reactive[int] = reactive(0)
 
@@ -79,6 +90,7 @@ class StatusLine(Static):
         parts = {
             "state": self.state,
             "ctx": f"ctx {self.used}/{self.n_ctx}" if self.n_ctx else "",
+            "tokens": token_counts(self.thinking_tokens, self.answer_tokens),
             "speed": f"{self.speed:.0f} tok/s" if self.speed else "",
             "persona": self.persona,
             "model": self.model,
