@@ -84,6 +84,7 @@ class ModelRunner(LiveKV):
         state_cache_entries: int = STATE_CACHE_ENTRIES,
         state_cache_bytes: int = STATE_CACHE_BYTES,
         state_dir: Path | None = None,
+        keep_states: bool = False,
         verbose: bool = True,
         load_cancelled: Callable[[], bool] = lambda: False,
     ):
@@ -95,7 +96,8 @@ class ModelRunner(LiveKV):
         self.request: LoadModel | None = None
         self.info: ModelInfo | None = None
         self.builder: PromptBuilder | None = None
-        self.states = StateCache(state_cache_entries, state_cache_bytes, state_dir)
+        # keep_states: states stay in state_dir across restarts (config kv_cache_mb > 0)
+        self.states = StateCache(state_cache_entries, state_cache_bytes, state_dir, keep_states)
         self.last_built: BuiltPrompt | None = None  # for tests and benchmarks
         self._hidden: set[int] = set()
         self._eog: set[int] = set()
@@ -154,9 +156,25 @@ class ModelRunner(LiveKV):
         self.load_error = ""
         self.request = request
         self._prepare_format()
+        self._attach_states(request)
         assert self.info is not None
         self.send(ModelReady(self.info, time.monotonic() - started))
         return True
+
+    def _attach_states(self, request: LoadModel) -> None:
+        """Find the states kept for this model file and window (persistent cache only)."""
+        if not self.states.persistent:
+            return
+        import llama_cpp
+
+        from tui.engine.local.kv_files import model_key
+
+        try:
+            key = model_key(Path(request.path), self.llm.n_ctx(), request.n_gpu_layers,
+                            str(llama_cpp.__version__))  # fmt: skip
+        except OSError:
+            key = None  # the file went away under us: nothing kept for it
+        self.states.attach(key)
 
     def _holds(self, request: LoadModel) -> bool:
         """True if the loaded model is ``request``'s file with at least its window."""
@@ -262,7 +280,7 @@ class ModelRunner(LiveKV):
         return self.llm._model.token_get_text(token)
 
     def close(self) -> None:
-        """Free the model; saved KV states belong to it and go too (files included)."""
+        """Free the model; its saved KV states go too, but for those kept across restarts."""
         self.states.close()
         if self.llm is not None:
             self.llm.close()

@@ -76,6 +76,7 @@ from tui.engine.remote.settings import (
     sampling_fields,
     supported_settings,
 )
+from tui.engine.remote.slots import SlotFiles
 from tui.engine.remote.stream import (
     ANSWER_CHAR_CAP,
     CHARS_PER_TOKEN,
@@ -116,6 +117,7 @@ class RemoteEngine(ServerDiscovery, Engine):
         self._active: _Active | None = None
         self._closed = False
         self._counts: dict[str, list[int]] = {}
+        self.slots = SlotFiles(endpoint.root_url)  # llama-server's saved chat caches
         timeout = httpx.Timeout(endpoint.timeout, connect=endpoint.connect_timeout)
         # Short requests reuse connections; each answer gets its own, so that
         # cancelling can cut exactly that connection (see _Active).
@@ -204,6 +206,7 @@ class RemoteEngine(ServerDiscovery, Engine):
         started = time.monotonic()
         try:
             self.info = self._check_server()
+            self.slots.check(self.kind, self.model, self.props, self._post_slots)
         except Exception as exc:  # RemoteError; anything else is a bug, but must not kill us
             self.info = None
             self._load_error = (
@@ -215,6 +218,9 @@ class RemoteEngine(ServerDiscovery, Engine):
             return False
         self._send(ModelReady(self.info, time.monotonic() - started))
         return True
+
+    def _post_slots(self, url: str, json: dict[str, Any]) -> httpx.Response:
+        return self._client.post(url, json=json, headers=self._headers())
 
     # --- generating ---------------------------------------------------------------------
 
@@ -324,6 +330,7 @@ class RemoteEngine(ServerDiscovery, Engine):
             payload["model"] = self.model
         if stops:
             payload["stop"] = stops
+        payload.update(self.slots.payload_fields())
         if built.mode == CHAT:
             url = f"{self.base}/chat/completions"
             payload["messages"] = self._messages(
@@ -340,6 +347,8 @@ class RemoteEngine(ServerDiscovery, Engine):
         self._send(dataclasses.replace(begun, prompt_text=shown, prompt_info=info))
 
         started = time.monotonic()
+        # The chat's cache from the server's slot file, if the slot may hold another chat.
+        restored = self.slots.restore(self._post_slots, job.chat_id)
         try:
             result = self._stream(url, payload, job, active, built, progress)
         except _Refused as exc:
@@ -395,10 +404,13 @@ class RemoteEngine(ServerDiscovery, Engine):
                     "model": self.model,
                     **({"seed": sampling.seed} if sampling.seed >= 0 else {}),
                     **thinking_stats(progress, usage, ended),
+                    **self.slots.stats(usage, restored),
                 },
                 reasoning=progress.reasoning.strip(),
             )
         )
+        if not active.aborted:  # while the user reads: the slot holds this chat now
+            self.slots.save(self._post_slots, job.chat_id, used + count)
 
     def _answer_after_thinking(
         self,
