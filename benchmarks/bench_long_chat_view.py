@@ -42,7 +42,7 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))  # if tui is not in
 
 import psutil  # noqa: E402
 import sqlite_utils  # noqa: E402
-from make_big_db import answer_text, user_text  # noqa: E402
+from make_big_db import answer_text, link_as_trees, user_text  # noqa: E402
 from ptyapp import machine, percentile, summary  # noqa: E402
 
 from tui.core.personas import load_library  # noqa: E402
@@ -94,6 +94,7 @@ def make_db(path: Path, sizes: list[int]) -> dict[int, int]:
         store.update_conversation(conv.id, title=title_from(f"Chat of {size} messages"))
     with store.conn:
         sqlite_utils.Database(store.conn)["messages"].insert_all(msg_rows, batch_size=1000)
+        link_as_trees(store.conn, forks_every=50)
     store.close()
     return ids
 

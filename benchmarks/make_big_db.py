@@ -155,12 +155,43 @@ def build(path: Path, chats: int, messages: int, long_chat: int, seed: int = 7) 
     with db.conn:
         db["conversations"].insert_all(conv_rows, batch_size=1000)
         db["messages"].insert_all(msg_rows, batch_size=1000)
+        link_as_trees(db.conn, forks_every=50)
     db.execute("pragma wal_checkpoint(truncate)")
     db.execute("analyze")
     store.close()
     long_id = order.index(0) + 1
     info = {"chats": chats, "messages": messages, "long_chat": long_chat, "long_chat_id": long_id}
     Path(str(path) + ".json").write_text(json.dumps(info), "utf-8")
+
+
+def link_as_trees(conn: sqlite3.Connection, forks_every: int = 0) -> None:
+    """Make the bulk-inserted linear chats trees, as the app keeps them (schema 5 on).
+
+    Each message becomes the child of the one before it and each chat's last
+    message its leaf; with ``forks_every``, every that-many-th answer gets a
+    second version beside it (an older regenerate), off the branch on screen.
+    A database of a llama-tui without trees (no ``parent_id``) is left linear.
+    """
+    columns = {row[1] for row in conn.execute("pragma table_info(messages)")}
+    if "parent_id" not in columns:
+        return
+    conn.execute(
+        "update messages set parent_id = (select max(p.id) from messages p"
+        " where p.conversation_id = messages.conversation_id and p.id < messages.id)"
+    )
+    conn.execute(
+        "update conversations set leaf_id ="
+        " (select max(id) from messages where conversation_id = conversations.id)"
+    )
+    if forks_every:
+        conn.execute(
+            "insert into messages (conversation_id, parent_id, role, content, status,"
+            " created_at, updated_at, model, meta)"
+            " select conversation_id, parent_id, role, 'an older version: ' || content, status,"
+            " created_at, updated_at, model, meta from messages"
+            " where role = 'assistant' and id % ? = 0",
+            [forks_every],
+        )
 
 
 def _schema(path: Path) -> int:

@@ -168,14 +168,14 @@ async def test_copy_edit_regenerate_and_versions(tmp_path: Path) -> None:
         await pilot.press("c")
         assert app.clipboard.startswith("first answer")
 
-        await pilot.press("r")  # regenerate
+        await pilot.press("r")  # regenerate: a second version beside the first
         await wait_for(pilot, lambda: any(m.content == "second answer" for m in answers(app)))
         await pilot.pause()
-        assert "version 2/2 (v)" in screen_text(app)  # which one is shown, of how many
+        await wait_for(pilot, lambda: "‹ 2/2 ›" in screen_text(app))  # which one, of how many
         view.focus()
         await pilot.press("v")
         await wait_for(pilot, lambda: answers(app)[0].content.startswith("first answer"))
-        await wait_for(pilot, lambda: "version 1/2 (v)" in screen_text(app))
+        await wait_for(pilot, lambda: "‹ 1/2 ›" in screen_text(app))
 
         await pilot.press("up")  # the user's message
         assert view.selected.message.role == "user"
@@ -189,6 +189,9 @@ async def test_copy_edit_regenerate_and_versions(tmp_path: Path) -> None:
             "question again",
             "edited answer",
         ]
+        kept = {m.content for m in app.store.tree(conv.id)}  # the first branch stays whole
+        assert {"question", "second answer", "edited answer"} <= kept
+        assert any(m.startswith("first answer") for m in kept)
 
 
 async def test_help_and_palette_list_the_actions(tmp_path: Path) -> None:

@@ -124,3 +124,42 @@ def test_ask_with_a_broken_model_stores_the_reason_and_keeps_the_chat_model(
         assert store.get_conversation(chat.id).model == ""  # the broken file is not kept
     finally:
         store.close()
+
+
+def test_chats_show_tree_and_all_branches(tmp_path: Path) -> None:
+    """`chats show N --tree` prints the outline; --all-branches prints every branch."""
+    from tui.core.store import Store
+
+    db = tmp_path / "chats.db"
+    store = Store(db)
+    conv = store.create_conversation("assistant", title="Forked")
+    question = store.add_message(conv.id, "user", "what is a fork")
+    store.add_message(conv.id, "assistant", "a first answer")
+    second = store.add_message(conv.id, "assistant", "a second answer", parent_id=question.id)
+    store.add_message(conv.id, "user", "\x1b[31mthanks")  # cleaned: data, never escapes
+    store.close()
+    tree = run("--db", str(db), "chats", "show", str(conv.id), "--tree")
+    assert tree.returncode == 0, tree.stderr
+    assert tree.stdout.splitlines()[1:] == [
+        "● You: “what is a fork” · 1 message",
+        f"├─ ○ Assistant: “a first answer” · 1 message  [leaf {second.id - 1}]",
+        f"└─ ● Assistant: “a second answer” · 2 messages  [leaf {second.id + 1}]",
+    ]
+    assert "\x1b" not in tree.stdout
+    shown = run("--db", str(db), "chats", "show", str(conv.id)).stdout
+    assert "a second answer" in shown and "a first answer" not in shown
+    every = run("--db", str(db), "chats", "show", str(conv.id), "--all-branches").stdout
+    assert "## Branch 1 of 2 (on screen)" in every and "a first answer" in every
+    out = tmp_path / "all.md"
+    args = ("chats", "export", str(conv.id), "--all-branches", "-o", str(out))
+    assert run("--db", str(db), *args).returncode == 0
+    assert "## Branch 2 of 2" in out.read_text()
+    exported = tmp_path / "chat.json"
+    args = ("chats", "export", str(conv.id), "-f", "json", "-o", str(exported))
+    assert run("--db", str(db), *args).returncode == 0
+    imported = run("--db", str(db), "chats", "import", str(exported))
+    assert imported.returncode == 0, imported.stderr
+    copy_id = imported.stdout.split()[3].rstrip(":")
+    again = run("--db", str(db), "chats", "show", copy_id, "--tree").stdout
+    assert again.splitlines()[1:][0] == tree.stdout.splitlines()[1:][0]
+    assert len(again.splitlines()) == len(tree.stdout.splitlines())

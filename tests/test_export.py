@@ -29,8 +29,87 @@ def sample_chat(store: st.Store) -> st.Conversation:
 
 
 def comparable(store: st.Store, conv: st.Conversation) -> dict:
-    data = export.to_json(conv, store.messages(conv.id))
+    """The export of the whole tree, its message ids as places (an import makes new ids)."""
+    data = export.to_json(store.get_conversation(conv.id), store.tree(conv.id))
+    place = {m["id"]: i for i, m in enumerate(data["messages"])}
+    for message in data["messages"]:
+        message["id"], message["parent"] = place[message["id"]], place.get(message["parent"])
     return data
+
+
+def test_json_round_trip_keeps_the_whole_tree(store: st.Store) -> None:
+    conv = sample_chat(store)
+    first, answer = store.messages(conv.id)[:2]
+    store.add_message(conv.id, "assistant", "Another answer", parent_id=first.id)
+    store.add_message(conv.id, "user", "on the new branch")
+    store.add_message(conv.id, "user", "Hello again", parent_id=None)  # an edited first one
+    store.set_leaf(conv.id, store.newest_leaf(answer.id))  # the first branch on screen
+    conv = store.get_conversation(conv.id)
+    copy = export.import_json(store, json.loads(export.dumps(conv, store.tree(conv.id))))
+    assert comparable(store, copy) == comparable(store, conv)
+    assert [m.content for m in store.messages(copy.id)] == [
+        m.content for m in store.messages(conv.id)
+    ]
+    assert sorted(store.fork_positions(copy.id).values()) == sorted(
+        store.fork_positions(conv.id).values()
+    )
+    assert len(store.tree(copy.id)) == 7
+
+
+def test_a_version_1_export_with_kept_versions_imports_them_as_branches(store: st.Store) -> None:
+    data = {
+        "format": "llama-tui-chat",
+        "version": 1,
+        "conversation": {"title": "t"},
+        "messages": [
+            {"role": "user", "content": "joke?"},
+            {"role": "assistant", "content": "joke 2",
+             "meta": {"alternatives": [{"content": "joke 1", "status": "cancelled"}]}},
+        ],
+    }  # fmt: skip
+    conv = export.import_json(store, data)
+    shown = store.messages(conv.id)
+    assert [m.content for m in shown] == ["joke?", "joke 2"]
+    assert "alternatives" not in shown[1].meta
+    versions = store.siblings(shown[1].id)
+    assert [(m.content, m.status) for m in versions] == [
+        ("joke 2", st.COMPLETE),
+        ("joke 1", st.CANCELLED),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("messages", "reason"),
+    [
+        ([{"id": 1, "role": "user", "content": "a"}, {"id": 1, "role": "user", "content": "b"}],
+         "no id of its own"),
+        ([{"id": 1, "parent": 2, "role": "user", "content": "a"},
+          {"id": 2, "role": "user", "content": "b"}], "parent must be"),
+        ([{"id": 1, "parent": [1], "role": "user", "content": "a"}], "parent must be"),
+        ([{"role": "user", "content": "a"}, {"id": 2, "role": "user", "content": "b"}],
+         "no id of its own"),
+    ],
+)  # fmt: skip
+def test_a_broken_tree_is_refused(store: st.Store, messages: list, reason: str) -> None:
+    data = {"format": "llama-tui-chat", "version": 2, "conversation": {}, "messages": messages}
+    with pytest.raises(export.ChatImportError, match=reason):
+        export.import_json(store, data)
+    assert store.list_conversations() == []
+
+
+def test_markdown_of_all_branches_repeats_no_message(store: st.Store) -> None:
+    conv = sample_chat(store)
+    first = store.messages(conv.id)[0]
+    store.add_message(conv.id, "assistant", "Another answer", parent_id=first.id)
+    conv = store.get_conversation(conv.id)
+    md = export.branches_to_markdown(conv, store.tree(conv.id), "Bob")
+    on_screen = md.index("## Branch 1 of 2 (on screen)")  # the new answer's branch
+    assert on_screen < md.index("Another answer") < md.index("## Branch 2 of 2")
+    assert md.count("**You**:\n\nHello, Bob. 你好") == 1  # the shared question, once
+    assert (
+        "*The first 1 messages as in branch 1 (up to “Hello, Bob. 你好 [bold]x[/]”), then:*" in md
+    )
+    assert md.index("## Branch 2 of 2") < md.index("Hello.\n\n```py") < md.index("Half an")
 
 
 def test_json_round_trip_is_lossless(store: st.Store) -> None:

@@ -91,9 +91,9 @@ async def test_delete_asks_with_the_start_of_the_message(tmp_path: Path) -> None
         await pilot.press("home")
         await wait_for(pilot, lambda: selected_id(app) == messages[0].id)
         await pilot.press("d")
-        await wait_for(pilot, lambda: "Delete this message?" in screen_text(app))
+        await wait_for(pilot, lambda: "Delete this message, or" in screen_text(app))
         assert "message number 00 from user" in screen_text(app)
-        await pilot.press("y")
+        await pilot.press("y")  # only this message: the replies stay
         await wait_for(pilot, lambda: len(app.store.messages(messages[0].conversation_id)) == 75)
         assert app.store.messages(messages[0].conversation_id)[0].id == messages[1].id
 

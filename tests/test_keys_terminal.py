@@ -297,3 +297,36 @@ def test_a_dialog_opened_and_answered_in_one_burst(env: dict[str, str], db: Path
         wait_until(term, lambda: rows(db, gone) == [("question in chat 1",)], "the deletion")
     finally:
         term.child.close(force=True)
+
+
+# --- 6. branches ------------------------------------------------------------------------------
+
+
+def test_edit_makes_a_branch_and_left_switches_back(env: dict[str, str], db: Path) -> None:
+    """e on an answer, a change, Enter: a second version (‹ 2/2 ›); ← shows the first again,
+    → the edit; nothing is deleted on the way."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    store = Store(db)
+    chat = store.create_conversation("assistant", title="Branches")
+    store.add_message(chat.id, "user", "name a colour")
+    store.add_message(chat.id, "assistant", "the first answer")
+    store.close()
+    term = Terminal([], env)
+    try:
+        term.wait_for("the first answer", timeout=60)
+        burst(term, SHIFT_TAB + b"e")  # the chat view (newest message selected), edit it
+        wait_until(term, lambda: prompt_box(term) == "the first answer", "the answer to edit")
+        burst(term, END + b" was blue\r")
+        term.wait_for("‹ 2/2 ›", timeout=30)
+        answers = "select content from messages where role='assistant' order by id"
+        assert rows(db, answers) == [("the first answer",), ("the first answer was blue",)]
+        assert "the first answer was blue" in term.text()
+        burst(term, SHIFT_TAB + LEFT)  # the chat view, the edited answer selected; back
+        term.wait_for("‹ 1/2 ›", timeout=30)
+        assert "was blue" not in term.text() and "the first answer" in term.text()
+        burst(term, RIGHT)
+        term.wait_for("‹ 2/2 ›", timeout=30)
+        assert "the first answer was blue" in term.text()
+        assert len(rows(db, "select id from messages")) == 3
+    finally:
+        term.child.close(force=True)

@@ -218,9 +218,9 @@ def test_regenerate_and_versions_keep_each_answers_thinking(runner: rn.ChatServi
     runner.handle(GenerationFinished(job_id, "A", "stop", reasoning="thought A"))
     answer, job_id = runner.regenerate(conv.id)
     runner.handle(GenerationFinished(job_id, "B", "stop", reasoning="thought B"))
-    shown = runner.cycle_version(answer.id)
+    shown = runner.cycle_version(answer.id)  # versions are sibling answers (a tree)
     assert (shown.content, shown.reasoning) == ("A", "thought A")
-    shown = runner.cycle_version(answer.id)
+    shown = runner.cycle_version(shown.id)
     assert (shown.content, shown.reasoning) == ("B", "thought B")
 
 

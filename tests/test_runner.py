@@ -177,63 +177,13 @@ def finish(runner: rn.ChatService, job_id: int, text: str) -> None:
     runner.handle(GenerationFinished(job_id, text, "stop", 3, 0.1, 20, 512))
 
 
-def test_regenerate_keeps_earlier_answers_reachable(runner: rn.ChatService) -> None:
-    conv = runner.new_conversation("assistant")
-    _u, first, job_id = runner.send(conv.id, "a joke please")
-    finish(runner, job_id, "first joke")
-    second, job_id = runner.regenerate(conv.id)
-    assert runner.engine.jobs[-1].history[-1].content == "a joke please"
-    finish(runner, job_id, "second joke")
-    messages = runner.store.messages(conv.id)
-    assert [m.content for m in messages] == ["a joke please", "second joke"]
-    assert messages[1].meta["alternatives"][0]["content"] == "first joke"
-    shown = runner.cycle_version(second.id)
-    assert shown.content == "first joke"
-    assert shown.meta["alternatives"][0]["content"] == "second joke"
-    assert runner.cycle_version(second.id).content == "second joke"
-
-
-def test_versions_keep_their_numbers_as_they_cycle(runner: rn.ChatService) -> None:
-    """`3 versions (v)` never said which one was shown: each version keeps its number."""
-    conv = runner.new_conversation("assistant")
-    _u, answer, job_id = runner.send(conv.id, "a joke please")
-    finish(runner, job_id, "joke 1")
-    for text in ("joke 2", "joke 3"):
-        answer, job_id = runner.regenerate(conv.id)
-        finish(runner, job_id, text)
-    shown = runner.store.get_message(answer.id)
-    assert (shown.content, shown.meta["version"]) == ("joke 3", 3)
-    seen = []
-    for _ in range(4):
-        shown = runner.cycle_version(answer.id)
-        seen.append((shown.content, shown.meta["version"], len(shown.meta["alternatives"]) + 1))
-    assert seen == [("joke 1", 1, 3), ("joke 2", 2, 3), ("joke 3", 3, 3), ("joke 1", 1, 3)]
-    answer, job_id = runner.regenerate(conv.id)  # regenerated while joke 1 is shown
-    finish(runner, job_id, "joke 4")
-    newest = runner.store.get_message(answer.id)
-    assert newest.meta["version"] == 4
-    assert sorted(v["meta"]["version"] for v in newest.meta["alternatives"]) == [1, 2, 3]
-
-
 def test_regenerate_needs_an_answer(runner: rn.ChatService) -> None:
     conv = runner.new_conversation("assistant")
     with pytest.raises(ValueError, match="no answer"):
         runner.regenerate(conv.id)
 
 
-def test_edit_and_resend_replaces_the_rest_of_the_chat(runner: rn.ChatService) -> None:
-    conv = runner.new_conversation("assistant")
-    user, _a, job_id = runner.send(conv.id, "capital of Frnace?")
-    finish(runner, job_id, "what?")
-    _u, _a, job_id = runner.send(conv.id, "follow-up")
-    finish(runner, job_id, "ok")
-    runner.edit_and_resend(conv.id, user.id, "capital of France?")
-    messages = runner.store.messages(conv.id)
-    assert [(m.role, m.content) for m in messages] == [
-        ("user", "capital of France?"),
-        ("assistant", ""),
-    ]
-    assert [t.content for t in runner.engine.jobs[-1].history] == ["capital of France?"]
+# Regenerate, edit and versions (now branches of a tree): tests/test_branches.py
 
 
 # --- what handle() says changed -------------------------------------------------------

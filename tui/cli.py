@@ -57,12 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
     chats = sub.add_parser("chats", help="list, show, export, import or delete chats")
     chat_sub = chats.add_subparsers(dest="action", metavar="ACTION")
     chat_sub.add_parser("list", help="the chats, most recent first")
-    show = chat_sub.add_parser("show", help="print a chat as Markdown")
+    show = chat_sub.add_parser("show", help="print a chat as Markdown (the branch on screen)")
     show.add_argument("id", type=int)
+    show.add_argument("--tree", action="store_true", help="print its branches as an outline")
+    show.add_argument("--all-branches", action="store_true", help="print every branch")
     export = chat_sub.add_parser("export", help="export a chat as Markdown or JSON")
     export.add_argument("id", type=int)
     export.add_argument("--format", "-f", choices=["md", "json"], default="md")
     export.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
+    export.add_argument(
+        "--all-branches",
+        action="store_true",
+        help="Markdown of every branch, not only the one on screen (JSON always has all)",
+    )
     imp = chat_sub.add_parser(
         "import", help="import a chat exported as JSON (or as llama-tui's Markdown, FILE.md)"
     )
@@ -129,14 +136,14 @@ def choose_backend(
     return path, None, problem
 
 
-def make_engine(endpoint: Endpoint | None) -> Engine:
+def make_engine(endpoint: Endpoint | None, config: Config | None = None) -> Engine:
     if endpoint is not None:
         from tui.engine.remote import RemoteEngine
 
         return RemoteEngine(endpoint)
     from tui.engine.local.client import LocalEngine
 
-    return LocalEngine(paths.log_path())
+    return LocalEngine(paths.log_path(), config.kv_cache_mb if config else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,6 +186,7 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"personas: {paths.user_personas_dir()}")
         print(f"log:      {paths.log_path()}")
         print(f"cache:    {paths.cache_dir()}")
+        print(f"kv cache: {paths.kv_states_dir()}  (saved chat states, kv_cache_mb)")
         return 0
     if args.command == "personas":
         return persona_commands.run(args)
@@ -282,11 +290,17 @@ def chats_command(args: argparse.Namespace, store: Store) -> int:
     if action == "delete":
         conversation = service.delete_chat(args.id, keep_copy=False)  # no undo after we exit
         print(f"deleted chat {conversation.id}: {conversation.title}")
+    elif action == "show" and args.tree:
+        conversation = store.get_conversation(args.id)
+        ai_name = service.persona_of(conversation).ai_name
+        print(f"{conversation.title} (chat {args.id}) · ● the branch on screen")
+        print(service.branch_outline(args.id, ai_name))
     elif action == "export" and args.output:
-        out = service.export_chat(args.id, Path(args.output), args.format)
+        out = service.export_chat(args.id, Path(args.output), args.format, args.all_branches)
         print(f"wrote {out}", file=sys.stderr)
     else:
-        sys.stdout.write(service.render_chat(args.id, "md" if action == "show" else args.format))
+        fmt = "md" if action == "show" else args.format
+        sys.stdout.write(service.render_chat(args.id, fmt, args.all_branches))
     return 0
 
 
@@ -332,7 +346,7 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
     model_id = endpoint.label if endpoint else str(model_path)
     library = load_library()
     events: queue.Queue = queue.Queue()
-    engine = make_engine(endpoint)
+    engine = make_engine(endpoint, config)
     service = ChatService(store, engine, library, model_id)
     if args.chat is not None:
         try:
@@ -420,7 +434,7 @@ def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
 
     app = LlamaTUI(
         store=store,
-        engine=make_engine(endpoint),
+        engine=make_engine(endpoint, config),
         personas=load_library(),
         model_path=model_path,
         default_persona=args.persona or config.persona,

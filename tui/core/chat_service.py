@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 from tui.core import paths
 from tui.core import store as st
+from tui.core.chat_branches import BUSY, BranchActions, Busy
+from tui.core.compare_variants import Variant
 from tui.core.engine_protocol import (
     Engine,
     EngineEvent,
@@ -36,6 +38,7 @@ from tui.core.engine_protocol import (
 )
 from tui.core.personas import Persona, PersonaLibrary
 from tui.core.prompt import PersonaPrompt, Turn
+from tui.core.prompt_record import record_prompt
 from tui.core.sampling import Sampling
 from tui.core.sanitize import clean_text
 
@@ -62,6 +65,7 @@ class ActiveJob:
     dirty: bool = False
     started: GenerationStarted | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # kept, e.g. earlier versions
+    prefill: str = ""  # the answer's start the model goes on from (continue, prefill)
     gone: bool = False  # its chat was deleted while it streamed: stopped, nothing to save
 
 
@@ -86,10 +90,6 @@ class Change:
         return self.job.message_id
 
 
-class Busy(Exception):
-    """The chat already has an answer being generated."""
-
-
 class ChatFormats(Protocol):
     """How chats become files and come back (the module :mod:`tui.formats.chats`).
 
@@ -106,13 +106,19 @@ class ChatFormats(Protocol):
         self, conversation: st.Conversation, messages: list[st.Message], ai_name: str
     ) -> str: ...
 
+    def branches_to_markdown(
+        self, conversation: st.Conversation, tree: list[st.Message], ai_name: str
+    ) -> str: ...
+
     def import_json(self, store: st.Store, data: Any) -> st.Conversation: ...
 
 
 EXPORT_FORMATS = ("md", "json")
 
 
-class ChatService:
+class ChatService(BranchActions):
+    """Chats and their turns; the branch operations are in :class:`BranchActions`."""
+
     def __init__(
         self,
         store: st.Store,
@@ -165,7 +171,7 @@ class ChatService:
         conversation = self.store.get_conversation(conversation_id)
         copy = None
         if keep_copy and self.formats is not None:
-            copy = self.formats.to_json(conversation, self.store.messages(conversation_id))
+            copy = self.formats.to_json(conversation, self.store.tree(conversation_id))
         self.cancel(conversation_id)
         self.store.delete_conversation(conversation_id)
         if copy is not None:
@@ -183,26 +189,38 @@ class ChatService:
             self.deleted.append(copy)  # not restored: it can be tried again
             raise
 
-    def render_chat(self, conversation_id: int, fmt: str = "md") -> str:
-        """The chat as Markdown (``md``) or as lossless JSON (``json``, importable)."""
+    def render_chat(self, conversation_id: int, fmt: str = "md", all_branches: bool = False) -> str:
+        """The chat as Markdown (``md``) or as lossless JSON (``json``, importable).
+
+        JSON always holds the whole tree (every branch, with the one on
+        screen); Markdown the branch on screen, or with ``all_branches`` every
+        branch, one after the other.
+        """
         if self.formats is None:
             raise RuntimeError("this chat service was made without chat formats")
         if fmt not in EXPORT_FORMATS:
             raise ValueError(f"unknown chat format {fmt!r}: use md or json")
         conversation = self.store.get_conversation(conversation_id)
-        messages = self.store.messages(conversation_id)
         if fmt == "json":
-            return self.formats.dumps(conversation, messages) + "\n"
+            return self.formats.dumps(conversation, self.store.tree(conversation_id)) + "\n"
         ai_name = self.persona_of(conversation).ai_name
+        if all_branches:
+            return self.formats.branches_to_markdown(
+                conversation, self.store.tree(conversation_id), ai_name
+            )
+        messages = self.store.messages(conversation_id)
         return self.formats.to_markdown(conversation, messages, ai_name)
 
-    def export_chat(self, conversation_id: int, path: Path, fmt: str = "md") -> Path:
+    def export_chat(
+        self, conversation_id: int, path: Path, fmt: str = "md", all_branches: bool = False
+    ) -> Path:
         """Write the chat to ``path`` (``~`` expanded), readable by its owner alone (0600).
 
         Raises OSError if the file cannot be written, KeyError if there is no such chat.
         """
         path = path.expanduser()
-        paths.write_private(path, self.render_chat(conversation_id, fmt))  # chats are private
+        text = self.render_chat(conversation_id, fmt, all_branches)
+        paths.write_private(path, text)  # chats are private
         return path
 
     def window(self, *conversations: st.Conversation) -> int:
@@ -229,9 +247,12 @@ class ChatService:
         wanted = conversation.model
         return wanted if wanted and Path(wanted).is_file() else self.model
 
-    def _model_for(self, conversation: st.Conversation) -> None:
-        """Each chat keeps its model: load it first if another one (or none) is loaded."""
-        wanted = self.model_of(conversation)
+    def _model_for(self, conversation: st.Conversation, model: str | None = None) -> None:
+        """Each chat keeps its model: load it first if another one (or none) is loaded.
+
+        ``model``: another model for this one answer (compare), loaded in its turn.
+        """
+        wanted = model or self.model_of(conversation)
         if (wanted != self.model or self.unloaded) and Path(wanted).is_file():
             self.load(wanted, self.window(conversation))
 
@@ -247,83 +268,79 @@ class ChatService:
         if this chat is still answering.
         """
         if self.job_for(conversation_id):
-            raise Busy("This chat is still answering: wait, or press Esc to stop it.")
+            raise Busy(BUSY)
         text = clean_text(text).strip()
         user = self.store.add_message(conversation_id, "user", text)
         answer, job_id = self._answer(conversation_id)
         return user, answer, job_id
 
-    def regenerate(self, conversation_id: int) -> tuple[st.Message, int]:
-        """Answer the last user message again; earlier answers stay reachable.
-
-        The replaced answer's text moves into the new answer's
-        ``meta["alternatives"]`` (see :meth:`cycle_version`).
-        """
-        if self.job_for(conversation_id):
-            raise Busy("This chat is still answering: wait, or press Esc to stop it.")
-        messages = self.store.last_messages(conversation_id, 2)
-        if len(messages) < 2 or messages[-1].role != "assistant":
-            raise ValueError("There is no answer to regenerate.")
-        last = messages[-1]  # badly typed versions were left out when it was read
-        alternatives = _numbered([*last.meta.get("alternatives", []), _version(last)])
-        self.store.delete_message(last.id)
-        meta = {"alternatives": alternatives, "version": len(alternatives) + 1}
-        return self._answer(conversation_id, meta)
-
-    def cycle_version(self, message_id: int) -> st.Message:
-        """Show the next stored version of a regenerated answer."""
-        message = self.store.get_message(message_id)  # badly typed versions are left out
-        alternatives = list(message.meta.get("alternatives", []))
-        if not alternatives:
-            return message
-        shown = alternatives.pop(0)
-        alternatives.append(_version(message))
-        meta = {**shown.get("meta", {}), "alternatives": alternatives}
-        reasoning = shown.get("reasoning", "")
-        self.store.update_message(message_id, shown["content"], meta=meta, reasoning=reasoning)
-        return self.store.get_message(message_id)
-
-    def edit_and_resend(
-        self, conversation_id: int, message_id: int, text: str
-    ) -> tuple[st.Message, st.Message, int]:
-        """Replace a user message and everything after it, then answer again."""
-        if self.job_for(conversation_id):
-            raise Busy("This chat is still answering: wait, or press Esc to stop it.")
-        self.store.delete_messages_from(conversation_id, message_id)
-        conversation = self.store.get_conversation(conversation_id)
-        if (conversation.context_start_id or 0) >= message_id:
-            self.store.update_conversation(conversation_id, context_start_id=None)
-        return self.send(conversation_id, text)
-
     def _answer(
-        self, conversation_id: int, meta: dict[str, Any] | None = None
+        self,
+        conversation_id: int,
+        meta: dict[str, Any] | None = None,
+        parent_id: int | None = st.AT_LEAF,
+        prefill: str = "",
+        variant: Variant | None = None,
     ) -> tuple[st.Message, int]:
-        """Open an empty answer (committed) and queue the job that fills it."""
+        """Open an answer (committed; empty, or ``prefill``) and queue the job that fills it.
+
+        The answer follows ``parent_id`` (default: the end of the branch on
+        screen) and becomes the chat's leaf; the model sees that branch.
+        """
         conversation = self.store.get_conversation(conversation_id)
-        self._model_for(conversation)
+        # First: the answer names the model that writes it.
+        self._model_for(conversation, variant.model if variant else None)
         meta = {**(meta or {}), "writer": st.writer_id()}
         answer = self.store.add_message(
-            conversation_id, "assistant", "", status=st.PARTIAL, model=self.model, meta=meta
+            conversation_id,
+            "assistant",
+            prefill,
+            status=st.PARTIAL,
+            model=self.model,
+            meta=meta,
+            parent_id=parent_id,
         )
+        return answer, self._queue(conversation, answer, meta, prefill, variant)
+
+    def _queue(
+        self,
+        conversation: st.Conversation,
+        answer: st.Message,
+        meta: dict[str, Any],
+        prefill: str,
+        variant: Variant | None = None,
+    ) -> int:
+        """Queue the job that writes ``answer`` (going on from ``prefill``); its id.
+
+        ``variant``: another persona, model or sampling for this answer alone (compare).
+        """
+        self._model_for(conversation, variant.model if variant else None)
+        persona = self.persona_of(conversation)
+        sampling = self.sampling_of(conversation)
+        if variant is not None:
+            persona = self.personas.get(variant.persona) if variant.persona else persona
+            base = persona.sampling_defaults() if variant.persona else sampling
+            sampling = Sampling.from_dict({**conversation.sampling, **variant.sampling}, base)
+        conversation_id = conversation.id
         history, ids = self.history(conversation, upto=answer.id)
         job_id = next(self._ids)
         start = conversation.context_start_id
         self.jobs[job_id] = ActiveJob(
-            job_id, conversation_id, answer.id, ids, answer, start, meta=meta
-        )
+            job_id, conversation_id, answer.id, ids, answer, start, text=prefill, meta=meta,
+            prefill=prefill,
+        )  # fmt: skip
         job = Generate(
             job_id=job_id,
             # Placeholders ({{time}}) take the chat's start time, as the seed's script
             # filled them once: the prompt then stays byte-identical and the cache holds.
-            persona=PersonaPrompt.from_persona(
-                self.persona_of(conversation), _started(conversation)
-            ),
+            persona=PersonaPrompt.from_persona(persona, _started(conversation)),
             history=history,
-            sampling=self.sampling_of(conversation).to_dict(),
+            sampling=sampling.to_dict(),
             chat_id=conversation_id,
+            prefill=prefill,
         )
         self.engine.generate(job)
-        return answer, job_id
+        return job_id
 
     def history(self, conversation: st.Conversation, upto: int) -> tuple[list[Turn], list[int]]:
         """The turns the model may see, before message ``upto``, and their message ids.
@@ -380,6 +397,7 @@ class ChatService:
         change = Change(job)
         if isinstance(event, GenerationStarted):
             job.started = event
+            record_prompt(self.store, job.message_id, job.history_ids, event)
             if 0 <= event.start < len(job.history_ids):
                 start = job.history_ids[event.start]
                 if self.store.update_conversation(job.conversation_id, context_start_id=start):
@@ -441,7 +459,7 @@ class ChatService:
 
     def _finish(self, job: ActiveJob, event: GenerationFinished) -> st.Message | None:
         status = st.CANCELLED if event.reason == "cancelled" else st.COMPLETE
-        text = job.text if event.reason == "cancelled" else clean_text(event.text)
+        text = job.text if event.reason == "cancelled" else job.prefill + clean_text(event.text)
         if event.reason != "cancelled" and event.reasoning:
             job.reasoning = clean_text(event.reasoning)
         if event.reason == "context":
@@ -517,27 +535,3 @@ def _started(conversation: st.Conversation) -> datetime:
         return datetime.fromisoformat(conversation.created_at).astimezone()
     except ValueError:
         return datetime.now()
-
-
-def _numbered(versions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Give each version its number (1 = the first answer), kept as it cycles.
-
-    Versions stored before they were numbered are numbered in stored order,
-    which is the order they were made in unless ``v`` cycled them.
-    """
-    if all(isinstance(v.get("meta", {}).get("version"), int) for v in versions):
-        return versions
-    return [
-        {**v, "meta": {**v.get("meta", {}), "version": number}}
-        for number, v in enumerate(versions, 1)
-    ]
-
-
-def _version(message: st.Message) -> dict[str, Any]:
-    """One answer version, as kept in ``meta["alternatives"]``."""
-    meta = {k: v for k, v in message.meta.items() if k != "alternatives"}
-    meta.setdefault("version", 1)  # the first answer was never numbered
-    version = {"content": message.content, "status": message.status, "meta": meta}
-    if message.reasoning:
-        version["reasoning"] = message.reasoning
-    return version

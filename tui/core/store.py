@@ -14,20 +14,19 @@ in :mod:`tui.core.migrations`. Rows become :class:`Conversation` and
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import socket
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from tui.core import migrations, paths
 from tui.core.processes import pid_exists
 from tui.core.sanitize import clean_text
-from tui.core.store_errors import StoreError, open_problem, write_problem
+from tui.core.store_errors import StoreError, open_problem, writes
 from tui.core.store_errors import describe as describe  # for the command line
 
 # Re-exported: the app knows chats and messages as ``store.Conversation`` and so on.
@@ -46,30 +45,16 @@ from tui.core.store_rows import (  # noqa: F401
 )
 from tui.core.store_rows import conversation as _conversation
 from tui.core.store_rows import message as _message
+from tui.core.store_tree import TreeStore
 
 TITLE_LENGTH = 60
+AT_LEAF = 0  # ``add_message``'s default parent: the chat's current leaf (no id is 0)
 _CHAT_FIELDS = frozenset(
     {"title", "persona", "model", "sampling", "created_at", "updated_at", "pinned", "archived"}
 )
 _MESSAGE_FIELDS = frozenset(
     {"role", "content", "reasoning", "status", "created_at", "updated_at", "model", "meta"}
 )
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _writes(method: F) -> F:
-    """Turn SQLite write failures into a :class:`StoreError` a person can act on."""
-
-    @functools.wraps(method)
-    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(write_problem(self.path, exc)) from exc
-
-    return wrapper  # type: ignore[return-value]
 
 
 def now() -> str:
@@ -83,8 +68,9 @@ def title_from(text: str) -> str:
     return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1].rstrip() + "…"
 
 
-class Store:
-    """All reads and writes of the chat database go through here."""
+class Store(TreeStore):
+    """All reads and writes of the chat database go through here (the tree's in
+    :class:`~tui.core.store_tree.TreeStore`)."""
 
     def __init__(self, path: Path | str):
         self.path = Path(path)
@@ -147,7 +133,7 @@ class Store:
 
     # --- conversations -------------------------------------------------------------
 
-    @_writes
+    @writes
     def create_conversation(
         self,
         persona: str,
@@ -168,34 +154,52 @@ class Store:
             conv_id = self._insert("conversations", row)
         return self.get_conversation(conv_id)
 
-    @_writes
+    @writes
     def import_chat(
         self,
         chat: dict[str, Any],
         messages: list[dict[str, Any]],
         context_start: int | None = None,
+        parents: list[int | None] | None = None,
+        leaf: int | None = None,
     ) -> Conversation:
         """Add a whole chat (an import) in one transaction: all of it or nothing.
 
         ``chat`` holds a conversation's columns and ``messages`` the messages'
         (``sampling`` and ``meta`` as dicts); ``context_start`` is the index in
-        ``messages`` of the first one inside the model's window.
+        ``messages`` of the first one inside the model's window. ``parents``
+        gives each message's parent as an index into ``messages`` (None: a
+        first message; each parent before its children); without it the chat
+        is one branch. ``leaf`` is the index of the current branch's last
+        message (default: the last message).
         """
         unknown = (set(chat) - _CHAT_FIELDS).union(*(set(m) - _MESSAGE_FIELDS for m in messages))
         if unknown:  # column names go into the SQL: only ours
             raise ValueError(f"not a field of a chat or a message: {sorted(unknown)}")
+        if parents is None:
+            parents = [i - 1 if i else None for i in range(len(messages))]
+        if len(parents) != len(messages) or any(
+            p is not None and not 0 <= p < i for i, p in enumerate(parents)
+        ):
+            raise ValueError("each message's parent must be an earlier message")
         with self.transaction():
             row = {**chat, "sampling": json.dumps(chat.get("sampling") or {}, allow_nan=False)}
             conv_id = self._insert("conversations", row)
-            ids = []
-            for message in messages:
+            ids: list[int] = []
+            for message, parent in zip(messages, parents, strict=True):
                 meta = json.dumps(message.get("meta") or {}, allow_nan=False)
-                row = {**message, "conversation_id": conv_id, "meta": meta}
+                parent_id = None if parent is None else ids[parent]
+                row = {**message, "conversation_id": conv_id, "meta": meta, "parent_id": parent_id}
                 ids.append(self._insert("messages", row))
             if context_start is not None and 0 <= context_start < len(ids):
                 self.conn.execute(
                     "update conversations set context_start_id = ? where id = ?",
                     [ids[context_start], conv_id],
+                )
+            if ids:
+                chosen = leaf if leaf is not None and 0 <= leaf < len(ids) else len(ids) - 1
+                self.conn.execute(
+                    "update conversations set leaf_id = ? where id = ?", [ids[chosen], conv_id]
                 )
         return self.get_conversation(conv_id)
 
@@ -250,7 +254,7 @@ class Store:
         )
         return [(_message(r), clean_text(r["chat_title"] or "New chat")) for r in rows]
 
-    @_writes
+    @writes
     def update_conversation(self, conv_id: int, **values: Any) -> bool:
         """Change a chat's fields; False if the chat is gone (deleted meanwhile)."""
         if "sampling" in values:
@@ -266,7 +270,7 @@ class Store:
             )
         return cursor.rowcount > 0
 
-    @_writes
+    @writes
     def delete_conversation(self, conv_id: int) -> None:
         with self.transaction():
             self.conn.execute("delete from messages where conversation_id = ?", [conv_id])
@@ -274,7 +278,7 @@ class Store:
 
     # --- messages ------------------------------------------------------------------
 
-    @_writes
+    @writes
     def add_message(
         self,
         conv_id: int,
@@ -283,35 +287,49 @@ class Store:
         status: str = COMPLETE,
         model: str = "",
         meta: dict[str, Any] | None = None,
+        parent_id: int | None = AT_LEAF,
         reasoning: str = "",
     ) -> Message:
-        """Append a message (committed before this returns) and touch the chat.
+        """Add a message (committed before this returns); it becomes the chat's leaf.
 
+        By default it follows the chat's current leaf (the end of the branch on
+        screen); ``parent_id`` makes it a child of that message instead (a new
+        branch beside the message's other children), ``None`` a first message.
         ``reasoning``: a reasoning model's thinking, kept beside the answer.
         """
         stamp = now()
-        row = {
-            "conversation_id": conv_id,
-            "role": role,
-            "content": content,
-            "reasoning": reasoning,
-            "status": status,
-            "created_at": stamp,
-            "updated_at": stamp,
-            "model": model,
-            "meta": json.dumps(meta or {}),
-        }
         with self.transaction():
+            if parent_id == AT_LEAF:
+                parent_id = self._leaf(conv_id, adopt=True)
+            elif parent_id is not None:
+                self._adopt_linear(conv_id)
+                owner = self.conn.execute(
+                    "select conversation_id from messages where id = ?", [parent_id]
+                ).fetchone()
+                if owner is None or owner[0] != conv_id:
+                    raise KeyError(f"no message {parent_id} in chat {conv_id}")
+            row = {
+                "conversation_id": conv_id,
+                "parent_id": parent_id,
+                "role": role,
+                "content": content,
+                "reasoning": reasoning,
+                "status": status,
+                "created_at": stamp,
+                "updated_at": stamp,
+                "model": model,
+                "meta": json.dumps(meta or {}),
+            }
             msg_id = self._insert("messages", row)
             self.conn.execute(
-                "update conversations set updated_at = ?,"
+                "update conversations set updated_at = ?, leaf_id = ?,"
                 " title = case when title = '' and ? = 'user' then ? else title end"
                 " where id = ?",
-                [stamp, role, title_from(content), conv_id],
+                [stamp, msg_id, role, title_from(content), conv_id],
             )
         return self.get_message(msg_id)
 
-    @_writes
+    @writes
     def update_message(
         self,
         msg_id: int,
@@ -342,30 +360,55 @@ class Store:
     def messages(
         self, conv_id: int, since_id: int = 0, before_id: int | None = None
     ) -> list[Message]:
-        """A chat's messages, oldest first: all, or those with ``since_id <= id < before_id``."""
-        where, params = "conversation_id = ? and id >= ?", [conv_id, since_id]
+        """The chat's current branch (first message to its leaf), oldest first.
+
+        With ``since_id`` it starts at that message, if it is on the branch
+        (else at the first message: a window start left on another branch
+        does not cut this one); ``before_id`` stops before that message. Ids
+        grow along every branch (a message is always newer than its parent),
+        so a range of the branch is a range of ids.
+        """
+        leaf = self._leaf(conv_id)
+        if leaf is None:  # a chat of rows with no parents (another program wrote it)
+            where, params = "conversation_id = ? and id >= ?", [conv_id, since_id]
+            if before_id is not None:
+                where += " and id < ?"
+                params.append(before_id)
+            rows = self._query(f"select * from messages where {where} order by id", params)
+            return [_message(r) for r in rows]
+        rows = self._path_rows(leaf, since_id)
+        if since_id and rows and rows[0]["id"] != since_id and rows[0]["parent_id"] is not None:
+            rows = self._path_rows(leaf, 0)  # ``since_id`` is on another branch
         if before_id is not None:
-            where += " and id < ?"
-            params.append(before_id)
-        rows = self._query(f"select * from messages where {where} order by id", params)
+            rows = [r for r in rows if r["id"] < before_id]
         return [_message(r) for r in rows]
 
     def last_messages(self, conv_id: int, count: int) -> list[Message]:
-        """A chat's newest ``count`` messages, oldest first (without reading the rest)."""
+        """The newest ``count`` messages of the current branch, oldest first."""
+        leaf = self._leaf(conv_id)
+        if leaf is None:
+            rows = self._query(
+                "select * from messages where conversation_id = ? order by id desc limit ?",
+                [conv_id, count],
+            )
+            return [_message(r) for r in rows][::-1]
         rows = self._query(
-            "select * from messages where conversation_id = ? order by id desc limit ?",
-            [conv_id, count],
+            "with recursive path(id, parent_id, depth) as ("
+            " select id, parent_id, 1 from messages where id = ?"
+            " union all select m.id, m.parent_id, p.depth + 1 from messages m"
+            " join path p on m.id = p.parent_id where m.id < p.id and p.depth < ?)"
+            " select m.* from messages m join path using (id) order by m.id",
+            [leaf, count],
         )
-        return [_message(r) for r in rows][::-1]
+        return [_message(r) for r in rows]
 
-    @_writes
-    def delete_message(self, msg_id: int) -> None:
-        with self.transaction():
-            self.conn.execute("delete from messages where id = ?", [msg_id])
-
-    @_writes
+    @writes
     def delete_messages_from(self, conv_id: int, msg_id: int) -> None:
-        """Delete message ``msg_id`` of a chat and every later one (edit and resend)."""
+        """Delete message ``msg_id`` of a chat and every later one, on every branch.
+
+        No user action uses it any more (editing makes a branch; deleting asks
+        for :meth:`delete_branch`); kept for tools and tests.
+        """
         with self.transaction():
             self.conn.execute(
                 "delete from messages where conversation_id = ? and id >= ?", [conv_id, msg_id]

@@ -6,8 +6,12 @@ SQLite's messages name neither the file nor the fix; these do (see
 
 from __future__ import annotations
 
+import functools
 import os
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 
 class StoreError(Exception):
@@ -101,3 +105,20 @@ def describe(exc: BaseException) -> str:
     if any(word in reason for word in ("malformed", "not a database")):
         hint = "The database file is damaged: restore a backup (chats.db.bak-v*) or move it aside."
     return f"The chat database failed: {reason}. {hint}".strip()
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def writes(method: F) -> F:
+    """Turn SQLite write failures of a store method into a :class:`StoreError` a person
+    can act on (the store has a ``path``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(write_problem(self.path, exc)) from exc
+
+    return wrapper  # type: ignore[return-value]

@@ -38,6 +38,7 @@ class Conversation:
     pinned: bool = False
     archived: bool = False
     problem: str = ""  # stored values that could not be used (defaults stand in)
+    leaf_id: int | None = None  # the last message of the branch on screen (None: linear)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class Message:
     meta: dict[str, Any] = field(default_factory=dict)
     problem: str = ""  # stored values that could not be used (left out)
     reasoning: str = ""  # a reasoning model's thinking before ``content`` (never inside it)
+    parent_id: int | None = None  # the message it answers or follows (None: a first one)
 
 
 # Rows are read through these two: what a database holds (written by an older
@@ -88,6 +90,7 @@ def conversation(row: dict[str, Any]) -> Conversation:
         pinned=bool(row.get("pinned")),
         archived=bool(row.get("archived")),
         problem=", ".join(problems),
+        leaf_id=_int_or_none(row.get("leaf_id")),
     )
 
 
@@ -113,6 +116,7 @@ def message(row: dict[str, Any]) -> Message:
         meta=clean_data(meta),
         problem=", ".join(problems),
         reasoning=clean_data(reasoning),
+        parent_id=_int_or_none(row.get("parent_id")),
     )
 
 

@@ -1,12 +1,14 @@
 """Chats out of and into the database: Markdown to read, JSON to round-trip.
 
-The JSON export holds every stored field, so exporting and importing again
-gives the same chat (a new id, the same everything else); a reasoning
-model's thinking is its own field (``reasoning``), never part of the
-answer. The Markdown export puts the thinking in a collapsible
+The JSON export holds every stored field and the whole tree of the chat
+(each message's ``id`` and ``parent``, and which branch is on screen), so
+exporting and importing again gives the same chat (new ids, the same
+everything else); a reasoning model's thinking is its own field
+(``reasoning``), never part of the answer. The Markdown export holds the
+branch on screen (or every branch), the thinking in a collapsible
 ``<details><summary>Thinking</summary>`` block before the answer, and
-:func:`from_markdown` reads such an export back. Secrets never enter the
-database, so they cannot leak through an export.
+:func:`from_markdown` reads such an export (of one branch) back. Secrets
+never enter the database, so they cannot leak through an export.
 """
 
 from __future__ import annotations
@@ -20,20 +22,24 @@ from tui.core import store as st
 from tui.core.sanitize import clean_text
 
 FORMAT = "llama-tui-chat"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: messages have ids and parents (a tree); 1 is read as one branch
 
 
 class ChatImportError(Exception):
     """A file that is not a llama-tui chat export (the message says why)."""
 
 
-def to_markdown(conversation: st.Conversation, messages: list[st.Message], ai_name: str) -> str:
-    """A readable transcript. Text is cleaned of escape sequences for terminals."""
-    lines = [f"# {clean_text(conversation.title)}", ""]
-    lines.append(
+def _heading(conversation: st.Conversation) -> list[str]:
+    return [
+        f"# {clean_text(conversation.title)}",
+        "",
         f"*Persona: {conversation.persona} · model: {conversation.model or 'default'} · "
-        f"started {conversation.created_at[:16].replace('T', ' ')} UTC*"
-    )
+        f"started {conversation.created_at[:16].replace('T', ' ')} UTC*",
+    ]
+
+
+def _turns(messages: list[st.Message], ai_name: str) -> list[str]:
+    lines: list[str] = []
     for message in messages:
         who = "You" if message.role == "user" else ai_name
         note = "" if message.status == st.COMPLETE else f" ({message.status})"
@@ -42,15 +48,72 @@ def to_markdown(conversation: st.Conversation, messages: list[st.Message], ai_na
             thinking = clean_text(message.reasoning).replace(DETAILS_END, DETAILS_END_ESCAPED)
             lines += [DETAILS_START, "", thinking, "", DETAILS_END, ""]
         lines.append(clean_text(message.content))
+    return lines
+
+
+def to_markdown(conversation: st.Conversation, messages: list[st.Message], ai_name: str) -> str:
+    """A readable transcript. Text is cleaned of escape sequences for terminals."""
+    return "\n".join(_heading(conversation) + _turns(messages, ai_name)) + "\n"
+
+
+def branches_to_markdown(
+    conversation: st.Conversation, tree: list[st.Message], ai_name: str
+) -> str:
+    """Every branch of a chat: the one on screen first, then each other one from its fork.
+
+    A branch repeats nothing: it starts where it leaves an earlier one, and
+    says after which message of which branch.
+    """
+    by_id = {m.id: m for m in tree}
+    has_children = {m.parent_id for m in tree}
+    leaves = [m.id for m in tree if m.id not in has_children]
+    current = conversation.leaf_id if conversation.leaf_id in by_id else None
+    if current is None and leaves:
+        current = leaves[-1]
+    leaves.sort(key=lambda leaf: (leaf != current, leaf))
+    lines = _heading(conversation)
+    printed: list[list[int]] = []
+    for number, leaf in enumerate(leaves, 1):
+        path = _path(by_id, leaf)
+        shared, source = 0, 0
+        for index, earlier in enumerate(printed, 1):
+            common = next(
+                (i for i, (a, b) in enumerate(zip(path, earlier, strict=False)) if a != b),
+                min(len(path), len(earlier)),
+            )
+            if common > shared:
+                shared, source = common, index
+        title = f"{number} of {len(leaves)}" + (" (on screen)" if leaf == current else "")
+        lines += ["", "---", "", BRANCH_HEADING + title]
+        if shared:
+            fork = " ".join(by_id[path[shared - 1]].content.split()[:8])
+            lines += [
+                "",
+                f"*The first {shared} messages as in branch {source} (up to “{fork}”), then:*",
+            ]
+        lines += _turns([by_id[i] for i in path[shared:]], ai_name)
+        printed.append(path)
     return "\n".join(lines) + "\n"
 
 
+def _path(by_id: dict[int, st.Message], leaf: int) -> list[int]:
+    """The ids from a first message down to ``leaf``."""
+    path = [leaf]
+    while (parent := by_id[path[-1]].parent_id) in by_id and parent not in path:
+        path.append(parent)
+    return path[::-1]
+
+
+BRANCH_HEADING = "## Branch "  # an export of every branch (not read back: JSON is)
 DETAILS_START = "<details><summary>Thinking</summary>"
 DETAILS_END = "</details>"
 DETAILS_END_ESCAPED = "&lt;/details>"  # inside the thinking, so that it cannot end the block
 
 
 def to_json(conversation: st.Conversation, messages: list[st.Message]) -> dict[str, Any]:
+    """The chat as an export: ``messages`` is its tree (or one branch), parents first."""
+    ids = {m.id for m in messages}
+    leaf = next((i for i, m in enumerate(messages) if m.id == conversation.leaf_id), None)
     return {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -67,9 +130,12 @@ def to_json(conversation: st.Conversation, messages: list[st.Message]) -> dict[s
                 (i for i, m in enumerate(messages) if m.id == conversation.context_start_id),
                 None,
             ),
+            "leaf_index": leaf,
         },
         "messages": [
             {
+                "id": m.id,
+                "parent": m.parent_id if m.parent_id in ids else None,
                 "role": m.role,
                 "content": m.content,
                 "reasoning": m.reasoning,
@@ -100,6 +166,7 @@ def import_json(store: st.Store, data: Any) -> st.Conversation:
     _check_conversation(conv)
     for number, message in enumerate(messages, 1):
         _check_message(message, f"message {number}")
+    parents = _parents(messages)
 
     chat = {
         "title": str(conv.get("title", "")),
@@ -124,7 +191,47 @@ def import_json(store: st.Store, data: Any) -> st.Conversation:
         }
         for message in messages
     ]
-    return store.import_chat(chat, rows, conv.get("context_start_index"))
+    leaf = conv.get("leaf_index")
+    if parents is None:  # one branch; versions kept by a regenerate become sibling answers
+        parents = [i - 1 if i else None for i in range(len(rows))]
+        leaf = len(rows) - 1 if rows else None
+        for index in range(len(rows)):
+            versions = rows[index]["meta"].get("alternatives")
+            if not isinstance(versions, list):
+                continue
+            rows[index]["meta"] = {
+                k: v for k, v in rows[index]["meta"].items() if k != "alternatives"
+            }
+            for version in versions:  # checked by _check_message: content and status usable
+                thinking = version.get("reasoning")
+                rows.append({**rows[index], "content": clean_text(version["content"]),
+                             "reasoning": clean_text(thinking if isinstance(thinking, str) else ""),
+                             "status": version.get("status", st.COMPLETE),
+                             "meta": version.get("meta") or {}})  # fmt: skip
+                parents.append(parents[index])
+    return store.import_chat(chat, rows, conv.get("context_start_index"), parents, leaf)
+
+
+def _parents(messages: list[dict[str, Any]]) -> list[int | None] | None:
+    """Each message's parent as an index into ``messages`` (None: one linear branch).
+
+    An export of version 1 has no ids: its messages follow one another.
+    """
+    if not any("id" in m or "parent" in m for m in messages):
+        return None
+    index: dict[int, int] = {}
+    parents: list[int | None] = []
+    for number, message in enumerate(messages, 1):
+        msg_id, parent = message.get("id"), message.get("parent")
+        if isinstance(msg_id, bool) or not isinstance(msg_id, int) or msg_id in index:
+            raise ChatImportError(f"message {number} has no id of its own (a whole number)")
+        if parent is not None and (not isinstance(parent, int) or parent not in index):
+            raise ChatImportError(
+                f"message {number}: its parent must be the id of a message before it"
+            )
+        parents.append(None if parent is None else index[parent])
+        index[msg_id] = number - 1
+    return parents
 
 
 MAX_DEPTH = 32  # nesting of meta values: an export never comes near it
@@ -138,9 +245,10 @@ def _check_conversation(conv: dict[str, Any]) -> None:
     for name in ("pinned", "archived"):
         if conv.get(name) is not None and not isinstance(conv[name], bool | int):
             raise ChatImportError(f"conversation.{name} must be true or false")
-    start = conv.get("context_start_index")
-    if start is not None and (isinstance(start, bool) or not isinstance(start, int)):
-        raise ChatImportError("conversation.context_start_index must be a whole number")
+    for name in ("context_start_index", "leaf_index"):
+        value = conv.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ChatImportError(f"conversation.{name} must be a whole number")
     sampling = conv.get("sampling")
     if sampling is None:
         return
@@ -217,6 +325,11 @@ def import_markdown(store: st.Store, text: str) -> st.Conversation:
     header = next((_HEADER.match(line) for line in lines[1:4] if _HEADER.match(line)), None)
     persona = header["persona"] if header else "assistant"
     model = header["model"] if header and header["model"] != "default" else ""
+    if any(line.startswith(BRANCH_HEADING) for line in lines):
+        raise ChatImportError(
+            "this Markdown holds every branch of a chat (--all-branches): import its JSON "
+            "export, or a Markdown export of one branch"
+        )
     starts = [i for i, line in enumerate(lines) if _SPEAKER.match(line) and not lines[i - 1]]
     if not starts:
         raise ChatImportError("the Markdown export holds no messages ('**You**:' lines)")

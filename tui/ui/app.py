@@ -37,6 +37,7 @@ from tui.formats import chats as chat_formats
 from tui.ui.chat_actions import ChatActions
 from tui.ui.engine_events import EngineEvents, EngineMessage
 from tui.ui.lifecycle import Lifecycle
+from tui.ui.message_actions import MessageActions
 from tui.ui.settings_actions import SettingsActions
 from tui.ui.terminal_input import TerminalDriver
 from tui.ui.widgets.chat_list import ChatList
@@ -48,12 +49,15 @@ from tui.ui.widgets.status_line import StatusLine
 from tui.ui.wire import LineDiffDisplay
 
 
-class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle, LineDiffDisplay):
+class LlamaTUI(
+    ChatActions, MessageActions, SettingsActions, EngineEvents, Lifecycle, LineDiffDisplay
+):
     """The app: the layout, start-up, sending and stopping; the rest is in its parts.
 
-    Its parts, one module each under tui/ui/: chat_actions (chats and messages),
-    settings_actions (sampling panel, model, personas), engine_events (what the
-    engine reports) and lifecycle (quit, hang-up, crash, memory).
+    Its parts, one module each under tui/ui/: chat_actions (chats), message_actions
+    (one message, its versions, the tree of branches), settings_actions (sampling
+    panel, model, personas), engine_events (what the engine reports) and lifecycle
+    (quit, hang-up, crash, memory).
     """
 
     TITLE = "llama-tui"
@@ -64,6 +68,7 @@ class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle, LineDiffDi
         Binding("escape", "stop", "Stop"),
         Binding("ctrl+f", "search", "Search"),
         Binding("ctrl+r", "rename_chat", "Rename", show=False),
+        Binding("ctrl+t", "branch_tree", "Branches", show=False),
         Binding("alt+up,ctrl+pageup", "previous_chat", "Prev chat", show=False),
         Binding("alt+down,ctrl+pagedown", "next_chat", "Next chat", show=False),
         Binding("f2", "toggle_sampling", "Sampling"),
@@ -108,7 +113,7 @@ class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle, LineDiffDi
         self.conversation_id: int | None = None
         self.model_ready = False
         self.show_archived = False
-        self.editing_id: int | None = None  # user message being edited, if any
+        self.editing_id: int | None = None  # the message being edited, if any
         self._fresh_chat: int | None = None  # made with Ctrl+N, dropped if left unused
         self._code_block_index: dict[int, int] = {}
         self._last_error = ""
@@ -254,22 +259,24 @@ class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle, LineDiffDi
         self._start_engine()  # normally done after the first frame already
         try:
             if self.editing_id is not None:
-                self.service.edit_and_resend(self.conversation_id, self.editing_id, event.text)
+                edited = await self.finish_edit(event.text)
             else:
+                edited = False
                 user, answer, _job = self.service.send(self.conversation_id, event.text)
-        except Busy as exc:
+        except (Busy, ValueError) as exc:
             self.notify(str(exc), severity="warning")
+            return
+        except KeyError:  # the message being edited was deleted meanwhile
+            self.editing_id = None
+            prompt.border_title = None
+            self.notify("That message was deleted meanwhile; your text is still here.")
             return
         except st.StoreError as exc:  # the text stays in the input: nothing is lost
             self.report_error(str(exc), "Not sent")
             return
         prompt.clear()
         view = self.query_one(ChatView)
-        if self.editing_id is not None:
-            self.editing_id = None
-            prompt.border_title = None
-            await self.open_conversation(self.conversation_id)
-        else:
+        if not edited:
             await view.add(user)
             await view.add(answer)
         if not self.model_ready:
@@ -336,9 +343,13 @@ class LlamaTUI(ChatActions, SettingsActions, EngineEvents, Lifecycle, LineDiffDi
             ("Archive / unarchive chat", "Hide the chat from the list",
              self.action_toggle_archive),
             ("Show archived / all chats", "Switch the list", self.action_show_archived),
-            ("Export chat as Markdown", "Write the chat to a .md file",
+            ("Export chat as Markdown", "Write the branch on screen to a .md file",
              lambda: self.action_export_chat("md")),
-            ("Export chat as JSON", "Lossless export (llama-tui chats import)",
+            ("Export all branches as Markdown", "Every branch of the chat, to a .md file",
+             lambda: self.action_export_chat("md", all_branches=True)),
+            ("Branches of this chat", "The tree of edits and regenerations (Ctrl+T)",
+             self.action_branch_tree),
+            ("Export chat as JSON", "Lossless, every branch (llama-tui chats import)",
              lambda: self.action_export_chat("json")),
             ("Thinking: folded / open / hidden",
              "How a reasoning model's thinking is shown (T in the chat)",

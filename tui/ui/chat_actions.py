@@ -1,5 +1,5 @@
 """The chat actions of the app: open, create, switch, rename, pin, archive, delete (and
-undo), export and search chats, and act on one message (copy, edit, regenerate, delete).
+undo), export and search chats (one message's actions: tui/ui/message_actions.py).
 
 What changes a chat is done by the :class:`~tui.core.chat_service.ChatService`
 (shared with the command line); this module asks the questions and shows the result.
@@ -7,7 +7,6 @@ What changes a chat is done by the :class:`~tui.core.chat_service.ChatService`
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from textual import on
@@ -27,16 +26,6 @@ from tui.ui.widgets.chat_list import ChatList
 from tui.ui.widgets.chat_view import ChatView
 from tui.ui.widgets.prompt_input import PromptInput
 from tui.ui.widgets.status_line import StatusLine
-
-_CODE_BLOCK = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
-
-
-def _quote(message: st.Message, ai_name: str, width: int = 100) -> str:
-    """Who wrote ``message`` and how it starts, on one line: what a dialog asks about."""
-    text = " ".join(message.content.split())
-    start = text if len(text) <= width else text[: width - 1] + "…"
-    who = "You" if message.role == "user" else ai_name
-    return f"{who}: “{start}”"
 
 
 class ChatActions(App[None]):
@@ -64,14 +53,23 @@ class ChatActions(App[None]):
         chat_list.border_title = "Archived" if self.show_archived else "Chats"
         chat_list.show(chats, self.conversation_id)
 
-    async def open_conversation(self, conversation_id: int) -> None:
+    async def open_conversation(self, conversation_id: int, around: int | None = None) -> None:
+        """Show a chat's current branch: the newest page, or the page ``around`` a message."""
         conversation = self.store.get_conversation(conversation_id)
         self._drop_unused_chat(keep=conversation_id)
         self.conversation_id = conversation_id
         persona = self.service.persona_of(conversation)
         messages = self.store.messages(conversation_id)
+        start = conversation.context_start_id
+        if start is not None and not any(m.id == start for m in messages):
+            start = None  # the model's window was on another branch
         await self.query_one(ChatView).show(
-            conversation_id, messages, persona.ai_name, conversation.context_start_id
+            conversation_id,
+            messages,
+            persona.ai_name,
+            start,
+            around=around,
+            forks=self.store.fork_positions(conversation_id),
         )
         damaged = sorted({p for m in (conversation, *messages) for p in m.problem.split(", ") if p})
         if damaged:
@@ -167,14 +165,25 @@ class ChatActions(App[None]):
         screen = SearchScreen(self.store)
 
         async def jump(result: tuple[int, int] | None) -> None:
-            if result:
-                chat, message = result
-                await self.open_conversation(chat)
-                view = self.query_one(ChatView)
-                if not await view.select_message(message):
-                    self.notify("That message is older than the ones shown.")
-                elif screen.opened_in_thinking:  # found in its thinking: show it open
-                    await view.open_thinking(message)
+            if not result:
+                return
+            chat, message = result
+            try:
+                on_screen = any(m.id == message for m in self.store.messages(chat))
+                if not on_screen:  # a hit on another branch: open that branch
+                    self.service.show_branch(chat, message)
+            except KeyError:
+                self.notify("That message was deleted meanwhile.")
+                return
+            except Busy as exc:
+                self.notify(f"That message is on another branch. {exc}", severity="warning")
+                return
+            await self.open_conversation(chat, around=message)
+            view = self.query_one(ChatView)
+            if not await view.select_message(message):
+                self.notify("That message is older than the ones shown.")
+            elif screen.opened_in_thinking:  # found in its thinking: show it open
+                await view.open_thinking(message)
 
         self.push_screen(screen, jump)
 
@@ -252,24 +261,26 @@ class ChatActions(App[None]):
         self.show_archived = not self.show_archived
         self.refresh_chat_list()
 
-    def action_export_chat(self, fmt: str = "md") -> None:
+    def action_export_chat(self, fmt: str = "md", all_branches: bool = False) -> None:
+        """Export the chat: JSON holds every branch; Markdown the one on screen, or all."""
         if self.conversation_id is None:
             return
         chat_id = self.conversation_id
-        default = f"~/llama-tui-chat-{chat_id}.{fmt}"
+        default = f"~/llama-tui-chat-{chat_id}{'-all' if all_branches else ''}.{fmt}"
 
         def write(target: str | None) -> None:
             if not target:
                 return
             path = Path(target).expanduser()
             try:
-                self.service.export_chat(chat_id, path, fmt)  # readable by you alone
+                self.service.export_chat(chat_id, path, fmt, all_branches)  # yours alone
             except OSError as exc:
                 self.notify(f"Cannot write {path}: {exc.strerror}", severity="error")
                 return
             self.notify(f"Exported to {path}")
 
-        self.push_screen(TextPromptScreen(f"Export this chat as {fmt.upper()} to", default), write)
+        what = "every branch of this chat" if all_branches else "this chat"
+        self.push_screen(TextPromptScreen(f"Export {what} as {fmt.upper()} to", default), write)
 
     @on(ChatList.Action)
     async def chat_list_action(self, event: ChatList.Action) -> None:
@@ -284,61 +295,3 @@ class ChatActions(App[None]):
             await self.action_toggle_archive(chat)
         elif event.action == "undo":
             await self.action_undo_delete()
-
-    @on(ChatView.Action)
-    async def message_action(self, event: ChatView.Action) -> None:
-        message = self.store.get_message(event.message_id)
-        chat_id = message.conversation_id
-        view = self.query_one(ChatView)
-        if event.action == "copy":
-            self.copy_to_clipboard(message.content)
-            self.notify("Message copied to the clipboard.")
-        elif event.action == "copy_thinking":
-            if not message.reasoning:
-                self.notify("This message has no thinking (c copies the message).")
-                return
-            self.copy_to_clipboard(message.reasoning)
-            self.notify("Thinking copied to the clipboard.")
-        elif event.action == "copy_code":
-            blocks = _CODE_BLOCK.findall(message.content)
-            if not blocks:
-                self.notify("This message has no code block.")
-                return
-            index = self._code_block_index.get(message.id, -1) + 1
-            index %= len(blocks)
-            self._code_block_index[message.id] = index
-            self.copy_to_clipboard(blocks[index])
-            self.notify(f"Code block {index + 1} of {len(blocks)} copied (y again: next).")
-        elif event.action == "edit":
-            if message.role != "user":
-                self.notify("Only your own messages can be edited; r regenerates an answer.")
-                return
-            prompt = self.query_one(PromptInput)
-            prompt.load_text(message.content)
-            prompt.border_title = "Editing: Enter resends from here · Esc cancels"
-            self.editing_id = message.id
-            prompt.focus()
-        elif event.action == "regenerate":
-            try:
-                self.service.regenerate(chat_id)
-            except (Busy, ValueError) as exc:
-                self.notify(str(exc), severity="warning")
-                return
-            await self.open_conversation(chat_id)
-        elif event.action == "version":
-            await view.update_message(self.service.cycle_version(message.id))
-        elif event.action == "delete":
-            if (
-                self.service.job_for(chat_id)
-                and self.service.job_for(chat_id).message_id == message.id
-            ):
-                self.notify("Stop the answer first (Esc).", severity="warning")
-                return
-
-            async def delete(yes: bool | None) -> None:
-                if yes:
-                    self.store.delete_message(message.id)
-                    await self.open_conversation(chat_id)
-
-            question = f"Delete this message?\n\n{_quote(message, view.ai_name)}"
-            self.push_screen(ConfirmScreen(question, yes="Delete", no="Keep"), delete)

@@ -81,26 +81,45 @@ class SearchScreen(Modal[tuple[int, int] | None]):
 
     async def _search(self, query: str) -> None:
         results: list[tuple[Message, str]] = []
+        elsewhere: set[int] = set()
         problem = ""
         thinking = self.thinking
         if len(query.strip()) >= 2:
             await asyncio.sleep(DEBOUNCE)  # cancelled here by the next key
             try:
-                if thinking:
-                    results = await asyncio.to_thread(self.store.search, query, thinking=True)
-                else:
-                    results = await asyncio.to_thread(self.store.search, query)
+                results, elsewhere = await asyncio.to_thread(self._find, query, thinking)
             except (sqlite3.Error, StoreError) as exc:
                 problem = f"Search failed: {exc}"
         if query == self._wanted and thinking == self.thinking:  # never a replaced search's
-            self._show(query, results, problem)
+            self._show(query, results, problem, elsewhere)
 
-    def _show(self, query: str, results: list[tuple[Message, str]], problem: str) -> None:
-        """Put the results of ``query`` on screen (on the UI thread)."""
+    def _find(self, query: str, thinking: bool) -> tuple[list[tuple[Message, str]], set[int]]:
+        """The results, and which of them are on another branch than their chat shows."""
+        results = self.store.search(query, thinking=True) if thinking else self.store.search(query)
+        branches: dict[int, set[int]] = {}
+        for message, _title in results:
+            if message.conversation_id not in branches:
+                branches[message.conversation_id] = self.store.branch_ids(message.conversation_id)
+        elsewhere = {m.id for m, _t in results if m.id not in branches[m.conversation_id]}
+        return results, elsewhere
+
+    def _show(
+        self,
+        query: str,
+        results: list[tuple[Message, str]],
+        problem: str,
+        elsewhere: set[int] | None = None,
+    ) -> None:
+        """Put the results of ``query`` on screen (on the UI thread).
+
+        A hit on a branch its chat does not show says so (opening it opens that branch).
+        """
         options = []
         self._in_thinking = set()
         for message, title in results:
             line = Text(title[:30], style="bold")
+            if elsewhere and message.id in elsewhere:
+                line.append("  (other branch)", style="italic")
             if message.reasoning and not _mentions(message.content, query):
                 self._in_thinking.add(message.id)  # found in the thinking alone
                 line.append("  thinking: ", style="italic")

@@ -38,6 +38,8 @@ class MessageWindow(VerticalScroll):
         self.selected: MessageBox | None = None
         self._messages: list[st.Message] = []  # the whole chat; only a window is mounted
         self._context_start_id: int | None = None
+        # Messages with other versions (siblings): id -> (place from 1, how many).
+        self._forks: dict[int, tuple[int, int]] = {}
         self._generation = 0  # bumped by every show(): stale paging work stops
         self._first = 0  # the mounted window is _messages[_first:_last]
         self._last = 0
@@ -46,6 +48,11 @@ class MessageWindow(VerticalScroll):
         # The answer and thinking so far of an answer being generated (by message id),
         # so that a page mounted while it streams shows all of it: set by the app.
         self.live_text: Callable[[int], tuple[str, str] | None] = lambda message_id: None
+
+    @property
+    def shown_messages(self) -> list[st.Message]:
+        """The messages of the branch on screen (all of them, mounted or not)."""
+        return self._messages
 
     @property
     def at_end(self) -> bool:
@@ -73,7 +80,8 @@ class MessageWindow(VerticalScroll):
                 if live is not None:
                     text, reasoning = live
                     message = dataclasses.replace(message, content=text, reasoning=reasoning)
-            widgets.append(MessageBox(message, self.ai_name, self.thinking))
+            fork = self._forks.get(message.id)
+            widgets.append(MessageBox(message, self.ai_name, self.thinking, fork))
         return widgets
 
     async def _unmount_messages(self, boxes: list[MessageBox]) -> None:

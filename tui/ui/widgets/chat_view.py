@@ -42,8 +42,15 @@ class ChatView(MessageWindow):
         Binding("T", "thinking_mode", "All thinking: folded/open/hidden", show=False),
         Binding("e", "act('edit')", "Edit"),
         Binding("r", "act('regenerate')", "Regenerate"),
-        Binding("v", "act('version')", "Versions", show=False),
+        Binding("left,h", "act('previous_sibling')", "Prev version", show=False),
+        Binding("right,l", "act('next_sibling')", "Next version", show=False),
+        Binding("v", "act('version')", "Next version (round)", show=False),
+        Binding("b", "app.branch_tree", "Branches (tree)", show=False),
         Binding("d,delete", "act('delete')", "Delete"),
+        Binding("g", "act('continue')", "Continue answer", show=False),
+        Binding("f", "act('prefill')", "Start answer with…", show=False),
+        Binding("p", "act('prompt')", "Prompt seen", show=False),
+        Binding("x", "act('compare')", "Compare answers", show=False),
     ]
 
     class Action(Message):
@@ -82,14 +89,17 @@ class ChatView(MessageWindow):
         ai_name: str,
         context_start_id: int | None = None,
         around: int | None = None,
+        forks: dict[int, tuple[int, int]] | None = None,
     ) -> None:
-        """Replace the pane with a window of a chat's messages.
+        """Replace the pane with a window of a chat's messages (the branch on screen).
 
         By default the newest page, scrolled to the end; with ``around`` (a
         message id) the page around that message, e.g. for a search result.
+        ``forks`` says which messages have other versions (``‹ 2/3 ›``).
         One at a time: two overlapping rebuilds would mount the same messages.
         """
         async with self._show_lock:
+            self._forks = dict(forks or {})
             await self._show(conversation_id, messages, ai_name, context_start_id, around)
 
     async def _show(
@@ -192,7 +202,16 @@ class ChatView(MessageWindow):
     async def _reshow(self, around: int | None = None) -> None:
         """Re-show this chat: the page around message ``around``, or the newest."""
         await self.show(self.conversation_id or 0, self._messages, self.ai_name,
-                        self._context_start_id, around=around)  # fmt: skip
+                        self._context_start_id, around=around, forks=self._forks)  # fmt: skip
+
+    def on_message_box_sibling_clicked(self, event: MessageBox.SiblingClicked) -> None:
+        """A click on ``‹`` or ``›``: the same as ←/→ on that message."""
+        event.stop()
+        box = self.box(event.message_id)
+        if box is not None:
+            self._select(box, scroll=False)
+        action = "previous_sibling" if event.step < 0 else "next_sibling"
+        self.post_message(self.Action(action, event.message_id))
 
     async def _jump(self, around: int | None) -> None:
         """Show the page around message ``around`` (the top), or the newest (the end);
@@ -221,7 +240,7 @@ class ChatView(MessageWindow):
             await self._reshow()
             return self.box(message.id) or MessageBox(message, self.ai_name, self.thinking)
         self._last = len(self._messages)
-        box = MessageBox(message, self.ai_name, self.thinking)
+        box = MessageBox(message, self.ai_name, self.thinking, self._forks.get(message.id))
         await self.mount(box)
         self.anchor()
         return box

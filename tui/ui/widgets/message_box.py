@@ -14,7 +14,9 @@ from rich.markdown import Markdown as RichMarkdown
 from rich.measure import Measurement
 from rich.segment import Segment
 from rich.text import Text
+from textual import events
 from textual.containers import Vertical
+from textual.message import Message
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Static
@@ -52,16 +54,29 @@ class MessageBox(Vertical):
     MessageBox.-selected { background: $boost; border-left: thick $accent; }
     """
 
+    class SiblingClicked(Message):
+        """The user clicked ``‹`` (``step`` -1) or ``›`` (+1) of message ``message_id``."""
+
+        def __init__(self, message_id: int, step: int) -> None:
+            super().__init__()
+            self.message_id = message_id
+            self.step = step
+
     def __init__(
-        self, message: st.Message, ai_name: str, thinking: ThinkingPrefs | None = None
+        self,
+        message: st.Message,
+        ai_name: str,
+        thinking: ThinkingPrefs | None = None,
+        fork: tuple[int, int] | None = None,
     ) -> None:
         super().__init__(classes=message.role, id=f"msg-{message.id}")
         self.message = message
         self.ai_name = ai_name
         self.prefs = thinking or ThinkingPrefs()
+        self.fork = fork  # (its place among its siblings from 1, how many), if it has any
 
     def compose(self):  # type: ignore[override]
-        yield Static(self._who(), classes="who")
+        yield WhoLine(self._who(), classes="who")
         block = self._thinking_block()
         if block is not None:
             yield block
@@ -73,15 +88,29 @@ class MessageBox(Vertical):
             yield Static(Text(self._error()), classes="error-note")
 
     def _who(self) -> Text:
+        """``You  ‹ 2/3 ›  stopped``: who, which of the message's versions, its state."""
         name = "You" if self.message.role == "user" else self.ai_name
         notes = [_STATUS_NOTES.get(self.message.status, "")]
-        versions = self.message.meta.get("alternatives")
-        if versions and isinstance(versions, list):
-            shown = self.message.meta.get("version")
-            total = len(versions) + 1
-            where = f"version {shown}/{total}" if isinstance(shown, int) else f"{total} versions"
-            notes.append(f"{where} (v)")
-        return Text(f"{name}  {' · '.join(n for n in notes if n)}".rstrip())
+        if self.message.meta.get("edited") is True:
+            notes.append("edited")
+        line = Text(name)
+        if self.fork is not None:
+            place, count = self.fork
+            line.append("  ")
+            line.append(f"‹ {place}/{count} ›", style="bold")
+        note = " · ".join(n for n in notes if n)
+        if note:
+            line.append(f"  {note}")
+        return line
+
+    def arrows(self) -> tuple[int, int] | None:
+        """The columns of ``‹`` and ``›`` on the who line (None: no other versions)."""
+        if self.fork is None:
+            return None
+        name = "You" if self.message.role == "user" else self.ai_name
+        left = Text(name).cell_len + 2
+        place, count = self.fork
+        return left, left + len(f"‹ {place}/{count} ›") - 1
 
     @property
     def thinking_live(self) -> bool:
@@ -193,6 +222,24 @@ class MessageBox(Vertical):
             await note.remove()
         if self._error():
             await self.mount(Static(Text(self._error()), classes="error-note"))
+
+
+class WhoLine(Static):
+    """The who line of a message; a click on ``‹`` or ``›`` shows another version."""
+
+    def on_click(self, event: events.Click) -> None:
+        box = self.parent
+        if not isinstance(box, MessageBox):
+            return
+        arrows = box.arrows()
+        offset = event.get_content_offset(self)
+        if arrows is None or offset is None:
+            return
+        left, right = arrows
+        step = -1 if abs(offset.x - left) <= 1 else 1 if abs(offset.x - right) <= 1 else 0
+        if step:
+            event.stop()
+            self.post_message(MessageBox.SiblingClicked(box.message.id, step))
 
 
 class StreamingAnswer(RoomToGrow, Vertical):
