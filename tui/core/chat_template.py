@@ -1,8 +1,10 @@
 """Rendering a model's own chat template (``tokenizer.chat_template`` from the GGUF).
 
-In Jinja's sandbox, the way llama-cpp-python's ``Jinja2ChatFormatter`` does,
-with bounds on time and size: a template is data from a downloaded file, and
-one that loops or builds huge strings is stopped with a :class:`TemplateError`.
+To the same text as llama-server (``--jinja``) renders, since that is the
+prompt the model's makers and llama.cpp users expect (what llama.cpp adds is
+in :mod:`tui.core.template_compat`). In Jinja's sandbox, with bounds on time
+and size: a template is data from a downloaded file, and one that loops or
+builds huge strings is stopped with a :class:`TemplateError`.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def _raise(message: str) -> None:
 
 
 def _strftime_now(fmt: str) -> str:
-    return datetime.now().strftime(fmt)
+    return datetime.now().strftime(str(fmt)[:100])
 
 
 def _tojson(
@@ -58,13 +60,25 @@ def _environment() -> Any:
     """Jinja's sandbox, made on first use: the UI process never renders a template
     (the engine does), so it does not pay for importing Jinja at start-up.
 
-    The same environment as llama-cpp-python's Jinja2ChatFormatter (itself
-    aligned with Transformers), so a template renders here exactly as it does
-    there.
+    The environment of llama-cpp-python's Jinja2ChatFormatter (itself aligned
+    with Transformers), with the few rules where llama.cpp's own Jinja differs
+    and real templates rely on them: ``none`` and undefined values join text
+    as "" (``"a" + none``, ``"a" ~ none``, ``{{ none }}``).
     """
     import jinja2
     import jinja2.ext
+    from jinja2.compiler import CodeGenerator
     from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    class LlamaJoin(CodeGenerator):
+        """``a ~ b`` joins None and undefined values as "", as llama.cpp does."""
+
+        def visit_Concat(self, node: Any, frame: Any) -> None:  # noqa: N802 (Jinja's name)
+            self.write("environment.llama_join((")
+            for arg in node.nodes:
+                self.visit(arg, frame)
+                self.write(", ")
+            self.write("))")
 
     class IgnoreGenerationTags(jinja2.ext.Extension):
         """Pass-through for Hugging Face's ``{% generation %}`` tag, as Transformers does."""
@@ -85,6 +99,11 @@ def _environment() -> Any:
         """
 
         intercepted_binops = frozenset({"*", "**", "+"})
+        code_generator_class = LlamaJoin
+
+        @staticmethod
+        def llama_join(values: Sequence[Any]) -> str:
+            return "".join("" if _is_nothing(v) else str(v) for v in values)
 
         def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
             if operator == "+" and _text_and_nothing(left, right):
@@ -104,8 +123,10 @@ def _environment() -> Any:
         lstrip_blocks=True,
         autoescape=False,
         extensions=[IgnoreGenerationTags, jinja2.ext.loopcontrols],
+        finalize=lambda value: "" if value is None else value,
     )
     env.filters["tojson"] = _tojson
+    # llama.cpp's builtins; each render passes its own strftime_now (its date can be set)
     env.globals.update(raise_exception=_raise, strftime_now=_strftime_now)
     return env
 
@@ -203,7 +224,7 @@ def render_chat(
     or imports. Message texts are data to the template, never template code,
     so ``{{ 7*7 }}`` typed by the user stays ``{{ 7*7 }}``.
     """
-    limit = RENDER_CHARS + 2 * sum(len(t.content) + len(getattr(t, "reasoning", "")) for t in turns)
+    limit = RENDER_CHARS + 2 * sum(len(t.content) + len(t.reasoning) for t in turns)
     try:
         with _time_limit(RENDER_SECONDS):
             caps = _caps(template)

@@ -40,9 +40,8 @@ class TemplateCaps:
     thinking_field: bool = False  # reads the reasoning as ``message.thinking`` (gpt-oss, LFM2)
     gemma4: bool = False  # llama.cpp reopens the model's turn when the prompt ends a turn
     mistral_blocks: bool = False  # system and assistant content as [THINK]/text blocks
-    trim_content: bool = (
-        False  # llama.cpp trims every message (StepFun, whose model loops otherwise)
-    )
+    # llama.cpp trims every message's text (StepFun: its model loops otherwise)
+    trim_content: bool = False
 
 
 class _Message(dict[str, Any]):
@@ -85,7 +84,7 @@ def _quietly(render: Render, variables: dict[str, Any]) -> str | None:
 
 
 def probe_caps(template: str, render: Render) -> TemplateCaps:
-    """Find out what llama.cpp would about ``template`` (by rendering it)."""
+    """Find out what llama.cpp finds out about ``template`` (by rendering it)."""
     system = _Message(role="system", content="System message")
     _quietly(render, _base([system, {"role": "user", "content": "User message"}]))
     as_string = _quietly(render, _base([{"role": "user", "content": _MARKER}]))
@@ -97,23 +96,11 @@ def probe_caps(template: str, render: Render) -> TemplateCaps:
         system_role=system.content_read,
         typed_content_only=typed_only,
         thinking=_reacts_to_thinking(template, render),
-        thinking_field="<|channel|>" in template or _is_lfm2(template),
+        thinking_field=_gpt_oss(template) or _lfm2(template) or _lfm2_5(template),
         gemma4="'<|tool_call>call:'" in template,
-        mistral_blocks=_is_ministral3(template),
+        mistral_blocks=_ministral3(template),
         trim_content="You have access to the following functions in JSONSchema format" in template,
     )
-
-
-def _is_ministral3(template: str) -> bool:
-    """Ministral 3 / Magistral style templates (llama.cpp's ``ministral_3`` handler)."""
-    needed = ("[SYSTEM_PROMPT]", "[TOOL_CALLS]", "[ARGS]")
-    return all(s in template for s in needed) and "[CALL_ID]" not in template
-
-
-def _is_lfm2(template: str) -> bool:
-    """LFM2 and LFM2.5 templates, which llama.cpp feeds ``message.thinking``."""
-    tokens = "<|tool_list_start|>" in template and "<|tool_list_end|>" in template
-    return tokens or ("List of tools: [" in template and "<|tool_list_start|>" not in template)
 
 
 def _reacts_to_thinking(template: str, render: Render) -> bool:
@@ -150,46 +137,63 @@ def _reacts_to_thinking(template: str, render: Render) -> bool:
     del variables["add_generation_prompt"]
     shown = _quietly(render, variables) or ""
     at = shown.find(thought)
-    return (
-        at >= 0
-        and _segments(shown[at + len(thought) :].lstrip())[:1] != []
-        and (_segments(shown[at + len(thought) :].lstrip())[0][0] == "<>")
+    after = _segments(shown[at + len(thought) :].lstrip()) if at >= 0 else []
+    return bool(after) and after[0][0] == "<>"  # the thought is closed by a tag
+
+
+def _has(*needed: str, without: tuple[str, ...] = ()) -> Callable[[str], bool]:
+    """A test of a template's source, as llama.cpp recognises template families."""
+    return lambda t: all(s in t for s in needed) and not any(s in t for s in without)
+
+
+_ministral3 = _has("[SYSTEM_PROMPT]", "[TOOL_CALLS]", "[ARGS]", without=("[CALL_ID]",))
+_gpt_oss = _has("<|channel|>")
+_lfm2 = _has("<|tool_list_start|>", "<|tool_list_end|>")
+_lfm2_5 = _has("List of tools: [", without=("<|tool_list_start|>",))
+
+
+def _deepseek_dsml(template: str) -> bool:
+    return _has("dsml_token", "DSML")(template) and (
+        "function_calls" in template or "tool_calls" in template
     )
 
 
-# llama.cpp's own handlers for some template families (common_chat_try_specialized_template,
-# in its order): the strings that identify a family, and whether it has thinking.
-_SPECIALIZED: tuple[tuple[tuple[str, ...], tuple[str, ...], bool | None], ...] = (
-    (("[SYSTEM_PROMPT]", "[TOOL_CALLS]", "[ARGS]"), ("[CALL_ID]",), True),  # Ministral 3
-    (("<|channel|>",), (), True),  # gpt-oss
-    (("<atem:function_calls>", "<|eom|>"), (), True),  # Muse Glimmer
-    ((">>>all", ">>>${recipient}"), (), False),  # Functionary v3.2
-    (("<|tool_calls_section_begin|>", "<|tool_call_begin|>"), (), True),  # Kimi K2
-    (("<|open|>", "<|close|>", "<|end_of_msg|>"), (), True),  # Kimi K3
-    (("<role>ASSISTANT</role>", "<arg_key>"), (), True),  # Ling 3
-    (("<|START_TEXT|>", "<|START_ACTION|>"), (), True),  # Cohere2 MoE
-    (("<|tool_list_start|>", "<|tool_list_end|>"), (), True),  # LFM2
-    (("List of tools: [",), ("<|tool_list_start|>",), True),  # LFM2.5
-    (("<|role_sep|>", "<|message_sep|>"), ("<|function_call|>",), False),  # GigaChat 3
-    (("]<]minimax[>[", "<tool_call>", "<invoke name="), (), True),  # MiniMax M3
-    (("'<|tool_call>call:'",), (), True),  # Gemma 4
-    (("Tool usage guidelines:", '<function name="', '<param name="'), (), True),  # MiniCPM5
-    (  # Qwen3-Coder family: thinking where the template has <think>
-        ("<tool_call>", "<function=", "<parameter="),
-        ("'<tool_call><function=' ~ tool_call.name ~ '>'",),
+# llama.cpp's own handlers for template families (common_chat_try_specialized_template,
+# in its order): how it recognises each, and whether it gives it thinking (None: where
+# the template has <think>).
+_SPECIALIZED: tuple[tuple[Callable[[str], bool], bool | None], ...] = (
+    (_ministral3, True),  # Ministral 3, Magistral
+    (_gpt_oss, True),
+    (_has("<atem:function_calls>", "<|eom|>"), True),  # Muse Glimmer
+    (_has(">>>all", ">>>${recipient}"), False),  # Functionary v3.2
+    (_has("<|tool_calls_section_begin|>", "<|tool_call_begin|>"), True),  # Kimi K2
+    (_has("<|open|>", "<|close|>", "<|end_of_msg|>"), True),  # Kimi K3
+    (_has("<role>ASSISTANT</role>", "<arg_key>"), True),  # Ling 3
+    (_has("<|START_TEXT|>", "<|START_ACTION|>"), True),  # Cohere2 MoE
+    (_lfm2, True),
+    (_lfm2_5, True),
+    (_has("<|role_sep|>", "<|message_sep|>", without=("<|function_call|>",)), False),  # GigaChat 3
+    (_has("]<]minimax[>[", "<tool_call>", "<invoke name="), True),  # MiniMax M3
+    (_deepseek_dsml, True),  # DeepSeek V3.2 / V4
+    (_has("'<|tool_call>call:'"), True),  # Gemma 4
+    (_has("Tool usage guidelines:", '<function name="', '<param name="'), True),  # MiniCPM5
+    (
+        _has(
+            "<tool_call>",
+            "<function=",
+            "<parameter=",
+            without=("'<tool_call><function=' ~ tool_call.name ~ '>'",),
+        ),
         None,
-    ),
+    ),  # Qwen3-Coder, Qwen3.5, Nemotron 3 Nano, StepFun 3.5
 )
 
 
 def _specialized_thinking(template: str) -> bool | None:
     """Thinking support of a family llama.cpp handles itself; None for the others."""
-    for needed, excluded, thinking in _SPECIALIZED:
-        if all(s in template for s in needed) and not any(s in template for s in excluded):
+    for recognised, thinking in _SPECIALIZED:
+        if recognised(template):
             return "<think>" in template if thinking is None else thinking
-    dsml = "dsml_token" in template and "DSML" in template  # DeepSeek V3.2 / V4
-    if dsml and ("function_calls" in template or "tool_calls" in template):
-        return True
     return None
 
 
@@ -246,7 +250,7 @@ def llama_messages(turns: Sequence[Turn], caps: TemplateCaps) -> list[dict[str, 
     trim = _C_SPACE if caps.trim_content else ""
     for turn in turns:
         message: dict[str, Any] = {"role": turn.role, "content": turn.content.strip(trim)}
-        reasoning = getattr(turn, "reasoning", "").strip(trim)
+        reasoning = turn.reasoning.strip(trim)
         if reasoning:
             message["reasoning_content"] = reasoning
             if caps.thinking_field:
