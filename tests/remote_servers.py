@@ -45,6 +45,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
+    query: str = ""  # what follows "?" (routes ignore it)
 
 
 def sse(data: Any) -> bytes:
@@ -133,8 +134,8 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         body = json.loads(raw) if raw else {}
-        path = self.path.split("?")[0]
-        self.server.seen.append(Seen(method, path, dict(self.headers.items()), body))
+        path, _, query = self.path.partition("?")
+        self.server.seen.append(Seen(method, path, dict(self.headers.items()), body, query))
         reply = self.server.routes.get((method, path))
         if callable(reply) and not isinstance(reply, Reply):
             reply = reply(body)

@@ -142,28 +142,59 @@ def test_llama_cpp_output_goes_to_the_log(engine, model_path: Path, tmp_path: Pa
     assert oct((tmp_path / "engine.log").stat().st_mode & 0o777) == "0o600"
 
 
-def test_a_long_chat_state_is_saved_to_the_cache_dir_not_kept_in_memory(
-    engine, model_path: Path, isolated_dirs: Path
+@pytest.mark.parametrize("kv_cache_mb", [None, 0], ids=["kept", "off"])
+def test_a_long_chat_state_is_saved_to_the_cache_dir_and_kept_across_restarts(
+    model_path: Path, isolated_dirs: Path, tmp_path: Path, kv_cache_mb: int | None
 ) -> None:
-    """The engine process keeps saved KV states in $LLAMA_TUI_CACHE_DIR, and removes them."""
-    eng, rec = engine
-    eng.load(LoadModel(str(model_path), n_ctx=1024))
-    assert isinstance(rec.until((ModelReady, ModelFailed))[-1], ModelReady)
-    long_question = "Summarise this: " + "the cat sat on the mat. " * 60  # > 256 tokens
-    eng.generate(job(1, long_question, max_tokens=8, seed=1, temperature=0))
-    assert isinstance(rec.until((GenerationFinished, GenerationFailed))[-1], GenerationFinished)
+    """States go to $LLAMA_TUI_CACHE_DIR, not the engine's memory; kept unless kv_cache_mb = 0.
+
+    Kept: the next engine (the app started again) restores the chat instead of
+    reading it again. Off: they are removed when the engine exits, as before.
+    """
     states = isolated_dirs / "cache" / "kv-states"
-    # The state is written after the answer is reported: wait until it is written whole
-    # (the file exists, empty, while the engine writes it; a loaded machine is slow at that).
-    for _ in range(600):
-        files = list(states.glob("*/*.state"))
-        if files and files[0].stat().st_size > 1_000_000:
-            break
-        time.sleep(0.05)
-    assert files and files[0].stat().st_size > 1_000_000
-    assert files[0].stat().st_mode & 0o777 == 0o600
-    eng.close()
-    assert not list(states.glob("*/*.state"))  # removed when the engine exits
+    pattern = "*.kvs" if kv_cache_mb is None else "*/*.state"
+    long_question = "Summarise this: " + "the cat sat on the mat. " * 60  # > 256 tokens
+    first_prompt = 0
+    answer = ""
+    for run in (1, 2):
+        eng = LocalEngine(tmp_path / "engine.log", kv_cache_mb)
+        rec = Recorder()
+        eng.start(rec)
+        try:
+            eng.load(LoadModel(str(model_path), n_ctx=1024))
+            assert isinstance(rec.until((ModelReady, ModelFailed))[-1], ModelReady)
+            history = [Turn("user", long_question)]
+            if run == 2:
+                history += [Turn("assistant", answer), Turn("user", "Thanks.")]
+            persona = PersonaPrompt("You are a helpful assistant.")
+            sampling = {"n_ctx": 1024, "max_tokens": 8, "seed": 1, "temperature": 0}
+            eng.generate(Generate(run, persona, history, sampling, chat_id=1))
+            events = rec.until((GenerationFinished, GenerationFailed))
+            assert isinstance(events[-1], GenerationFinished), events[-1]
+            started = next(e for e in events if isinstance(e, GenerationStarted))
+            if run == 2:
+                break
+            first_prompt, answer = started.prompt_tokens, events[-1].text
+            # The state is written after the answer is reported: wait until it is there
+            # whole (a kept one appears by rename; a session one is written in place).
+            for _ in range(600):
+                files = list(states.glob(pattern))
+                if files and files[0].stat().st_size > 1_000_000:
+                    break
+                time.sleep(0.05)
+            assert files and files[0].stat().st_size > 1_000_000
+            assert files[0].stat().st_mode & 0o777 == 0o600
+            assert states.stat().st_mode & 0o777 == 0o700
+        finally:
+            eng.close()
+        if kv_cache_mb == 0:
+            assert not list(states.glob(pattern))  # removed when the engine exits
+        else:
+            assert list(states.glob(pattern)) == files  # kept for the next start
+    if kv_cache_mb == 0:
+        assert started.cached_tokens == 0  # the restarted engine read it all again
+    else:
+        assert started.cached_tokens >= first_prompt  # restored from the kept state
 
 
 def test_a_dead_worker_fails_every_outstanding_job_not_only_the_last(engine) -> None:

@@ -136,14 +136,14 @@ def choose_backend(
     return path, None, problem
 
 
-def make_engine(endpoint: Endpoint | None) -> Engine:
+def make_engine(endpoint: Endpoint | None, config: Config | None = None) -> Engine:
     if endpoint is not None:
         from tui.engine.remote import RemoteEngine
 
         return RemoteEngine(endpoint)
     from tui.engine.local.client import LocalEngine
 
-    return LocalEngine(paths.log_path())
+    return LocalEngine(paths.log_path(), config.kv_cache_mb if config else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,6 +186,7 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"personas: {paths.user_personas_dir()}")
         print(f"log:      {paths.log_path()}")
         print(f"cache:    {paths.cache_dir()}")
+        print(f"kv cache: {paths.kv_states_dir()}  (saved chat states, kv_cache_mb)")
         return 0
     if args.command == "personas":
         return persona_commands.run(args)
@@ -345,7 +346,7 @@ def ask_command(args: argparse.Namespace, store: Store, config: Config) -> int:
     model_id = endpoint.label if endpoint else str(model_path)
     library = load_library()
     events: queue.Queue = queue.Queue()
-    engine = make_engine(endpoint)
+    engine = make_engine(endpoint, config)
     service = ChatService(store, engine, library, model_id)
     if args.chat is not None:
         try:
@@ -433,7 +434,7 @@ def run_tui(args: argparse.Namespace, store: Store, config: Config) -> int:
 
     app = LlamaTUI(
         store=store,
-        engine=make_engine(endpoint),
+        engine=make_engine(endpoint, config),
         personas=load_library(),
         model_path=model_path,
         default_persona=args.persona or config.persona,

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from tui.core import paths
 from tui.core import store as st
 from tui.core.chat_branches import BUSY, BranchActions, Busy
+from tui.core.compare_variants import Variant
 from tui.core.engine_protocol import (
     Engine,
     EngineEvent,
@@ -37,6 +38,7 @@ from tui.core.engine_protocol import (
 )
 from tui.core.personas import Persona, PersonaLibrary
 from tui.core.prompt import PersonaPrompt, Turn
+from tui.core.prompt_record import record_prompt
 from tui.core.sampling import Sampling
 from tui.core.sanitize import clean_text
 
@@ -63,6 +65,7 @@ class ActiveJob:
     dirty: bool = False
     started: GenerationStarted | None = None
     meta: dict[str, Any] = field(default_factory=dict)  # kept, e.g. earlier versions
+    prefill: str = ""  # the answer's start the model goes on from (continue, prefill)
     gone: bool = False  # its chat was deleted while it streamed: stopped, nothing to save
 
 
@@ -244,9 +247,12 @@ class ChatService(BranchActions):
         wanted = conversation.model
         return wanted if wanted and Path(wanted).is_file() else self.model
 
-    def _model_for(self, conversation: st.Conversation) -> None:
-        """Each chat keeps its model: load it first if another one (or none) is loaded."""
-        wanted = self.model_of(conversation)
+    def _model_for(self, conversation: st.Conversation, model: str | None = None) -> None:
+        """Each chat keeps its model: load it first if another one (or none) is loaded.
+
+        ``model``: another model for this one answer (compare), loaded in its turn.
+        """
+        wanted = model or self.model_of(conversation)
         if (wanted != self.model or self.unloaded) and Path(wanted).is_file():
             self.load(wanted, self.window(conversation))
 
@@ -273,43 +279,68 @@ class ChatService(BranchActions):
         conversation_id: int,
         meta: dict[str, Any] | None = None,
         parent_id: int | None = st.AT_LEAF,
+        prefill: str = "",
+        variant: Variant | None = None,
     ) -> tuple[st.Message, int]:
-        """Open an empty answer (committed) and queue the job that fills it.
+        """Open an answer (committed; empty, or ``prefill``) and queue the job that fills it.
 
         The answer follows ``parent_id`` (default: the end of the branch on
         screen) and becomes the chat's leaf; the model sees that branch.
         """
         conversation = self.store.get_conversation(conversation_id)
-        self._model_for(conversation)
+        # First: the answer names the model that writes it.
+        self._model_for(conversation, variant.model if variant else None)
         meta = {**(meta or {}), "writer": st.writer_id()}
         answer = self.store.add_message(
             conversation_id,
             "assistant",
-            "",
+            prefill,
             status=st.PARTIAL,
             model=self.model,
             meta=meta,
             parent_id=parent_id,
         )
+        return answer, self._queue(conversation, answer, meta, prefill, variant)
+
+    def _queue(
+        self,
+        conversation: st.Conversation,
+        answer: st.Message,
+        meta: dict[str, Any],
+        prefill: str,
+        variant: Variant | None = None,
+    ) -> int:
+        """Queue the job that writes ``answer`` (going on from ``prefill``); its id.
+
+        ``variant``: another persona, model or sampling for this answer alone (compare).
+        """
+        self._model_for(conversation, variant.model if variant else None)
+        persona = self.persona_of(conversation)
+        sampling = self.sampling_of(conversation)
+        if variant is not None:
+            persona = self.personas.get(variant.persona) if variant.persona else persona
+            base = persona.sampling_defaults() if variant.persona else sampling
+            sampling = Sampling.from_dict({**conversation.sampling, **variant.sampling}, base)
+        conversation_id = conversation.id
         history, ids = self.history(conversation, upto=answer.id)
         job_id = next(self._ids)
         start = conversation.context_start_id
         self.jobs[job_id] = ActiveJob(
-            job_id, conversation_id, answer.id, ids, answer, start, meta=meta
-        )
+            job_id, conversation_id, answer.id, ids, answer, start, text=prefill, meta=meta,
+            prefill=prefill,
+        )  # fmt: skip
         job = Generate(
             job_id=job_id,
             # Placeholders ({{time}}) take the chat's start time, as the seed's script
             # filled them once: the prompt then stays byte-identical and the cache holds.
-            persona=PersonaPrompt.from_persona(
-                self.persona_of(conversation), _started(conversation)
-            ),
+            persona=PersonaPrompt.from_persona(persona, _started(conversation)),
             history=history,
-            sampling=self.sampling_of(conversation).to_dict(),
+            sampling=sampling.to_dict(),
             chat_id=conversation_id,
+            prefill=prefill,
         )
         self.engine.generate(job)
-        return answer, job_id
+        return job_id
 
     def history(self, conversation: st.Conversation, upto: int) -> tuple[list[Turn], list[int]]:
         """The turns the model may see, before message ``upto``, and their message ids.
@@ -366,6 +397,7 @@ class ChatService(BranchActions):
         change = Change(job)
         if isinstance(event, GenerationStarted):
             job.started = event
+            record_prompt(self.store, job.message_id, job.history_ids, event)
             if 0 <= event.start < len(job.history_ids):
                 start = job.history_ids[event.start]
                 if self.store.update_conversation(job.conversation_id, context_start_id=start):
@@ -427,7 +459,7 @@ class ChatService(BranchActions):
 
     def _finish(self, job: ActiveJob, event: GenerationFinished) -> st.Message | None:
         status = st.CANCELLED if event.reason == "cancelled" else st.COMPLETE
-        text = job.text if event.reason == "cancelled" else clean_text(event.text)
+        text = job.text if event.reason == "cancelled" else job.prefill + clean_text(event.text)
         if event.reason != "cancelled" and event.reasoning:
             job.reasoning = clean_text(event.reasoning)
         if event.reason == "context":

@@ -10,6 +10,7 @@ Every key is optional. Example::
     theme = "textual-dark"
     thinking = "collapsed"        # a reasoning model's thinking: collapsed, expanded, hidden
     endpoint = "gpu-box"          # talk to a server instead of loading a local model
+    kv_cache_mb = 2048            # disk for chat states kept across restarts (0: none)
 
     [endpoints.gpu-box]           # see tui/endpoints.py
     base_url = "http://gpu-box:8080/v1"
@@ -28,6 +29,8 @@ from typing import Any
 from tui.core import paths
 from tui.core.endpoints import Endpoint, parse_endpoints
 
+DEFAULT_KV_CACHE_MB = 2048  # a few long chats of a 7B model (~0.5 GB each at 4k tokens)
+
 THINKING_MODES = ("collapsed", "expanded", "hidden")
 """How the TUI shows a reasoning model's thinking: folded to one line, open, or not at all."""
 
@@ -42,6 +45,7 @@ class Config:
     theme: str = ""
     thinking: str = "collapsed"  # one of THINKING_MODES
     endpoint: str = ""  # an endpoint name or URL to use instead of a local model
+    kv_cache_mb: int = DEFAULT_KV_CACHE_MB  # chat KV states kept on disk across restarts; 0: off
     endpoints: dict[str, Endpoint] = field(default_factory=dict)
     path: Path | None = None
     problems: list[str] = field(default_factory=list)
@@ -74,6 +78,7 @@ _CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
         'one of "collapsed", "expanded" or "hidden" (how thinking is shown)',
     ),
     "endpoint": (_is_text, "an endpoint name or URL in quotes"),
+    "kv_cache_mb": (_is_count(0), "a whole number of MiB (0 keeps no chat states on disk)"),
 }
 
 

@@ -36,6 +36,10 @@ class Generate:
     history: list[Turn]  # the chat so far, ending with the new user message
     sampling: dict[str, Any]
     chat_id: int | None = None  # keeps one chat's cached state from being used for another
+    # The answer's start, already written (continue an answer, or a prefill): the
+    # model goes on from exactly this text, in the same turn; events carry only
+    # what comes after it.
+    prefill: str = ""
 
 
 @dataclass
@@ -88,6 +92,13 @@ class GenerationStarted:
     start: int  # first history index inside the window
     mode: str
     cached_tokens: int = 0
+    # The prompt as the model received it (special tokens written out), for people
+    # debugging a persona or a template; "" where the engine cannot know it.
+    prompt_text: str = ""
+    # About that prompt: "special" (special-token strings in it), "seed", "sampling"
+    # (the values used), "dropped" (history turns left out of the window), "cut"
+    # (an earlier answer shortened), "source" (who rendered it), "prefill".
+    prompt_info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -196,6 +207,10 @@ class Engine(Protocol):
     def supported_settings(self) -> frozenset[str]:
         """The sampling settings this backend honours (a server may ignore some)."""
         return frozenset(SPEC)
+
+    def can_prefill(self) -> bool:
+        """Whether it can go on from an answer's text (``Generate.prefill``) in chat mode."""
+        return True
 
     def kill(self) -> None:
         """End at once, without waiting (the app's last resort after a hang-up).

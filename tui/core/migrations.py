@@ -193,12 +193,34 @@ def _versions_to_siblings(
     conn.execute("update messages set meta = ? where id = ?", [json.dumps(meta), msg_id])
 
 
+def _m006_prompts(db: sqlite_utils.Database) -> None:
+    """The exact prompt of each answer (the prompt view), in a table of its own.
+
+    Apart from ``messages`` so that opening a chat never reads them (a prompt
+    can be the whole window, tens of kilobytes per answer). A trigger, not a
+    foreign key, removes one with its answer: a later migration that rebuilds
+    ``messages`` (drop and copy) must not delete every prompt with it.
+    """
+    db.execute(
+        "create table if not exists prompts ("
+        " message_id integer primary key,"
+        " text text not null default '',"
+        " info text not null default '{}',"  # JSON: tokens, dropped, sampling, seed, …
+        " created_at text not null)"
+    )
+    db.execute(
+        "create trigger if not exists prompts_gone after delete on messages"
+        " begin delete from prompts where message_id = old.id; end"
+    )
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_initial,
     _m002_pin_archive_search,
     _m003_fast_start,
     _m004_reasoning,
     _m005_tree,
+    _m006_prompts,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

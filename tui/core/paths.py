@@ -44,6 +44,11 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir(APP_NAME))
 
 
+def kv_states_dir() -> Path:
+    """Saved KV states of recent chats (kept across restarts within ``kv_cache_mb``)."""
+    return cache_dir() / "kv-states"
+
+
 def default_db_path() -> Path:
     """The chat database: ``$LLAMA_TUI_DB`` or ``<data dir>/chats.db``."""
     override = os.environ.get("LLAMA_TUI_DB")

@@ -20,6 +20,7 @@ from datetime import datetime
 
 from tui.core.chat_template import TemplateError, render_chat
 from tui.core.personas import Persona
+from tui.core.reasoning import KNOWN_TAGS
 from tui.core.sampling import REASONING_AUTO, REASONING_ON, SPEC
 from tui.core.stops import transcript_stops
 
@@ -62,6 +63,30 @@ class PersonaPrompt:
             mode=persona.mode,
             stop=list(persona.stop),
         )
+
+
+def with_prefill(prompt: str, prefill: str, mode: str) -> str:
+    """``prompt`` (ending where the answer begins) followed by the answer's start.
+
+    Appended, not rendered as a final assistant message: many templates close
+    every assistant message with an end-of-turn token (ChatML's
+    ``<|im_end|>``), after which the model would start a new turn instead of
+    going on. In transcript mode the answer follows ``Bob:`` after a space,
+    as the model wrote it. A generation prompt that opens a thinking block
+    (DeepSeek-R1, Bielik) gets it closed first, empty, as templates write
+    thinking that is off (``<think>\n\n</think>\n\n``): the text is the
+    answer, and the model goes on with the answer, not with thinking.
+    """
+    if not prefill:
+        return prompt
+    if mode == TRANSCRIPT:
+        return f"{prompt} {prefill}"
+    tail = prompt.rstrip()
+    for tags in KNOWN_TAGS:
+        if tail.endswith(tags.open):
+            prompt = f"{tail}\n\n{tags.close}\n\n"
+            break
+    return prompt + prefill
 
 
 def choose_mode(persona_mode: str, chat_template: str | None) -> str:
@@ -122,6 +147,7 @@ class BuiltPrompt:
     n_keep: int  # tokens of the persona block, never dropped
     # The turns in the window as the model sees them (an old answer may be cut).
     turns: list[Turn] = field(default_factory=list)
+    prefill: str = ""  # the answer's start, at the end of ``text`` (continue / prefill)
 
 
 class PromptTooLong(Exception):
@@ -193,22 +219,29 @@ class PromptBuilder:
     def __init__(self, fmt: PromptFormat, tokenize: Callable[[str], list[int]]):
         self.fmt = fmt
         self.tokenize = tokenize
+        self._prefill = ""  # the answer's start, during one build()
 
-    def render(self, persona: PersonaPrompt, history: Sequence[Turn], mode: str) -> str:
-        """The whole prompt text, ending where the AI's answer begins.
+    def render(
+        self, persona: PersonaPrompt, history: Sequence[Turn], mode: str, prefill: str = ""
+    ) -> str:
+        """The whole prompt text, ending where the AI's answer begins (or goes on).
 
         A window that opens with the AI's own words (a persona's greeting) is
         rendered as it is; a template that insists on a user turn first gets
         those words in the system text instead (see :func:`fold_opening`).
+        ``prefill`` (the answer's start, already written) is appended to the
+        prompt as it stands, never rendered as a message (see :func:`with_prefill`).
         """
         if mode == CHAT:
             try:
-                return self._render_chat(persona, history)
+                text = self._render_chat(persona, history)
             except TemplateError:
                 if not history or history[0].role != "assistant":
                     raise
-                return self._render_chat(*fold_opening(persona, history))
-        return render_transcript(persona, [*persona.examples, *history], open_reply=True)
+                text = self._render_chat(*fold_opening(persona, history))
+        else:
+            text = render_transcript(persona, [*persona.examples, *history], open_reply=True)
+        return with_prefill(text, prefill, mode)
 
     def _render_chat(self, persona: PersonaPrompt, history: Sequence[Turn]) -> str:
         head = [Turn("system", persona.system)] if persona.system else []
@@ -232,6 +265,7 @@ class PromptBuilder:
         history: Sequence[Turn],
         budget: int,
         start: int = 0,
+        prefill: str = "",
     ) -> BuiltPrompt:
         """Fit ``history[start:]`` into ``budget`` tokens, dropping in chunks.
 
@@ -251,7 +285,19 @@ class PromptBuilder:
         window is cut in the middle (:data:`CUT_MARK`) rather than dropped
         whole. A dropped window begins with a user turn; the chat's very
         first message (a persona's greeting) is kept while it fits.
+
+        ``prefill``: the start of the answer, already written (continue, or a
+        prefill the user typed); it counts against the budget like the history.
         """
+        self._prefill = prefill
+        try:
+            return self._build(persona, history, budget, start)
+        finally:
+            self._prefill = ""
+
+    def _build(
+        self, persona: PersonaPrompt, history: Sequence[Turn], budget: int, start: int
+    ) -> BuiltPrompt:
         mode = choose_mode(persona.mode, self.fmt.chat_template)
         start = min(max(start, 0), len(history) - 1)
         if start > 0:
@@ -261,7 +307,7 @@ class PromptBuilder:
             start, tokens = over
         else:
             tokens = self._tokens(persona, history[start:], mode)
-        head = self._tokens(persona, [], mode)
+        head = self.tokenize(self.render(persona, [], mode))  # the persona block alone
         n_keep = _common_prefix(head, tokens)
         window = list(history[start:])
         if len(tokens) > budget:
@@ -272,9 +318,10 @@ class PromptBuilder:
             if len(tokens) > budget:
                 raise PromptTooLong(len(tokens), budget, len(head))
             n_keep = _common_prefix(head, tokens)
-        text = self.render(persona, window, mode)
+        text = self.render(persona, window, mode, self._prefill)
         built = BuiltPrompt(text, tokens, mode, self.stops(persona, mode), start, n_keep)
         built.turns = window
+        built.prefill = self._prefill
         return built
 
     def _keep_latest_exchange(
@@ -316,7 +363,8 @@ class PromptBuilder:
         return previous, cut_to(low)
 
     def _tokens(self, persona: PersonaPrompt, history: Sequence[Turn], mode: str) -> list[int]:
-        return self.tokenize(self.render(persona, history, mode))
+        """The tokens of the prompt, with the prefill of the build in progress."""
+        return self.tokenize(self.render(persona, history, mode, self._prefill))
 
     def _overflowing_suffix(
         self,

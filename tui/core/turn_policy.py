@@ -124,9 +124,12 @@ class ReplyFilter:
         mode: str,
         reasoning: ReasoningFormat = PLAIN,
         inside: bool = False,
+        continuing: bool = False,
     ):
         self._scanner = StopScanner(stops)
-        self._leading = mode == TRANSCRIPT  # drop the space after "Bob:"
+        # Drop the space after "Bob:"; not when going on from text already written
+        # (continue, prefill), where a space is a space between two words.
+        self._leading = mode == TRANSCRIPT and not continuing
         self.splitter = ReasoningSplitter(reasoning, inside)
         self.text = ""
         self.reasoning = ""
@@ -193,8 +196,15 @@ class ReplyFilter:
         return out
 
 
-def clean_reply(text: str, persona: PersonaPrompt, mode: str) -> str:
-    """The answer as shown and stored: no leading space after ``Bob:``, no name echo."""
+def clean_reply(text: str, persona: PersonaPrompt, mode: str, continuing: bool = False) -> str:
+    """The answer as shown and stored: no leading space after ``Bob:``, no name echo.
+
+    ``continuing``: ``text`` goes on from an answer already written (continue,
+    prefill), so it is kept as it came, leading space and all, and only its
+    trailing white space goes.
+    """
+    if continuing:
+        return text.rstrip()
     if mode == TRANSCRIPT:
         text = text.lstrip(" ")
         prefix = f"{persona.ai_name}:"

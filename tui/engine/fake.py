@@ -41,6 +41,14 @@ Script = Callable[[Generate], "str | tuple[str, str]"]
 """An answer, or (thinking, answer) for a reasoning model."""
 
 
+def fake_prompt(job: Generate) -> str:
+    """A ChatML-like rendering of the job, for the prompt view's tests."""
+    turns = [("system", job.persona.system)] if job.persona.system else []
+    turns += [(t.role, t.content) for t in job.history]
+    text = "".join(f"<|im_start|>{role}\n{content}<|im_end|>\n" for role, content in turns)
+    return f"{text}<|im_start|>assistant\n{job.prefill}"
+
+
 class FakeEngine(Engine):
     """Streams ``answer(job)`` word by word with ``delay`` seconds between words.
 
@@ -116,7 +124,17 @@ class FakeEngine(Engine):
                 return
         with self._lock:
             n_ctx = int(job.sampling.get("n_ctx", 4096))
-            self._on_event(GenerationStarted(job.job_id, 10, n_ctx, 0, "chat"))
+            prompt = fake_prompt(job)
+            info = {
+                "tokens": 10,
+                "special": ["<|im_start|>", "<|im_end|>"],
+                "seed": job.sampling.get("seed", 42),
+                "sampling": dict(job.sampling),
+                "dropped": 0,
+                "source": "fake",
+                "prefill": len(job.prefill),
+            }
+            self._on_event(GenerationStarted(job.job_id, 10, n_ctx, 0, "chat", 0, prompt, info))
             script = self.answer(job)
             if isinstance(script, tuple):  # (thinking, answer): a reasoning model
                 self._reasoned(job, n_ctx, *script)

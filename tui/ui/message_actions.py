@@ -13,10 +13,11 @@ import re
 from typing import TYPE_CHECKING
 
 from textual import on
-from textual.app import App
 
+from tui.core import continuation
 from tui.core import store as st
 from tui.core.chat_service import Busy, ChatService
+from tui.ui.answer_actions import ANSWER_ACTIONS, AnswerActions
 from tui.ui.screens.branch_tree import BranchTreeScreen, Pick
 from tui.ui.screens.confirm import ConfirmScreen
 from tui.ui.screens.delete_message import BRANCH, DeleteMessageScreen
@@ -37,7 +38,7 @@ def _quote(message: st.Message, ai_name: str, width: int = 100) -> str:
     return f"{who}: “{start}”"
 
 
-class MessageActions(App[None]):
+class MessageActions(AnswerActions):
     """Message and branch actions for :class:`~tui.ui.app.LlamaTUI` (a part of it)."""
 
     # Set up by LlamaTUI.__init__ (tui.ui.app); named here for the reader.
@@ -88,8 +89,9 @@ class MessageActions(App[None]):
             prompt.focus()
         elif action == "regenerate":
             target = message if message.role == "assistant" else self._answer_after(message, view)
-            if target is None:
-                self.notify("There is no answer to regenerate.", severity="warning")
+            if target is None:  # a question left without an answer: answer it
+                continuation.answer_unanswered(self.service, chat_id, message.id)
+                await self.open_conversation(chat_id)
                 return
             self.service.regenerate(chat_id, target.id)
             await self.open_conversation(chat_id)
@@ -97,6 +99,8 @@ class MessageActions(App[None]):
             await self._show_version(action, message, chat_id)
         elif action == "delete":
             self._ask_delete(message, chat_id, view.ai_name)
+        elif action in ANSWER_ACTIONS:  # continue, prefill, prompt: tui/ui/answer_actions.py
+            await self.answer_action(action, message)
 
     def _copy_code(self, message: st.Message) -> None:
         blocks = _CODE_BLOCK.findall(message.content)

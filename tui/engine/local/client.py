@@ -73,8 +73,9 @@ def _open_log(path: Path) -> int:
 class LocalEngine(Engine):
     """Runs ``python -m tui.engine.local.host`` and relays its events."""
 
-    def __init__(self, log_path: Path):
+    def __init__(self, log_path: Path, kv_cache_mb: int | None = None):
         self.log_path = log_path
+        self.kv_cache_mb = kv_cache_mb  # the config's; None: the engine's default
         self._lock = threading.Lock()
         self._conn: Connection | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -151,7 +152,13 @@ class LocalEngine(Engine):
         log_fd = _open_log(self.log_path)
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "tui.engine.local.host", str(theirs.fileno())],
+                [
+                    sys.executable,
+                    "-m",
+                    "tui.engine.local.host",
+                    str(theirs.fileno()),
+                    *([] if self.kv_cache_mb is None else [str(self.kv_cache_mb)]),
+                ],  # fmt: skip
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=log_fd,

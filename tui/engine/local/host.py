@@ -13,27 +13,55 @@ import time
 from typing import Any
 
 from tui.core import paths
+from tui.core.config import DEFAULT_KV_CACHE_MB
 from tui.core.engine_protocol import Generate, GenerationFinished, LoadModel
 from tui.core.turn_policy import FINISH_CANCELLED
-from tui.engine.local.kv_states import STATE_CACHE_BYTES
+from tui.engine.local.kv_states import PERSISTENT_ENTRIES
 from tui.engine.local.model import ModelRunner
 
 
-def _state_cache_bytes(value: str | None) -> int:
-    """Room for saved chat states: ``LLAMA_TUI_STATE_CACHE_MB`` (0 turns it off)."""
-    try:
-        return max(int(value), 0) << 20 if value else STATE_CACHE_BYTES
-    except ValueError:
-        return STATE_CACHE_BYTES
+def kv_cache_mb(configured: str | None, env: str | None) -> int:
+    """The disk budget of KV states kept across restarts, in MiB (0: none kept).
+
+    ``LLAMA_TUI_STATE_CACHE_MB`` wins over the config's ``kv_cache_mb``
+    (passed on our command line), which wins over the default.
+    """
+    for value in (env, configured):
+        try:
+            if value:
+                return max(int(value), 0)
+        except ValueError:
+            continue
+    return DEFAULT_KV_CACHE_MB
+
+
+def make_runner(send: Any, cancelled: Any, load_cancelled: Any, budget_mb: int) -> ModelRunner:
+    """A runner whose chat states stay on disk across restarts, unless the budget is 0.
+
+    With 0, states are still kept for this session (files removed at exit).
+    """
+    directory = paths.kv_states_dir()
+    if budget_mb <= 0:
+        return ModelRunner(send, cancelled, load_cancelled=load_cancelled, state_dir=directory)
+    return ModelRunner(
+        send,
+        cancelled,
+        load_cancelled=load_cancelled,
+        state_cache_entries=PERSISTENT_ENTRIES,
+        state_cache_bytes=budget_mb << 20,
+        state_dir=directory,
+        keep_states=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Child-process entry point: ``python -m tui.engine.local.host FD``.
+    """Child-process entry point: ``python -m tui.engine.local.host FD [KV_CACHE_MB]``.
 
-    FD is our end of a socket pair. The parent has pointed our stdout and
-    stderr at the engine log, so llama.cpp's chatter lands there. A reader
-    thread takes commands off the socket: cancellations act at once, model
-    work is queued for the main thread, which alone touches the model.
+    FD is our end of a socket pair; KV_CACHE_MB the config's ``kv_cache_mb``.
+    The parent has pointed our stdout and stderr at the engine log, so
+    llama.cpp's chatter lands there. A reader thread takes commands off the
+    socket: cancellations act at once, model work is queued for the main
+    thread, which alone touches the model.
     """
     import queue
     import threading
@@ -80,12 +108,11 @@ def main(argv: list[str] | None = None) -> None:
                 return
 
     threading.Thread(target=read_commands, name="commands", daemon=True).start()
-    runner = ModelRunner(
+    runner = make_runner(
         send,
         lambda job_id: job_id <= cancelled_up_to,
-        load_cancelled=lambda: 0 < running_load <= loads_cancelled_up_to,
-        state_cache_bytes=_state_cache_bytes(os.environ.get("LLAMA_TUI_STATE_CACHE_MB")),
-        state_dir=paths.cache_dir() / "kv-states",
+        lambda: 0 < running_load <= loads_cancelled_up_to,
+        kv_cache_mb(argv[1] if len(argv) > 1 else None, os.environ.get("LLAMA_TUI_STATE_CACHE_MB")),
     )
     while (command := work.get()) is not None:
         if isinstance(command, tuple):  # (number, LoadModel)

@@ -1,7 +1,8 @@
 """Saved KV states and the live KV cache of the local engine's model.
 
-:class:`StateCache` keeps the KV states of recently left chats (in files
-when it can) and finds the one sharing the longest prefix with a prompt;
+:class:`StateCache` keeps the KV states of recently used chats (in files
+when it can, kept across restarts when asked: see :mod:`.kv_files`) and
+finds the one sharing the longest prefix with a prompt;
 :class:`LiveKV` is the part of :class:`tui.engine.local.model.ModelRunner`
 that makes the live cache share as long a prefix with a new prompt as it
 can (reuse, context shift, restore), saving a chat's state before another
@@ -16,6 +17,7 @@ import itertools
 import os
 import shutil
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,12 @@ import numpy as np
 
 from tui.core import paths
 from tui.core.processes import pid_exists
+from tui.engine.local import kv_files
+from tui.engine.local.kv_files import ModelKey
 
 STATE_CACHE_ENTRIES = 4  # saved chat states (the live chat's own copy included)
 STATE_CACHE_BYTES = 512 << 20  # and never more than this much disk (or RAM) for them
+PERSISTENT_ENTRIES = 64  # chats whose states are kept across restarts, within the byte budget
 _SAME_CHAT_MARGIN = 16  # tokens past the persona block shared => the same chat
 _SAVE_MIN_LOST = 32  # a live KV state is saved only if at least this much would be lost
 _SHIFT_MIN_MATCH = 16  # tokens that must line up before a context shift is trusted
@@ -43,6 +48,10 @@ class SavedState:
     n_keep: int = 0  # the persona block: sharing more than this means the same chat
     chat: Any = None  # the chat id, when jobs carry one
     path: Path | None = None  # the file holding ``data``, when the cache has a directory
+    # Tokens of the prompt its last answer followed (0: unknown). A newer state that
+    # parts from this one before it is another branch of the chat, not its next turn.
+    prompt_len: int = 0
+    crc: int | None = None  # a file kept across restarts: its checksum (see kv_files)
 
 
 class StateCache:
@@ -61,6 +70,13 @@ class StateCache:
     can drop the files' pages under memory pressure. Reading one back takes
     tens of milliseconds where reading the chat again takes seconds. If the
     directory cannot be written, states stay in RAM.
+
+    ``persistent``: the files are kept when the engine exits, directly in
+    ``directory``, for the model given to :meth:`attach` (its file identity
+    and load parameters are in each file), so that the first turn after a
+    restart restores the chat instead of reading it again. ``max_bytes`` is
+    then the budget of the whole directory (every model's states, every
+    process's): the least recently used files go first.
     """
 
     def __init__(
@@ -68,11 +84,14 @@ class StateCache:
         max_entries: int = STATE_CACHE_ENTRIES,
         max_bytes: int = STATE_CACHE_BYTES,
         directory: Path | None = None,
+        persistent: bool = False,
     ):
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.entries: list[SavedState] = []  # oldest first
         self.root = directory
+        self.persistent = persistent
+        self.key: ModelKey | None = None  # the loaded model's, in persistent mode
         self._dir: Path | None = None  # this process's subdirectory, made on first use
         self._names = itertools.count()
 
@@ -89,17 +108,71 @@ class StateCache:
         self.entries.clear()
 
     def close(self) -> None:
-        """Remove every state and this process's directory."""
+        """Remove every state and this process's directory; kept files stay, forgotten here."""
+        if self.persistent:  # kept files stay for the next engine: only our list goes
+            self.entries = [e for e in self.entries if e.crc is None]
         self.clear()
+        self.key = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
+    @property
+    def _keeps_files(self) -> bool:
+        return self.persistent and self.key is not None and self.root is not None
+
+    def attach(self, key: ModelKey | None) -> None:
+        """Work for the model ``key`` names: list the states kept for it (persistent mode).
+
+        Only headers and tokens are read (a few kB per state). Files that are
+        not whole states of ours are removed on the way (see kv_files.scan).
+        """
+        self.close()
+        if not self.persistent or key is None or self.root is None:
+            return
+        try:
+            directory = kv_files.prepare_dir(self.root)
+            kv_files.clean_stale(directory)
+            found = kv_files.scan(directory, key)
+        except OSError as exc:
+            self._to_ram(exc)
+            return
+        self.key = key
+        for f in found[-self.max_entries :] if self.max_entries > 0 else []:
+            # No chat id: ids are per database (``--db``), so one from an earlier run could
+            # name another chat, and a context shift trusts it. Tokens decide instead.
+            self.entries.append(
+                SavedState(
+                    f.tokens,
+                    None,
+                    f.size,
+                    f.n_keep,
+                    path=f.path,
+                    prompt_len=f.prompt_len,
+                    crc=f.crc,
+                )  # fmt: skip
+            )
+        if self.entries:  # the chat open when the app quit is the likeliest to come back
+            kv_files.prefetch(self.entries[-1].path)  # type: ignore[arg-type]
+
+    def _to_ram(self, exc: OSError) -> None:
+        """The directory cannot be used: states stay in RAM, within the RAM cap."""
+        print(f"saved KV states stay in RAM: {exc}", file=sys.stderr)
+        self.root, self.key = None, None
+        self.max_bytes = min(self.max_bytes, STATE_CACHE_BYTES)
+        self.max_entries = min(self.max_entries, STATE_CACHE_ENTRIES)
+
     def read(self, entry: SavedState) -> Any:
-        """The state's bytes as a ctypes array (read from its file if it has one)."""
+        """The state's bytes as a ctypes array (read from its file if it has one).
+
+        A kept file is checked whole (length, tokens, checksum) before use:
+        raises OSError if it is not what was saved.
+        """
         if entry.data is not None:
             return entry.data
         assert entry.path is not None
+        if entry.crc is not None:
+            return kv_files.read_state(entry.path, entry.tokens, entry.size, entry.crc)
         data = (ctypes.c_uint8 * entry.size)()
         with open(entry.path, "rb") as file:
             if file.readinto(data) != entry.size:  # type: ignore[arg-type]
@@ -121,6 +194,23 @@ class StateCache:
     def _spill(self, entry: SavedState) -> None:
         """Move ``entry``'s bytes from RAM to a file (left in RAM if that fails)."""
         if self.root is None or entry.data is None:
+            return
+        if self._keeps_files:
+            assert self.key is not None
+            try:
+                entry.path, entry.crc = kv_files.write_state(
+                    self.root,
+                    self.key,
+                    entry.tokens,
+                    entry.data,
+                    entry.size,
+                    entry.n_keep,
+                    entry.prompt_len,
+                )
+            except OSError as exc:  # e.g. a full disk
+                self._to_ram(exc)
+                return
+            entry.data = None
             return
         path: Path | None = None
         try:
@@ -175,27 +265,38 @@ class StateCache:
             self.entries.append(entry)
 
     def put(self, entry: SavedState) -> bool:
-        """Add ``entry``; older states of the same chat go.
+        """Add ``entry``; older states it carries on from go.
 
-        An older state is of the same chat if the two share more than their
-        persona block: the chat's first exchange at least. (Not only exact
-        prefixes: a sampled answer is often tokenized differently when it
-        comes back as history, so the new state forks from the old one.)
+        An older state is superseded if the two share more than their persona
+        block (the chat's first exchange at least) and part, if at all, only
+        in the older state's last answer. (Not only exact prefixes: a sampled
+        answer is often tokenized differently when it comes back as history,
+        so the new state forks from the old one there.) One that parts before
+        its last answer is another branch of the chat (an edit, a regenerated
+        answer further up): it stays, so that switching back to that branch
+        restores it instead of reading everything after the fork again.
         """
         if entry.size > self.max_bytes or self.max_entries <= 0:
             return False
+        self._spill(entry)  # first: a crash after it leaves the new state, not none
         for old in list(self.entries):
+            shared = prefix_len(old.tokens, entry.tokens)
             same_chat = is_prefix(old.tokens, entry.tokens) or (
-                prefix_len(old.tokens, entry.tokens)
-                > min(old.n_keep, entry.n_keep) + _SAME_CHAT_MARGIN
+                shared > min(old.n_keep, entry.n_keep) + _SAME_CHAT_MARGIN
+                and shared >= old.prompt_len
             )
             if same_chat:
                 self.discard(old)
-        self._spill(entry)
         self.entries.append(entry)
         while len(self.entries) > self.max_entries or self.nbytes > self.max_bytes:
             self.discard(self.entries[0])
-        return True
+        if self._keeps_files and self.root is not None:
+            # The budget covers the directory: other models' and other processes' states.
+            gone = set(kv_files.enforce_budget(self.root, self.max_bytes, PERSISTENT_ENTRIES))
+            for old in [e for e in self.entries if e.path in gone]:
+                self.entries.remove(old)
+                old.path = None
+        return entry in self.entries
 
 
 def prefix_len(a: np.ndarray, b: np.ndarray) -> int:
@@ -226,6 +327,7 @@ class LiveKV:
     states: StateCache
     _live_keep: int
     _live_chat: Any
+    _live_prompt: int  # tokens of the prompt the live cache's last answer followed
 
     def _prepare_kv(self, prompt: list[int], n_keep: int, chat: Any = None) -> dict[str, Any]:
         """Make the live KV cache share as long a prefix with ``prompt`` as we can.
@@ -256,11 +358,13 @@ class LiveKV:
             other_chat = live <= n_keep + _SAME_CHAT_MARGIN and not match
         else:
             other_chat = not same_chat
-        restored, shifted, saved = False, 0, False
+        restored, shifted, saved, restore_seconds = False, 0, False, 0.0
         if entry is not None and entry_gain > live + match + _RESTORE_MARGIN:
             if other_chat and n - live >= _SAVE_MIN_LOST:
                 saved = self._save_live()
+            began = time.perf_counter()
             restored = self._restore(entry)
+            restore_seconds = time.perf_counter() - began
             if restored:
                 kv = llm.input_ids[: llm.n_tokens]
                 live = prefix_len(kv, p)
@@ -276,6 +380,7 @@ class LiveKV:
         return {
             "cached_tokens": cached,
             "restored": restored,
+            "restore_seconds": restore_seconds,  # reading, checking and loading the state
             "shifted": shifted,
             "saved": saved,
             "state_cache_entries": len(self.states),
@@ -342,7 +447,8 @@ class LiveKV:
             return False
         data = (ctypes.c_uint8 * size)()
         written = int(llama_cpp.llama_state_get_data(llm._ctx.ctx, data, size))
-        state = SavedState(tokens, data, written, self._live_keep, self._live_chat)
+        state = SavedState(tokens, data, written, self._live_keep, self._live_chat,
+                           prompt_len=min(self._live_prompt, len(tokens)))  # fmt: skip
         return self.states.put(state)
 
     def _restore(self, entry: SavedState) -> bool:
@@ -365,5 +471,6 @@ class LiveKV:
         llm.n_tokens = n
         llm._requires_eval = True  # the restored logits are not a live decode's
         self._live_keep, self._live_chat = entry.n_keep, entry.chat
+        self._live_prompt = entry.prompt_len
         self.states.touch(entry)
         return True

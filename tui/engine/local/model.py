@@ -39,6 +39,7 @@ from tui.core.prompt import (
     TemplateError,
     thinking_options,
 )
+from tui.core.prompt_record import log_prompt, prompt_info
 from tui.core.reasoning import PLAIN, ReasoningFormat, detect_format, starts_inside
 from tui.core.sampling import Sampling
 from tui.core.turn_policy import (
@@ -83,6 +84,7 @@ class ModelRunner(LiveKV):
         state_cache_entries: int = STATE_CACHE_ENTRIES,
         state_cache_bytes: int = STATE_CACHE_BYTES,
         state_dir: Path | None = None,
+        keep_states: bool = False,
         verbose: bool = True,
         load_cancelled: Callable[[], bool] = lambda: False,
     ):
@@ -94,7 +96,8 @@ class ModelRunner(LiveKV):
         self.request: LoadModel | None = None
         self.info: ModelInfo | None = None
         self.builder: PromptBuilder | None = None
-        self.states = StateCache(state_cache_entries, state_cache_bytes, state_dir)
+        # keep_states: states stay in state_dir across restarts (config kv_cache_mb > 0)
+        self.states = StateCache(state_cache_entries, state_cache_bytes, state_dir, keep_states)
         self.last_built: BuiltPrompt | None = None  # for tests and benchmarks
         self._hidden: set[int] = set()
         self._eog: set[int] = set()
@@ -102,6 +105,7 @@ class ModelRunner(LiveKV):
         self._abort_cb: Any = None  # keeps the ctypes callback alive
         self._reply: ReplyFilter | None = None  # the answer so far, for GenerationFailed
         self._live_keep = 0  # persona-block tokens of the chat in the live KV cache
+        self._live_prompt = 0  # tokens of the prompt its last answer followed
         self._live_chat: Any = None  # its chat id, when jobs carry one
         self.load_error = ""  # why the last load failed: a job without a model says so
 
@@ -152,9 +156,25 @@ class ModelRunner(LiveKV):
         self.load_error = ""
         self.request = request
         self._prepare_format()
+        self._attach_states(request)
         assert self.info is not None
         self.send(ModelReady(self.info, time.monotonic() - started))
         return True
+
+    def _attach_states(self, request: LoadModel) -> None:
+        """Find the states kept for this model file and window (persistent cache only)."""
+        if not self.states.persistent:
+            return
+        import llama_cpp
+
+        from tui.engine.local.kv_files import model_key
+
+        try:
+            key = model_key(Path(request.path), self.llm.n_ctx(), request.n_gpu_layers,
+                            str(llama_cpp.__version__))  # fmt: skip
+        except OSError:
+            key = None  # the file went away under us: nothing kept for it
+        self.states.attach(key)
 
     def _holds(self, request: LoadModel) -> bool:
         """True if the loaded model is ``request``'s file with at least its window."""
@@ -255,8 +275,12 @@ class ModelRunner(LiveKV):
         """Tokens of text written into the answer (no BOS; markers as their tokens)."""
         return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
 
+    def _model_text(self, token: int) -> str:
+        """A token as the vocabulary writes it (``<|im_start|>``): the prompt view marks these."""
+        return self.llm._model.token_get_text(token)
+
     def close(self) -> None:
-        """Free the model; saved KV states belong to it and go too (files included)."""
+        """Free the model; its saved KV states go too, but for those kept across restarts."""
         self.states.close()
         if self.llm is not None:
             self.llm.close()
@@ -345,12 +369,15 @@ class ModelRunner(LiveKV):
         self._ensure_window(sampling.n_ctx)
         n_ctx = min(sampling.n_ctx, self.llm.n_ctx())  # the chat's budget in the loaded window
         budget = prompt_budget(n_ctx, sampling.max_tokens)
+        prefill = getattr(job, "prefill", "")
         thinking, effort = thinking_options(sampling.reasoning, sampling.reasoning_effort)
+        if prefill:  # going on with the answer: no new thinking before it
+            thinking, effort = False, None
         self.builder.fmt = dataclasses.replace(
             self.builder.fmt, thinking=thinking, reasoning_effort=effort
         )
         try:
-            built = self.builder.build(job.persona, job.history, budget)
+            built = self.builder.build(job.persona, job.history, budget, prefill=prefill)
         except (PromptTooLong, TemplateError) as exc:
             self.send(GenerationFailed(job.job_id, str(exc)))
             return
@@ -362,13 +389,16 @@ class ModelRunner(LiveKV):
         except Exception:  # an optimisation: on any trouble, read the prompt afresh
             self.llm.reset()
             kv = {"cached_tokens": 0, "restored": False, "shifted": 0, "saved": False}
-        self._live_keep, self._live_chat = built.n_keep, chat
-        self.send(
-            GenerationStarted(
-                job.job_id, len(prompt), n_ctx, built.start, built.mode, kv["cached_tokens"]
-            )
-        )
+        self._live_keep, self._live_chat, self._live_prompt = built.n_keep, chat, len(prompt)
         seed = sampling.seed if sampling.seed >= 0 else _SEEDS.randrange(2**31)
+        info = prompt_info(built, len(job.history), seed, sampling)
+        special = self._hidden | self._eog | {self.llm.token_bos()}
+        info["special"] = sorted({self._model_text(t) for t in set(prompt) & special})
+        begun = GenerationStarted(job.job_id, len(prompt), n_ctx, built.start, built.mode)
+        self.send(dataclasses.replace(begun, cached_tokens=kv["cached_tokens"],
+                                      prompt_text=built.text, prompt_info=info))  # fmt: skip
+        if self.verbose:  # in the child process, stderr is the engine log
+            log_prompt(job.job_id, built.text, info)
         stats: dict[str, Any] = {**kv, "seed": seed, "mode": built.mode, "start": built.start}
         if self.cancelled(job.job_id):
             stats["ttft"] = time.monotonic() - job_started
@@ -385,7 +415,9 @@ class ModelRunner(LiveKV):
         )
         space = answer_room(n_ctx, len(prompt), sampling.max_tokens)
         fmt = self.reasoning_fmt if built.mode == CHAT else PLAIN
-        reply = ReplyFilter(built.stops, built.mode, fmt, starts_inside(fmt, built.text))
+        reply = ReplyFilter(
+            built.stops, built.mode, fmt, starts_inside(fmt, built.text), continuing=bool(prefill)
+        )
         self._reply = reply  # what was said so far, should generating fail
         thought = Thought(
             lambda text, thinking: self.send(TokenText(job.job_id, text, thinking)),
@@ -460,7 +492,7 @@ class ModelRunner(LiveKV):
         if not cancelled:
             thought.show(tail, final=True)
         ended = time.monotonic()
-        answer = clean_reply(reply.text, job.persona, built.mode)
+        answer = clean_reply(reply.text, job.persona, built.mode, continuing=bool(prefill))
         stats["ttft"] = (first_token_at or ended) - job_started
         stats.update(thought.stats(ended))
         self.send(

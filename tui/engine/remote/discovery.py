@@ -50,6 +50,7 @@ class ServerDiscovery:
     counter: str
     _client: httpx.Client
     _counts: dict[str, list[int]]
+    props: dict[str, Any] = {}  # llama.cpp's /props, as last read
 
     def _headers(self, streaming: bool = False) -> dict[str, str]:
         headers = {"Accept": "text/event-stream" if streaming else "application/json"}
@@ -67,6 +68,7 @@ class ServerDiscovery:
         props: dict[str, Any] = {}
         if kind in ("auto", "llama.cpp"):
             props = self._get_optional(f"{endpoint.root_url}/props")
+            self.props = props  # the model file and build, for the slot files' names
             if kind == "auto" and isinstance(props.get("default_generation_settings"), dict):
                 kind = "llama.cpp"
         if kind == "auto":

@@ -5,6 +5,7 @@ See :mod:`tui.engine.remote` for how a persona reaches the server.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -41,6 +42,7 @@ from tui.core.prompt import (
     Turn,
     fold_opening,
 )
+from tui.core.prompt_record import LOCAL, prompt_info
 from tui.core.reasoning import INLINE, PLAIN
 from tui.core.sampling import Sampling
 from tui.core.turn_policy import (
@@ -66,6 +68,7 @@ from tui.engine.remote.messages import (
     status_message,
     too_long_message,
 )
+from tui.engine.remote.prefill import can_prefill, chat_request, refusal
 from tui.engine.remote.settings import (
     CHAT_MARGIN,
     COUNTING_TEMPLATE,
@@ -73,6 +76,7 @@ from tui.engine.remote.settings import (
     sampling_fields,
     supported_settings,
 )
+from tui.engine.remote.slots import SlotFiles
 from tui.engine.remote.stream import (
     ANSWER_CHAR_CAP,
     CHARS_PER_TOKEN,
@@ -113,6 +117,7 @@ class RemoteEngine(ServerDiscovery, Engine):
         self._active: _Active | None = None
         self._closed = False
         self._counts: dict[str, list[int]] = {}
+        self.slots = SlotFiles(endpoint.root_url)  # llama-server's saved chat caches
         timeout = httpx.Timeout(endpoint.timeout, connect=endpoint.connect_timeout)
         # Short requests reuse connections; each answer gets its own, so that
         # cancelling can cut exactly that connection (see _Active).
@@ -150,6 +155,10 @@ class RemoteEngine(ServerDiscovery, Engine):
             self._thread.join(timeout=3)
         self._client.close()
         self._stream_client.close()
+
+    def can_prefill(self) -> bool:
+        """Whether this server can go on from an answer's text (chat mode; see prefill.py)."""
+        return can_prefill(self.kind)
 
     def supported_settings(self) -> frozenset[str]:
         """What this endpoint's server acts on (OpenAI fields until it is checked)."""
@@ -197,6 +206,7 @@ class RemoteEngine(ServerDiscovery, Engine):
         started = time.monotonic()
         try:
             self.info = self._check_server()
+            self.slots.check(self.kind, self.model, self.props, self._post_slots)
         except Exception as exc:  # RemoteError; anything else is a bug, but must not kill us
             self.info = None
             self._load_error = (
@@ -208,6 +218,9 @@ class RemoteEngine(ServerDiscovery, Engine):
             return False
         self._send(ModelReady(self.info, time.monotonic() - started))
         return True
+
+    def _post_slots(self, url: str, json: dict[str, Any]) -> httpx.Response:
+        return self._client.post(url, json=json, headers=self._headers())
 
     # --- generating ---------------------------------------------------------------------
 
@@ -284,8 +297,11 @@ class RemoteEngine(ServerDiscovery, Engine):
         # Served models are taken to have a chat template: chat mode unless forced.
         margin = CHAT_MARGIN if job.persona.mode != TRANSCRIPT else 0
         budget = prompt_budget(n_ctx, sampling.max_tokens, margin) - shrink
+        prefill = getattr(job, "prefill", "")
+        if prefill and job.persona.mode != TRANSCRIPT and not can_prefill(self.kind):
+            raise RemoteError(refusal(self.kind, self.endpoint.label))
         try:
-            built = builder.build(job.persona, job.history, budget)
+            built = builder.build(job.persona, job.history, budget, prefill=prefill)
         except PromptTooLong as exc:
             if n_ctx == self.n_ctx:  # a bigger n_ctx for the chat would not help
                 raise RemoteError(f"{exc} The server's window is {n_ctx} tokens.") from None
@@ -314,17 +330,25 @@ class RemoteEngine(ServerDiscovery, Engine):
             payload["model"] = self.model
         if stops:
             payload["stop"] = stops
+        payload.update(self.slots.payload_fields())
         if built.mode == CHAT:
             url = f"{self.base}/chat/completions"
             payload["messages"] = self._messages(
                 job.persona.system, job.persona.examples, built.turns
             )
+            url, shown, source = chat_request(self, url, payload, prefill)  # continue: prefill.py
         else:
             url = f"{self.base}/completions"
-            payload["prompt"] = built.text
-        self._send(GenerationStarted(job.job_id, prompt_tokens, n_ctx, built.start, built.mode))
+            payload["prompt"] = shown = built.text
+            source = LOCAL
+        seed = sampling.seed if sampling.seed >= 0 else None
+        info = prompt_info(built, len(job.history), seed, sampling, source)
+        begun = GenerationStarted(job.job_id, prompt_tokens, n_ctx, built.start, built.mode)
+        self._send(dataclasses.replace(begun, prompt_text=shown, prompt_info=info))
 
         started = time.monotonic()
+        # The chat's cache from the server's slot file, if the slot may hold another chat.
+        restored = self.slots.restore(self._post_slots, job.chat_id)
         try:
             result = self._stream(url, payload, job, active, built, progress)
         except _Refused as exc:
@@ -362,7 +386,7 @@ class RemoteEngine(ServerDiscovery, Engine):
         )
         if reason == FINISH_CONTEXT and short and used + count < n_ctx:
             self._set_window(used + count)  # a server that never said its window
-        answer = clean_reply(progress.text, job.persona, built.mode)
+        answer = clean_reply(progress.text, job.persona, built.mode, bool(built.prefill))
         self._send(
             GenerationFinished(
                 job_id=job.job_id,
@@ -380,10 +404,13 @@ class RemoteEngine(ServerDiscovery, Engine):
                     "model": self.model,
                     **({"seed": sampling.seed} if sampling.seed >= 0 else {}),
                     **thinking_stats(progress, usage, ended),
+                    **self.slots.stats(usage, restored),
                 },
                 reasoning=progress.reasoning.strip(),
             )
         )
+        if not active.aborted:  # while the user reads: the slot holds this chat now
+            self.slots.save(self._post_slots, job.chat_id, used + count)
 
     def _answer_after_thinking(
         self,
@@ -427,7 +454,7 @@ class RemoteEngine(ServerDiscovery, Engine):
         """
         if reply is None:
             fmt = INLINE if built.mode == CHAT else PLAIN
-            reply = ReplyFilter(built.stops, built.mode, fmt)
+            reply = ReplyFilter(built.stops, built.mode, fmt, continuing=bool(built.prefill))
         return stream_answer(
             self._stream_client,
             url,

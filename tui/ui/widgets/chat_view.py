@@ -47,6 +47,10 @@ class ChatView(MessageWindow):
         Binding("v", "act('version')", "Next version (round)", show=False),
         Binding("b", "app.branch_tree", "Branches (tree)", show=False),
         Binding("d,delete", "act('delete')", "Delete"),
+        Binding("g", "act('continue')", "Continue answer", show=False),
+        Binding("f", "act('prefill')", "Start answer with…", show=False),
+        Binding("p", "act('prompt')", "Prompt seen", show=False),
+        Binding("x", "act('compare')", "Compare answers", show=False),
     ]
 
     class Action(Message):
