@@ -24,6 +24,26 @@ class Busy(Exception):
     """The chat already has an answer being generated."""
 
 
+def chosen_message(
+    store: st.Store, conversation_id: int, message_id: int | None, role: str, wrong_role: str
+) -> st.Message:
+    """The message an action is for: ``message_id``, or the branch's last message.
+
+    Raises KeyError for a message of another chat, ValueError(``wrong_role``)
+    unless the message is a ``role`` one (or the branch is empty).
+    """
+    if message_id is None:
+        last = store.last_messages(conversation_id, 1)
+        message = last[0] if last else None
+    else:
+        message = store.get_message(message_id)
+        if message.conversation_id != conversation_id:
+            raise KeyError(f"no message {message_id} in chat {conversation_id}")
+    if message is None or message.role != role:
+        raise ValueError(wrong_role)
+    return message
+
+
 class BranchActions:
     """The branch operations of :class:`~tui.core.chat_service.ChatService` (a part of it)."""
 
@@ -74,11 +94,10 @@ class BranchActions:
         Returns (the new user message, the answer being generated, job id);
         the message as it was, and its replies, stay on their branch.
         """
-        message = self.store.get_message(message_id)
-        if message.conversation_id != conversation_id:
-            raise KeyError(f"no message {message_id} in chat {conversation_id}")
-        if message.role != "user":
-            raise ValueError("Only your own messages are sent again; an answer is regenerated.")
+        chosen_message(  # refuses another chat's message, or an answer
+            self.store, conversation_id, message_id, "user",
+            "Only your own messages are sent again; an answer is regenerated.",
+        )  # fmt: skip
         user = self.edit_message(message_id, text)
         answer, job_id = self._answer(conversation_id)
         return user, answer, job_id
@@ -91,17 +110,12 @@ class BranchActions:
         The earlier answer and its replies stay on their branch.
         """
         self._not_busy(conversation_id)
-        if message_id is None:
-            last = self.store.last_messages(conversation_id, 1)
-            if not last or last[0].role != "assistant":
-                raise ValueError("There is no answer to regenerate.")
-            message = last[0]
-        else:
-            message = self.store.get_message(message_id)
-            if message.conversation_id != conversation_id:
-                raise KeyError(f"no message {message_id} in chat {conversation_id}")
-            if message.role != "assistant":
-                raise ValueError("Only an answer can be regenerated; edit your message instead.")
+        wrong = (
+            "There is no answer to regenerate."
+            if message_id is None
+            else "Only an answer can be regenerated; edit your message instead."
+        )
+        message = chosen_message(self.store, conversation_id, message_id, "assistant", wrong)
         if message.parent_id is None:  # a greeting: nothing was asked
             raise ValueError("There is no question before this answer to answer again.")
         return self._answer(conversation_id, parent_id=message.parent_id)

@@ -18,6 +18,7 @@ All three send a :class:`~tui.core.engine_protocol.Generate` whose
 from __future__ import annotations
 
 from tui.core import store as st
+from tui.core.chat_branches import chosen_message
 from tui.core.chat_service import CAPPED_NOTE, CONTEXT_LIMIT_NOTE, Busy, ChatService
 from tui.core.sanitize import clean_text
 
@@ -78,15 +79,12 @@ def answer_unanswered(
     The answer goes under it, beside whatever else follows it.
     """
     _check(service, conversation_id)
-    if message_id is None:
-        last = service.store.last_messages(conversation_id, 1)
-        if not last or last[0].role != "user":
-            raise ValueError("The last message already has an answer: r answers it again.")
-        message = last[0]
-    else:
-        message = service.store.get_message(message_id)
-        if message.conversation_id != conversation_id or message.role != "user":
-            raise ValueError("Only a message of yours can be answered.")
+    wrong = (
+        "The last message already has an answer: r answers it again."
+        if message_id is None
+        else "Only a message of yours can be answered."
+    )
+    message = chosen_message(service.store, conversation_id, message_id, "user", wrong)
     return service._answer(conversation_id, parent_id=message.id)
 
 
