@@ -18,7 +18,7 @@ from tui.core.engine_protocol import (
 )
 from tui.core.personas import load_library
 from tui.engine.local.client import LocalEngine
-from tui.engine.local.model import window_cap
+from tui.engine.local.window import window_cap
 
 
 def test_window_cap_follows_training_context_and_memory() -> None:

@@ -17,13 +17,16 @@ import httpx
 from tui.core.endpoints import Endpoint, config_advice
 from tui.core.engine_protocol import ModelInfo
 from tui.core.models import display_name
+from tui.core.sampling import Sampling
 from tui.engine.remote.messages import (
     RemoteError,
     _positive_int,
+    _TooLong,
+    _window_in_error,
     status_message,
     transport_message,
 )
-from tui.engine.remote.settings import estimate_tokens
+from tui.engine.remote.settings import CHAT_MARGIN, estimate_tokens
 
 DEFAULT_N_CTX = 4096  # when neither the server nor the endpoint config says
 # Ollama's window when neither the model (num_ctx) nor the running server says: its
@@ -51,6 +54,10 @@ class ServerDiscovery:
     _client: httpx.Client
     _counts: dict[str, list[int]]
     props: dict[str, Any] = {}  # llama.cpp's /props, as last read
+    info: ModelInfo | None
+
+    # Provided by RemoteEngine: the window a chat's prompt may fill.
+    def _window_for(self, sampling: Sampling) -> int: ...  # pragma: no cover
 
     def _headers(self, streaming: bool = False) -> dict[str, str]:
         headers = {"Accept": "text/event-stream" if streaming else "application/json"}
@@ -252,6 +259,32 @@ class ServerDiscovery:
         if not window and self.kind == "ollama":
             window, _ = self._ollama_window(self.model)
         return window
+
+    def _relearn_window(self, exc: _TooLong, sampling: Sampling) -> int | None:
+        """Learn the server's window after it refused a prompt; None if nothing was learnt.
+
+        Returns how many more tokens to leave free on the retry: 0 when the
+        window turned out smaller than we thought (fitting into it is enough),
+        more when the window is what we thought and our count was short.
+        """
+        used = self._window_for(sampling)
+        window, requested = _window_in_error(exc.body)
+        if not window:
+            window = self._reread_window()
+        if not window:
+            return None
+        self.window_reported = True  # the server's own figure, from now on
+        if window < used:
+            self._set_window(window)
+            return 0
+        over = requested - window if requested > window else 0
+        return min(max(over, used // 8) + CHAT_MARGIN, used // 2)
+
+    def _set_window(self, window: int) -> None:
+        """Use ``window`` from now on (within the endpoint's own n_ctx, if it has one)."""
+        self.n_ctx = min(window, self.endpoint.n_ctx) if self.endpoint.n_ctx else window
+        if self.info is not None:
+            self.info.n_ctx = self.n_ctx
 
 
 def _kind_from_models(entries: list[dict[str, Any]]) -> str:

@@ -64,7 +64,6 @@ from tui.engine.remote.messages import (
     _sounds_too_long,
     _StreamCut,
     _TooLong,
-    _window_in_error,
     status_message,
     too_long_message,
 )
@@ -492,32 +491,6 @@ class RemoteEngine(ServerDiscovery, Engine):
             detail = _error_text(_json_or_none(body) or body)
             if _sounds_too_long(detail):
                 raise _TooLong(message, response.status_code, body)
-
-    def _relearn_window(self, exc: _TooLong, sampling: Sampling) -> int | None:
-        """Learn the server's window after it refused a prompt; None if nothing was learnt.
-
-        Returns how many more tokens to leave free on the retry: 0 when the
-        window turned out smaller than we thought (fitting into it is enough),
-        more when the window is what we thought and our count was short.
-        """
-        used = self._window_for(sampling)
-        window, requested = _window_in_error(exc.body)
-        if not window:
-            window = self._reread_window()
-        if not window:
-            return None
-        self.window_reported = True  # the server's own figure, from now on
-        if window < used:
-            self._set_window(window)
-            return 0
-        over = requested - window if requested > window else 0
-        return min(max(over, used // 8) + CHAT_MARGIN, used // 2)
-
-    def _set_window(self, window: int) -> None:
-        """Use ``window`` from now on (within the endpoint's own n_ctx, if it has one)."""
-        self.n_ctx = min(window, self.endpoint.n_ctx) if self.endpoint.n_ctx else window
-        if self.info is not None:
-            self.info.n_ctx = self.n_ctx
 
 
 # --- helpers -------------------------------------------------------------------------
