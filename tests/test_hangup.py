@@ -28,7 +28,7 @@ from tests.test_models import fake_gguf
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_WORKER = Path(__file__).resolve().parent / "fake_worker"
-REPEAT = int(os.environ.get("LLAMA_TUI_HANGUP_REPEAT", "2"))
+REPEAT = int(os.environ.get("LLAMA_TUI_HANGUP_REPEAT", "1"))
 # The app promises 2 s (a forced exit at 1.5 s); the margin is for a loaded test machine.
 EXIT_WITHIN = 2.0 + float(os.environ.get("LLAMA_TUI_TEST_SLACK", "2.0"))
 STATES = ["loading", "queued", "streaming", "idle", "dialog", "persona-editor"]
