@@ -176,6 +176,15 @@ def test_a_persona_works_with_gemma2() -> None:
     assert "<start_of_turn>user\nAnswer in French.\nHi<end_of_turn>" in text
 
 
+def test_a_persona_without_system_text_works_with_gemma2() -> None:
+    """Gemma 2 reads ``messages[0]``: the persona block alone (no system text, no
+    examples) cannot be rendered, but a prompt with the user's message can."""
+    builder = PromptBuilder(PromptFormat(template("google-gemma-2-2b-it"), BOS, EOS), str.split)
+    built = builder.build(PersonaPrompt(""), [Turn("user", "Hi there")], 4096)
+    assert built.text.endswith("<start_of_turn>user\nHi there<end_of_turn>\n<start_of_turn>model\n")
+    assert built.n_keep == 0
+
+
 def test_a_template_that_reads_the_system_message_keeps_it() -> None:
     text = render_chat(
         "{% for m in messages %}[{{ m.role }}:{{ m['content'] }}]{% endfor %}", list(FOUR_TURNS)

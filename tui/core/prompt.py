@@ -307,7 +307,7 @@ class PromptBuilder:
             start, tokens = over
         else:
             tokens = self._tokens(persona, history[start:], mode)
-        head = self.tokenize(self.render(persona, [], mode))  # the persona block alone
+        head = self._head_tokens(persona, mode)
         n_keep = _common_prefix(head, tokens)
         window = list(history[start:])
         if len(tokens) > budget:
@@ -323,6 +323,17 @@ class PromptBuilder:
         built.turns = window
         built.prefill = self._prefill
         return built
+
+    def _head_tokens(self, persona: PersonaPrompt, mode: str) -> list[int]:
+        """The persona block alone, kept first in the window; [] if the template needs a
+        message to render at all (Gemma 2 reads ``messages[0]``) and the persona has no
+        system text or examples: then there is no block to keep."""
+        try:
+            return self.tokenize(self.render(persona, [], mode))
+        except TemplateError:
+            if persona.system or persona.examples:
+                raise
+            return []
 
     def _keep_latest_exchange(
         self,
