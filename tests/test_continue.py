@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.llama_templates import templates_dir
 from tui.core.chat_template import TemplateError, render_chat
 from tui.core.engine_protocol import Generate, GenerationFinished, GenerationStarted, TokenText
 from tui.core.prompt import (
@@ -27,7 +28,9 @@ from tui.core.prompt import (
 from tui.core.reasoning import KNOWN_TAGS
 from tui.core.turn_policy import ReplyFilter, clean_reply
 
-TEMPLATES = Path("/work/llama-src/llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates")
+# llama.cpp's real templates, where this machine has them ($LLAMA_TUI_TEMPLATES_DIR,
+# or beside llama-server's source tree)
+TEMPLATES = templates_dir() or Path(__file__).parent / "no-llama-templates"  # absent: skipped
 # Templates that write an assistant message's text as it is (then close the turn):
 # for these, the chat rendered with its answer starts with the continue prompt. The
 # others (thinking templates that drop or add <think> blocks to a finished answer;

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.llama_templates import templates_dir
 from tests.remote_servers import (
     JsonReply,
     LlamaServer,
@@ -39,7 +40,9 @@ from tui.engine.remote.settings import reasoning_fields, supported_settings
 
 WAIT = 20
 ASSISTANT = PersonaPrompt("You are a helpful assistant.")
-TEMPLATES = Path("/work/llama-src/llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates")
+# llama.cpp's real templates, where this machine has them ($LLAMA_TUI_TEMPLATES_DIR,
+# or beside llama-server's source tree)
+TEMPLATES = templates_dir() or Path(__file__).parent / "no-llama-templates"  # absent: skipped
 
 
 class Recorder:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.llama_templates import templates_dir
 from tui.core.prompt import CHAT, TRANSCRIPT
 from tui.core.reasoning import (
     HARMONY,
@@ -21,9 +22,9 @@ from tui.core.reasoning import (
 )
 from tui.core.turn_policy import ReplyFilter
 
-TEMPLATES = Path(
-    "/work/llama-src/llama_cpp_python-0.3.36/vendor/llama.cpp/models/templates"
-)  # llama.cpp's real templates, where this machine has them
+# llama.cpp's real templates, where this machine has them ($LLAMA_TUI_TEMPLATES_DIR,
+# or beside llama-server's source tree)
+TEMPLATES = templates_dir() or Path(__file__).parent / "no-llama-templates"  # absent: skipped
 QWEN3 = ReasoningFormat("tags", (THINK,), anywhere=True)
 HARMONY_FMT = ReasoningFormat(HARMONY, (), anywhere=True)
 

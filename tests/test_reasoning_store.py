@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
+from tests.test_runner import ManualEngine
 from tui.core import chat_service as rn
 from tui.core import migrations
 from tui.core import store as st
@@ -23,22 +24,6 @@ from tui.core.engine_protocol import (
 from tui.core.personas import load_library, load_persona_file
 from tui.core.sampling import SPEC, Sampling, coerce, is_choice
 from tui.core.store_rows import clean_sampling
-
-
-class ManualEngine:
-    def __init__(self) -> None:
-        self.jobs: list = []
-        self.cancelled: list[int] = []
-
-    def start(self, on_event) -> None: ...
-    def load(self, request) -> None: ...
-    def close(self) -> None: ...
-
-    def generate(self, job) -> None:
-        self.jobs.append(job)
-
-    def cancel(self, job_id: int) -> None:
-        self.cancelled.append(job_id)
 
 
 @pytest.fixture
