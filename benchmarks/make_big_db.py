@@ -33,7 +33,7 @@ sys.path.append(str(Path(__file__).resolve().parent.parent))  # if tui is not in
 
 import sqlite_utils  # noqa: E402
 
-from tui.core.migrations import SCHEMA_VERSION  # noqa: E402
+from tui.core.migrations import SCHEMA_VERSION, link_linear_chats  # noqa: E402
 from tui.core.store import Store, title_from  # noqa: E402
 
 DEFAULT_DB = Path("/tmp/llama-tui-bench/big.db")
@@ -175,14 +175,7 @@ def link_as_trees(conn: sqlite3.Connection, forks_every: int = 0) -> None:
     columns = {row[1] for row in conn.execute("pragma table_info(messages)")}
     if "parent_id" not in columns:
         return
-    conn.execute(
-        "update messages set parent_id = (select max(p.id) from messages p"
-        " where p.conversation_id = messages.conversation_id and p.id < messages.id)"
-    )
-    conn.execute(
-        "update conversations set leaf_id ="
-        " (select max(id) from messages where conversation_id = conversations.id)"
-    )
+    link_linear_chats(conn)
     if forks_every:
         conn.execute(
             "insert into messages (conversation_id, parent_id, role, content, status,"

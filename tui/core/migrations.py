@@ -114,14 +114,7 @@ def _m005_tree(db: sqlite_utils.Database) -> None:
     ).fetchone()
     if row is not None:
         conn.execute("drop trigger messages_au")
-    conn.execute(
-        "update messages set parent_id = (select max(p.id) from messages p"
-        " where p.conversation_id = messages.conversation_id and p.id < messages.id)"
-    )
-    conn.execute(
-        "update conversations set leaf_id ="
-        " (select max(id) from messages where conversation_id = conversations.id)"
-    )
+    link_linear_chats(conn)
     rows = conn.execute(
         "select id, conversation_id, parent_id, meta, model, created_at, updated_at"
         " from messages where role = 'assistant' and meta like '%alternatives%' order by id"
@@ -133,6 +126,18 @@ def _m005_tree(db: sqlite_utils.Database) -> None:
         _versions_to_siblings(conn, msg_id, meta_text, sibling, thinking)
     if row is not None:
         conn.execute(row[0])  # the trigger as it was
+
+
+def link_linear_chats(conn: sqlite3.Connection) -> None:
+    """Each message the child of the one before it in its chat; the chat's last one its leaf."""
+    conn.execute(
+        "update messages set parent_id = (select max(p.id) from messages p"
+        " where p.conversation_id = messages.conversation_id and p.id < messages.id)"
+    )
+    conn.execute(
+        "update conversations set leaf_id ="
+        " (select max(id) from messages where conversation_id = conversations.id)"
+    )
 
 
 def _versions_to_siblings(
