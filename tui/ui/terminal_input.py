@@ -227,8 +227,33 @@ async def deliver(app: App[Any], message: Message) -> None:
         app.post_message(message)
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(settle(app, screen_before, workers_before), SETTLE_TIMEOUT)
+        paint_now(app)
     finally:
         app.input_pending -= 1  # type: ignore[attr-defined]
+
+
+def paint_now(app: App[Any]) -> None:
+    """Write the frame that shows a key now, not at the screen's next 60 Hz tick.
+
+    While an answer streams, the screen's update timer runs on a fixed grid of
+    ticks, so a key handled just after a frame would wait up to 16.7 ms for the
+    next one. This is what that tick does (Textual's ``Screen._on_timer_update``),
+    done at once; with nothing to paint it does nothing.
+    """
+    screen = _screen(app)
+    if screen is None or not screen.is_current or app._batch_count:
+        return
+    if (
+        screen._layout_required
+        or screen._scroll_required
+        or screen._repaint_required
+        or screen._dirty_widgets
+    ):
+        with app._context(), screen._context():  # as the timer's task has them
+            try:
+                screen._on_timer_update()
+            except Exception as error:  # as Textual's timer does
+                app._handle_exception(error)
 
 
 async def settle(app: App[Any], screen_before: object, workers_before: set[object]) -> None:
