@@ -46,4 +46,3 @@ async def test_a_key_is_on_screen_when_it_has_been_handled(tmp_path: Path) -> No
         assert prompt.text == "x"
         assert frames, "the key was handled but no frame was written for it"
         assert not screen._dirty_widgets  # that frame carried everything pending
-
