@@ -120,6 +120,7 @@ class LlamaTUI(
         self.batcher = TokenBatcher(lambda event: self.post_message(EngineMessage(event)))
         self._painted_at = 0.0  # when streamed text last reached the screen
         self._paint_cost = 0.0  # seconds the last paint took, its frame included
+        self._paint_cpu = 0.0  # the UI thread's CPU seconds in that paint
         self._stream_began: dict[int, float] = {}  # job id -> when its first text was shown
         self._paint_timer: Timer | None = None
         self._tidy_timer: Timer | None = None

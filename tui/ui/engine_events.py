@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import time
 from dataclasses import dataclass
+from time import thread_time
 
 from textual import on
 from textual.app import App
@@ -42,6 +43,18 @@ from tui.ui.widgets.chat_view import ChatView
 from tui.ui.widgets.status_line import StatusLine
 
 PAINT_INTERVAL = 1 / 30  # seconds between repaints of a streaming answer
+PAINT_CPU_SHARE = 1 / 6  # of the UI thread's time, at most, painting a streaming answer
+
+
+def paint_gap(wall: float, cpu: float) -> float:
+    """Seconds from one paint of a streaming answer to the next, after one that took
+    ``wall`` seconds (its frame included) and ``cpu`` seconds of the UI thread.
+
+    At most :data:`PAINT_INTERVAL` apart; a paint that took long (a busy machine)
+    waits as long again; one that used much CPU (a fast server's big batches of
+    Markdown) waits until painting is :data:`PAINT_CPU_SHARE` of the thread's time.
+    """
+    return max(PAINT_INTERVAL, 2 * wall, cpu / PAINT_CPU_SHARE)
 
 
 def _progress_bar(progress: float, width: int = 8) -> str:
@@ -76,6 +89,7 @@ class EngineEvents(App[None]):
     _last_error: str
     _painted_at: float
     _paint_cost: float
+    _paint_cpu: float
     _paint_timer: Timer | None
     _loaded_model: str
     _switch: tuple[str, int | None, str, str] | None
@@ -92,8 +106,10 @@ class EngineEvents(App[None]):
         """Show streamed text at most :data:`PAINT_INTERVAL` apart (one layout per frame),
         and at most half the time busy painting: a paint that took long (a fast server's
         big batches, a busy machine) waits as long again before the next one, so typing
-        and the engine keep their share of the CPU."""
-        gap = max(PAINT_INTERVAL, 2 * self._paint_cost)
+        and the engine keep their share of the CPU. A paint's own CPU time counts
+        too: at most :data:`PAINT_CPU_SHARE` of the UI thread goes to painting, so a
+        2,000 tokens/s server does not take a whole core to show (issue 17)."""
+        gap = paint_gap(self._paint_cost, self._paint_cpu)
         wait = self._painted_at + gap - time.monotonic()
         if wait > 0:
             if self._paint_timer is None:
@@ -105,17 +121,20 @@ class EngineEvents(App[None]):
         """Hand the text streamed since the last paint to the service, and show what it added."""
         self._paint_timer = None
         self._painted_at = started = time.monotonic()
+        cpu_started = thread_time()
         text, thinking = self.batcher.take(job_id)
         if thinking and not self._hung_up:  # thinking first: it comes before the answer
             await self._add_text(job_id, thinking, thinking=True)
         if text and not self._hung_up:
             await self._add_text(job_id, text)
         if (text or thinking) and not self._hung_up:
-            self.call_after_refresh(self._paint_done, started)
+            self.call_after_refresh(self._paint_done, started, cpu_started)
 
-    def _paint_done(self, started: float) -> None:
-        """The frame of a paint is on its way: how long the paint took, frame included."""
+    def _paint_done(self, started: float, cpu_started: float) -> None:
+        """The frame of a paint is on its way: how long the paint took, frame included,
+        and the UI thread's CPU time in that while."""
         self._paint_cost = time.monotonic() - started
+        self._paint_cpu = thread_time() - cpu_started
 
     async def _add_text(self, job_id: int, text: str, thinking: bool = False) -> None:
         """Streamed text: to the service (which saves it in time), then to the screen.

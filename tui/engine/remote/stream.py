@@ -195,7 +195,11 @@ def stream_answer(
                         if not progress.pieces and _sounds_too_long(detail):
                             raise _TooLong(message, 400, data)
                         raise RemoteError(message)
-                    chunk = _json_or_error(data)
+                    if not isinstance(parsed, dict):  # parsed once: this runs per token
+                        raise RemoteError(
+                            f"The server sent something that is not JSON: {data[:80]!r}"
+                        )
+                    chunk = parsed
                     if isinstance(chunk.get("usage"), dict):
                         usage = chunk["usage"]
                     piece, thought, chunk_finish = _choice_text(chunk)
