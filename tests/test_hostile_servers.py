@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.remote_servers import Reply, ScriptedServer, StallReply, chat_chunk
-from tests.test_remote_engine import Recorder, connect, job, server, text_of  # noqa: F401
+from tests.remote_servers import Recorder, Reply, ScriptedServer, StallReply, chat_chunk
+from tests.test_remote_engine import job, text_of
 from tui.core.engine_protocol import GenerationFailed, GenerationFinished, LoadModel, ModelFailed
 from tui.engine.remote import discovery, stream
 

@@ -4,7 +4,6 @@ each server understands, the history sent back, thinking budgets; and llama.cpp'
 
 from __future__ import annotations
 
-import queue
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,16 +15,14 @@ from tests.llama_templates import templates_dir
 from tests.remote_servers import (
     JsonReply,
     LlamaServer,
+    Recorder,
     ScriptedServer,
     StreamReply,
-    llama_cpp_models,
-    llama_cpp_props,
     llama_server_binary,
     sse,
 )
-from tui.core.endpoints import Endpoint, resolve_endpoint
+from tui.core.endpoints import resolve_endpoint
 from tui.core.engine_protocol import (
-    EngineEvent,
     Generate,
     GenerationFailed,
     GenerationFinished,
@@ -43,22 +40,6 @@ ASSISTANT = PersonaPrompt("You are a helpful assistant.")
 # llama.cpp's real templates, where this machine has them ($LLAMA_TUI_TEMPLATES_DIR,
 # or beside llama-server's source tree)
 TEMPLATES = templates_dir() or Path(__file__).parent / "no-llama-templates"  # absent: skipped
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.events: queue.Queue[EngineEvent] = queue.Queue()
-
-    def __call__(self, event: EngineEvent) -> None:
-        self.events.put(event)
-
-    def until(self, kind: type | tuple[type, ...]) -> list[Any]:
-        seen = []
-        while True:
-            event = self.events.get(timeout=WAIT)
-            seen.append(event)
-            if isinstance(event, kind):
-                return seen
 
 
 def delta(**fields: Any) -> bytes:
@@ -84,29 +65,17 @@ def job(history: list[Turn] | str = "Why is the sky blue?", **sampling: Any) -> 
 
 
 @pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    scripted = ScriptedServer()
-    scripted.routes[("GET", "/v1/models")] = llama_cpp_models()
-    scripted.routes[("GET", "/props")] = llama_cpp_props(4096)
-    yield scripted
-    scripted.close()
-
-
-@pytest.fixture
-def connect() -> Iterator[Callable[..., tuple[RemoteEngine, Recorder]]]:
-    engines: list[RemoteEngine] = []
+def connect(
+    connect: Callable[..., tuple[RemoteEngine, Recorder]],
+) -> Callable[..., tuple[RemoteEngine, Recorder]]:
+    """The shared fixture's engines, each with its model loaded."""
 
     def make(base_url: str, **options: Any) -> tuple[RemoteEngine, Recorder]:
-        engine = RemoteEngine(Endpoint("test", base_url, **options))
-        recorder = Recorder()
-        engine.start(recorder)
-        engines.append(engine)
+        engine, recorder = connect(base_url, **options)
         engine.load(LoadModel("test"))
         return engine, recorder
 
-    yield make
-    for engine in engines:
-        engine.close()
+    return make
 
 
 def run(server: ScriptedServer, connect, events: list[bytes], **options: Any) -> list[Any]:

@@ -8,10 +8,9 @@ Nothing leaves 127.0.0.1.
 from __future__ import annotations
 
 import codecs
-import queue
 import time
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,12 @@ import pytest
 from tests.remote_servers import (
     JsonReply,
     LlamaCppPythonServer,
+    Recorder,
     ScriptedServer,
     StallReply,
     StreamReply,
     chat_chunk,
     free_port,
-    llama_cpp_models,
     llama_cpp_props,
     missing_server_modules,
     sse,
@@ -33,7 +32,6 @@ from tests.remote_servers import (
 )
 from tui.core.endpoints import Endpoint, EndpointError, parse_endpoints, resolve_endpoint
 from tui.core.engine_protocol import (
-    EngineEvent,
     Generate,
     GenerationFailed,
     GenerationFinished,
@@ -67,25 +65,6 @@ BOB = PersonaPrompt(
 )
 
 
-class Recorder:
-    """Collects engine events from the engine's thread."""
-
-    def __init__(self) -> None:
-        self.events: queue.Queue[EngineEvent] = queue.Queue()
-
-    def __call__(self, event: EngineEvent) -> None:
-        self.events.put(event)
-
-    def until(self, kind: type | tuple[type, ...], job_id: int | None = None) -> list[Any]:
-        """Events up to and including the first of ``kind`` (for ``job_id``, if given)."""
-        seen = []
-        while True:
-            event = self.events.get(timeout=WAIT)
-            seen.append(event)
-            if isinstance(event, kind) and (job_id is None or event.job_id == job_id):
-                return seen
-
-
 def job(job_id: int, text: str, persona: PersonaPrompt = ASSISTANT, **sampling: Any) -> Generate:
     return Generate(job_id, persona, [Turn("user", text)], {"max_tokens": 64, **sampling})
 
@@ -103,32 +82,6 @@ def long_history(turns: int, words: int = 60) -> list[Turn]:
             Turn("assistant", f"Answer {i}: " + "the sea is wide and deep " * (words // 6))
         )
     return [*history, Turn("user", "And what about rivers?")]
-
-
-@pytest.fixture
-def server() -> Iterator[ScriptedServer]:
-    scripted = ScriptedServer()
-    scripted.routes[("GET", "/v1/models")] = llama_cpp_models()
-    scripted.routes[("GET", "/props")] = llama_cpp_props(4096)
-    yield scripted
-    scripted.close()
-
-
-@pytest.fixture
-def connect() -> Iterator[Callable[..., tuple[RemoteEngine, Recorder]]]:
-    """Make started engines for an endpoint; all are closed afterwards."""
-    engines: list[RemoteEngine] = []
-
-    def make(base_url: str, **options: Any) -> tuple[RemoteEngine, Recorder]:
-        engine = RemoteEngine(Endpoint("test", base_url, **options))
-        recorder = Recorder()
-        engine.start(recorder)
-        engines.append(engine)
-        return engine, recorder
-
-    yield make
-    for engine in engines:
-        engine.close()
 
 
 # --- endpoints config ------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from tests.remote_servers import (
     JsonReply,
     LlamaServer,
+    Recorder,
     ScriptedServer,
     StreamReply,
     chat_chunk,
@@ -24,7 +25,7 @@ from tests.remote_servers import (
     llama_server_binary,
     sse,
 )
-from tests.test_remote_engine import ASSISTANT, Recorder
+from tests.test_remote_engine import ASSISTANT
 from tui.core.endpoints import Endpoint
 from tui.core.engine_protocol import Generate, GenerationFailed, GenerationFinished, LoadModel
 from tui.core.models import default_model_path

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from tests import test_remote_engine as base
 from tests.remote_servers import (
     JsonReply,
     LlamaCppPythonServer,
     LlamaServer,
+    Recorder,
     ScriptedServer,
     StreamReply,
     chat_chunk,
@@ -32,7 +32,7 @@ from tests.remote_servers import (
     sse,
     text_chunk,
 )
-from tests.test_remote_engine import ASSISTANT, BOB, Recorder
+from tests.test_remote_engine import ASSISTANT, BOB
 from tui.core.endpoints import parse_endpoints, resolve_endpoint
 from tui.core.engine_protocol import (
     Generate,
@@ -46,9 +46,6 @@ from tui.core.engine_protocol import (
 from tui.core.models import default_model_path
 from tui.core.prompt import PersonaPrompt, Turn
 from tui.engine.remote import RemoteEngine
-
-server = base.server  # the fixtures: a scripted llama.cpp server, started engines
-connect = base.connect
 
 
 def words_in(body: dict[str, Any]) -> int:
