@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Tests run in parallel (pytest-xdist, `make test`): llama.cpp's OpenMP threads wait
+# asleep, not spinning, so two workers' models do not steal each other's cores. Set
+# before llama.cpp is loaded; engine hosts and servers started by tests inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any

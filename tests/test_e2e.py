@@ -93,12 +93,18 @@ def test_chat_in_a_real_terminal_then_find_it_in_the_database(
         term.type("What is the capital of France?")
         term.child.send("\r")
         term.wait_for("You", timeout=10)
-        # Wait for the answer to finish: the status line returns to "ready".
+        # Wait for the answer to finish: the status line goes from "generating" back to
+        # "ready" (at 80 columns it has no room left for the speed).
         deadline = time.monotonic() + 60
+        generating = False
         while time.monotonic() < deadline:
             term.pump(0.2)
-            if "generating" not in term.text() and "tok/s" in term.text():
+            generating = generating or "generating" in term.text()
+            if generating and "generating" not in term.text() and "ready" in term.text():
                 break
+        else:
+            raise AssertionError(f"the answer did not end in 60 s; screen:\n{term.text()}")
+        term.pump(0.5)  # the answer's final rendering
         screen = term.text()
         assert "What is the capital of France?" in screen
         assert "Assistant" in screen
