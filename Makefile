@@ -22,9 +22,13 @@ STAMP := $(VENV)/.installed
 run: setup
 	$(BIN)/llama-tui
 
+# The suite runs in parallel, one worker per core (at most 4): most tests wait on a
+# pseudo-terminal, a server or a child process. TEST_JOBS=0 runs it in one process.
+TEST_JOBS ?= auto
+
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_JOBS) --maxprocesses=4
 
 lint: setup
 	$(BIN)/ruff check .
