@@ -233,12 +233,14 @@ async def deliver(app: App[Any], message: Message) -> None:
 
 
 def paint_now(app: App[Any]) -> None:
-    """Write the frame that shows a key now, not at the screen's next 60 Hz tick.
+    """Write the frame that shows a key now, not at the screen's next tick.
 
     While an answer streams, the screen's update timer runs on a fixed grid of
-    ticks, so a key handled just after a frame would wait up to 16.7 ms for the
-    next one. This is what that tick does (Textual's ``Screen._on_timer_update``),
-    done at once; with nothing to paint it does nothing.
+    ticks (``TEXTUAL_FPS`` a second: 120 as the app starts it), so a key handled
+    just after a frame waited for the next tick, and then for that frame's paint
+    of the answer. This is what the tick does (Textual's
+    ``Screen._on_timer_update``), done at once; with nothing to paint it does
+    nothing.
     """
     screen = _screen(app)
     if screen is None or not screen.is_current or app._batch_count:
