@@ -35,7 +35,6 @@ from tui.core.sampling import Sampling
 from tui.engine.remote import RemoteEngine
 from tui.engine.remote.settings import reasoning_fields, supported_settings
 
-WAIT = 20
 ASSISTANT = PersonaPrompt("You are a helpful assistant.")
 # llama.cpp's real templates, where this machine has them ($LLAMA_TUI_TEMPLATES_DIR,
 # or beside llama-server's source tree)

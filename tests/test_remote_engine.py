@@ -54,7 +54,6 @@ from tui.engine.remote import (
 from tui.engine.remote.discovery import _kind_from_models
 from tui.engine.remote.stream import _sse_events
 
-WAIT = 20  # seconds any one event may take
 KEY = "sk-test-7f3a9c0e5b"
 ASSISTANT = PersonaPrompt("You are a helpful assistant.")
 BOB = PersonaPrompt(
