@@ -46,12 +46,12 @@ app.run()
 class Pty:
     """The app in a pty: a pyte screen of it, and every byte it wrote."""
 
-    def __init__(self, home: Path, env: dict[str, str]) -> None:
+    def __init__(self, home: Path, env: dict[str, str], app: str = APP) -> None:
         self.screen = pyte.Screen(80, 24)
         self.stream = pyte.ByteStream(self.screen)
         self.raw = b""
         self.child = pexpect.spawn(
-            sys.executable, ["-c", APP, str(home)], env=env, dimensions=(24, 80), timeout=5
+            sys.executable, ["-c", app, str(home)], env=env, dimensions=(24, 80), timeout=5
         )
 
     def pump(self, seconds: float = 0.1) -> None:
