@@ -66,7 +66,8 @@ def test_g_f_and_x_in_bursts(isolated_dirs: Path) -> None:
         term.burst(b"x")
         term.until(lambda: "Compare answers to" in term.text(), "the compare screen")
         term.burst(b"r")  # ask both ways
-        term.until(lambda: "Right way." in term.text(), "both answers")
+        term.until(lambda: term.text().count("done (stop") == 2, "both answers, ended")
+        assert "Left way." in term.text() and "Right way." in term.text()
         term.burst(b"2")  # keep the right one
         term.until(lambda: "Compare answers to" not in term.text(), "the compare screen closing")
         term.until(lambda: "Right way." in term.text(), "the kept answer in the chat")
