@@ -89,3 +89,29 @@ def test_g_f_and_x_in_bursts(isolated_dirs: Path) -> None:
         ]
     finally:
         store.close()
+
+
+STREAMING_APP = APP.replace(
+    "engine = FakeEngine(lambda job: next(replies), delay=0.01)",
+    'engine = FakeEngine(lambda job: " ".join(["word"] * 400), delay=0.02)',
+)
+
+
+def test_keys_typed_while_an_answer_streams_show_before_it_ends(isolated_dirs: Path) -> None:
+    """A burst of letters typed during an 8 s answer is in the message box while the
+    status line still says "generating" (the key's frame is written at once)."""
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="80", LINES="24")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    isolated_dirs.mkdir(parents=True, exist_ok=True)
+    term = Pty(isolated_dirs, env, STREAMING_APP)
+    try:
+        term.until(lambda: "ask something" in term.text(), "the first frame", timeout=60)
+        term.burst(b"go\r")
+        term.until(lambda: "generating" in term.text() and "word word" in term.text(), "a stream")
+        term.burst(b"next question")
+        term.until(lambda: "next question" in term.text(), "the typed letters on screen")
+        assert "generating" in term.text()  # the answer is still streaming
+        term.until(lambda: "ready" in term.text() and "generating" not in term.text(), "the end")
+        assert "next question" in term.text()  # typed text kept, not sent
+    finally:
+        term.child.close(force=True)
