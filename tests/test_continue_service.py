@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.test_runner import ManualEngine
@@ -13,13 +11,6 @@ from tui.core import store as st
 from tui.core.engine_protocol import GenerationFinished, GenerationStarted, TokenText
 from tui.core.personas import load_library
 from tui.core.store_prompts import load_prompt, save_prompt
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> st.Store:
-    s = st.Store(tmp_path / "chats.db")
-    yield s
-    s.close()
 
 
 @pytest.fixture

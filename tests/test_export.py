@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from tui.core import store as st
 from tui.formats import chats as export
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> st.Store:
-    s = st.Store(tmp_path / "chats.db")
-    yield s
-    s.close()
 
 
 def sample_chat(store: st.Store) -> st.Conversation:

@@ -5,7 +5,6 @@ Markdown block before the answer, both read back; `ask --think` keeps stdout the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ from tests.remote_servers import (
 from tui import cli
 from tui.core import store as st
 from tui.formats import chats as export
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[st.Store]:
-    s = st.Store(tmp_path / "chats.db")
-    yield s
-    s.close()
 
 
 def thinking_chat(store: st.Store) -> st.Conversation:

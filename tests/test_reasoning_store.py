@@ -27,13 +27,6 @@ from tui.core.store_rows import clean_sampling
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> st.Store:
-    s = st.Store(tmp_path / "chats.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def runner(store: st.Store) -> rn.ChatService:
     return rn.ChatService(store, ManualEngine(), load_library(), "model.gguf")
 

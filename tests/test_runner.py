@@ -43,13 +43,6 @@ class ManualEngine:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> st.Store:
-    s = st.Store(tmp_path / "chats.db")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def runner(store: st.Store) -> rn.ChatService:
     return rn.ChatService(store, ManualEngine(), load_library(), "model.gguf")
 

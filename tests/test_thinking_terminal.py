@@ -82,15 +82,20 @@ class Pty:
         assert os.write(self.child.child_fd, data) == len(data)
 
 
+def start(home: Path, app: str = APP) -> Pty:
+    """``app`` (a Python script; this checkout first on its path) in an 80x24 pty."""
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="80", LINES="24")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    home.mkdir(parents=True, exist_ok=True)
+    return Pty(home, env, app)
+
+
 def osc52(text: str) -> bytes:
     return b"\x1b]52;c;" + base64.b64encode(text.encode())
 
 
 def test_thinking_keys_in_bursts(isolated_dirs: Path) -> None:
-    env = dict(os.environ, TERM="xterm-256color", COLUMNS="80", LINES="24")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    isolated_dirs.mkdir(parents=True, exist_ok=True)
-    term = Pty(isolated_dirs, env)
+    term = start(isolated_dirs)
     try:
         term.until(lambda: "ask something" in term.text(), "the first frame", timeout=60)
         term.burst(b"hi\r")
