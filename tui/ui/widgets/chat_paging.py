@@ -197,13 +197,8 @@ class MessageWindow(VerticalScroll):
         # Textual 8's compositor sets a negative scroll offset for an anchored
         # widget whose content is shorter than the pane (a gap opens at the
         # top), so the anchor only holds once the chat fills the pane.
-        # Sizes from the last layout: the compositor asks while it lays the screen out,
-        # when ``region`` would have it arrange the whole screen again (~1 ms a call,
-        # several calls a frame).
-        if not self._anchor_wanted:
-            return False
-        pane = self.outer_size.height - self.styles.gutter.height - self.scrollbar_gutter.height
-        return self.virtual_size.height > pane
+        pane = self.scrollable_content_region.height
+        return self._anchor_wanted and self.virtual_size.height > pane
 
     @_anchored.setter
     def _anchored(self, value: bool) -> None:
