@@ -183,5 +183,5 @@ class BranchActions:
 
     def branch_outline(self, conversation_id: int, ai_name: str = "Assistant") -> str:
         """The chat's branches as an outline (``llama-tui chats show N --tree``)."""
-        current = {m.id for m in self.store.messages(conversation_id)}
+        current = self.store.branch_ids(conversation_id)
         return chat_tree.outline_text(self.store.tree(conversation_id), current, ai_name)

@@ -47,6 +47,11 @@ CONTEXT_LIMIT_NOTE = "\n\n[reached the context limit]"
 CAPPED_NOTE = "\n\n[cut off: the server sent more than the answer's token limit allows]"
 
 
+def without_notes(text: str) -> str:
+    """An answer's own text: the notes llama-tui added at its end taken off."""
+    return text.removesuffix(CONTEXT_LIMIT_NOTE).removesuffix(CAPPED_NOTE)
+
+
 @dataclass
 class ActiveJob:
     """A generation in flight and the message it streams into."""
@@ -271,7 +276,7 @@ class ChatService(ChatFiles, BranchActions):
         for message in self.store.messages(conversation.id, since, before_id=upto):
             if message.role not in ("user", "assistant") or not message.content.strip():
                 continue
-            content = message.content.removesuffix(CONTEXT_LIMIT_NOTE).removesuffix(CAPPED_NOTE)
+            content = without_notes(message.content)
             reasoning = message.reasoning.strip() if message.role == "assistant" else ""
             if turns and turns[-1].role == message.role:
                 before = turns[-1]

@@ -39,10 +39,6 @@ class Branch:
             todo.extend(branch.children)
         return newest
 
-    def message_count(self) -> int:
-        """How many messages from here to the end of the longest branch (this one's own)."""
-        return len(self.messages)
-
 
 def branches(tree: list[Message]) -> list[Branch]:
     """The branches of a chat's messages (every message, parents before children).
@@ -81,24 +77,9 @@ def first_words(message: Message, count: int = FIRST_WORDS) -> str:
 def label(branch: Branch, ai_name: str = "Assistant") -> str:
     """``You: “first words …” · 3 messages``: one branch, as the outline shows it."""
     who = "You" if branch.first.role == "user" else ai_name
-    count = branch.message_count()
+    count = len(branch.messages)
     noun = "message" if count == 1 else "messages"
     return f"{who}: “{first_words(branch.first)}” · {count} {noun}"
-
-
-def outline(
-    roots: list[Branch], current: set[int], ai_name: str = "Assistant"
-) -> list[tuple[int, str, Branch]]:
-    """(depth, label, branch) for each branch, depth first; the current ones marked ``●``."""
-    rows: list[tuple[int, str, Branch]] = []
-    stack = [(0, branch) for branch in reversed(roots)]
-    while stack:
-        depth, branch = stack.pop()
-        mark = "● " if branch.last.id in current else "  "
-        leaf = "" if branch.children else f"  [leaf {branch.last.id}]"
-        rows.append((depth, mark + label(branch, ai_name) + leaf, branch))
-        stack.extend((depth + 1, child) for child in reversed(branch.children))
-    return rows
 
 
 def outline_text(tree: list[Message], current: set[int], ai_name: str = "Assistant") -> str:

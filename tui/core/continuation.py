@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from tui.core import store as st
 from tui.core.chat_branches import chosen_message
-from tui.core.chat_service import CAPPED_NOTE, CONTEXT_LIMIT_NOTE, Busy, ChatService
+from tui.core.chat_service import ChatService, without_notes
 from tui.core.sanitize import clean_text
 
 CANNOT_PREFILL = (
@@ -27,17 +27,6 @@ CANNOT_PREFILL = (
     "message). llama.cpp's llama-server, vLLM and Ollama can; so can any server with a "
     "persona in transcript mode."
 )
-_BUSY = "This chat is still answering: wait, or press Esc to stop it."
-
-
-def _check(service: ChatService, conversation_id: int) -> None:
-    if service.job_for(conversation_id):
-        raise Busy(_BUSY)
-
-
-def _without_notes(text: str) -> str:
-    """The answer's own text: the notes llama-tui added at its end taken off."""
-    return text.removesuffix(CONTEXT_LIMIT_NOTE).removesuffix(CAPPED_NOTE)
 
 
 def continue_answer(service: ChatService, conversation_id: int, message_id: int) -> int:
@@ -48,11 +37,11 @@ def continue_answer(service: ChatService, conversation_id: int, message_id: int)
     under them: its text goes into a new version beside it (a branch), which
     is continued instead.
     """
-    _check(service, conversation_id)
+    service._not_busy(conversation_id)
     message = service.store.get_message(message_id)
     if message.conversation_id != conversation_id or message.role != "assistant":
         raise ValueError("Only an answer can be continued.")
-    text = _without_notes(message.content)
+    text = without_notes(message.content)
     if not text.strip():
         raise ValueError("This answer is empty: r answers the question again.")
     if service.store.children(message.id):
@@ -78,7 +67,7 @@ def answer_unanswered(
 
     The answer goes under it, beside whatever else follows it.
     """
-    _check(service, conversation_id)
+    service._not_busy(conversation_id)
     wrong = (
         "The last message already has an answer: r answers it again."
         if message_id is None
@@ -96,7 +85,7 @@ def prefill_answer(
     If that question has an answer already, the new one is a new version
     beside it (as regenerate makes one); the old one stays.
     """
-    _check(service, conversation_id)
+    service._not_busy(conversation_id)
     start = clean_text(start)
     if not start.strip():
         raise ValueError("Write how the answer begins.")

@@ -169,7 +169,7 @@ class ChatActions(App[None]):
                 return
             chat, message = result
             try:
-                on_screen = any(m.id == message for m in self.store.messages(chat))
+                on_screen = message in self.store.branch_ids(chat)
                 if not on_screen:  # a hit on another branch: open that branch
                     self.service.show_branch(chat, message)
             except KeyError:

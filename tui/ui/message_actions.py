@@ -219,7 +219,7 @@ class MessageActions(AnswerActions):
         if not tree:
             self.notify("This chat has no messages yet.")
             return
-        current = {m.id for m in self.store.messages(chat_id)}
+        current = self.store.branch_ids(chat_id)
         ai_name = self.service.persona_of(conversation).ai_name
 
         async def opened(pick: Pick | None) -> None:

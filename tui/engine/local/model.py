@@ -370,7 +370,7 @@ class ModelRunner(LiveKV):
         self._ensure_window(sampling.n_ctx)
         n_ctx = min(sampling.n_ctx, self.llm.n_ctx())  # the chat's budget in the loaded window
         budget = prompt_budget(n_ctx, sampling.max_tokens)
-        prefill = getattr(job, "prefill", "")
+        prefill = job.prefill
         thinking, effort = thinking_options(sampling.reasoning, sampling.reasoning_effort)
         if prefill:  # going on with the answer: no new thinking before it
             thinking, effort = False, None

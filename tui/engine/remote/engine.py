@@ -296,7 +296,7 @@ class RemoteEngine(ServerDiscovery, Engine):
         # Served models are taken to have a chat template: chat mode unless forced.
         margin = CHAT_MARGIN if job.persona.mode != TRANSCRIPT else 0
         budget = prompt_budget(n_ctx, sampling.max_tokens, margin) - shrink
-        prefill = getattr(job, "prefill", "")
+        prefill = job.prefill
         if prefill and job.persona.mode != TRANSCRIPT and not can_prefill(self.kind):
             raise RemoteError(refusal(self.kind, self.endpoint.label))
         try:
